@@ -1,0 +1,6 @@
+fn main() {
+    // `Py_3_11`-style cfgs for the CPython version differences, and an rpath so that the
+    // crate's own test binaries find libpython.
+    pyo3_build_config::use_pyo3_cfgs();
+    pyo3_build_config::add_libpython_rpath_link_args();
+}
