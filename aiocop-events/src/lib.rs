@@ -1,1 +1,62 @@
-//! placeholder
+//! Event types, formatting and assembly of aiocop's slow-task events.
+//!
+//! The loop thread hands a finished handle's run over as a [`Slice`]: its duration, the
+//! threshold, the blocking-IO records made during it ([`RawRecord`], strings already resolved)
+//! and any CPU stack samples. On the background thread, [`assemble`] turns it into the
+//! [`SlowTask`] event Python callbacks receive — formatted exactly as aiocop 1.2.1 does:
+//!
+//! - `event` reads `name(arg1, arg2)`, each argument cut to 100 characters ([`format_event`]);
+//! - `trace` is the frames, innermost first, joined by `" <- "`, each `short_path:line:function`
+//!   ([`format_trace`], [`shorten_path`]); `entry_point` is the first frame or `"unknown"`;
+//! - identical sampled stacks are counted, most frequent first ([`aggregate_samples`]);
+//! - scores and levels come from [`aiocop_severity`].
+//!
+//! Pure Rust: no pyo3, no IO.
+//!
+//! ```
+//! use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice};
+//! use aiocop_severity::Level;
+//!
+//! let slice = Slice {
+//!     elapsed_ns: 120_000_000,
+//!     threshold_ns: 30_000_000,
+//!     records: vec![RawRecord {
+//!         event_name: "socket.getaddrinfo".into(),
+//!         args: RawArgs::Values(vec!["example.com".into(), "443".into()]),
+//!         frames: vec![
+//!             Frame::new("/usr/lib/python3.11/socket.py", 962, "getaddrinfo"),
+//!             Frame::new("/app/src/client.py", 21, "fetch"),
+//!         ],
+//!         timestamp: 1_700_000_000.0,
+//!         weight: Some(50),
+//!     }],
+//!     ..Slice::default()
+//! };
+//!
+//! let task = assemble(&slice).expect("a slice with records is reported");
+//! assert_eq!(task.reason, Reason::IoBlocking);
+//! assert_eq!((task.elapsed_ms, task.threshold_ms), (120.0, 30.0));
+//! assert_eq!((task.severity_score, task.severity_level), (50, Level::High));
+//! let event = &task.blocking_events[0];
+//! assert_eq!(event.event, "socket.getaddrinfo(example.com, 443)");
+//! assert_eq!(event.trace, "socket.py:962:getaddrinfo <- client.py:21:fetch");
+//! assert_eq!(event.entry_point, "socket.py:962:getaddrinfo");
+//! ```
+#![deny(missing_docs)]
+
+mod format;
+mod record;
+mod samples;
+mod slice;
+
+pub use format::{
+    entry_point, format_args, format_event, format_frame, format_record, format_trace, shorten_path,
+};
+pub use record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS, MAX_RECORDS_PER_HANDLE};
+pub use samples::{aggregate_samples, CpuSample};
+pub use slice::{assemble, Reason, Slice, SlowTask};
+
+// Runs the README's example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

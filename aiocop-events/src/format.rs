@@ -1,0 +1,374 @@
+//! Formatting of frames, traces, arguments and events, exactly as aiocop 1.2.1 renders them.
+
+use std::fmt::Write as _;
+
+use crate::record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS};
+
+/// Text of an [`entry_point`] when there is no frame.
+const UNKNOWN_ENTRY_POINT: &str = "unknown";
+/// Text of the arguments when one could not be turned into text.
+const UNFORMATTABLE_ARGS: &str = "error_formatting_args";
+/// Separator between the frames of a trace.
+const TRACE_SEPARATOR: &str = " <- ";
+
+/// Shortens a source path for display: the part after the first `/src/`, else after the first
+/// `/site-packages/`, else, for paths containing `/lib/python`, the file name (after the last
+/// `/`), else the path unchanged.
+///
+/// ```
+/// use aiocop_events::shorten_path;
+///
+/// assert_eq!(shorten_path("/app/src/api/views.py"), "api/views.py");
+/// assert_eq!(shorten_path("/venv/lib/python3.11/site-packages/httpx/_client.py"), "httpx/_client.py");
+/// assert_eq!(shorten_path("/usr/lib/python3.11/socket.py"), "socket.py");
+/// assert_eq!(shorten_path("<frozen importlib._bootstrap>"), "<frozen importlib._bootstrap>");
+/// ```
+pub fn shorten_path(path: &str) -> &str {
+    const SRC: &str = "/src/";
+    const SITE_PACKAGES: &str = "/site-packages/";
+    if let Some(at) = path.find(SRC) {
+        &path[at + SRC.len()..]
+    } else if let Some(at) = path.find(SITE_PACKAGES) {
+        &path[at + SITE_PACKAGES.len()..]
+    } else if path.contains("/lib/python") {
+        path.rsplit('/').next().unwrap_or(path)
+    } else {
+        path
+    }
+}
+
+fn write_frame(out: &mut String, frame: &Frame) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{}:{}:{}",
+        shorten_path(&frame.filename),
+        frame.line,
+        frame.function
+    );
+}
+
+/// Formats one frame as `short_path:line:function` (path shortened by [`shorten_path`]).
+///
+/// ```
+/// use aiocop_events::{format_frame, Frame};
+///
+/// let frame = Frame::new("/app/src/api/views.py", 42, "get_user");
+/// assert_eq!(format_frame(&frame), "api/views.py:42:get_user");
+/// ```
+pub fn format_frame(frame: &Frame) -> String {
+    let mut out = String::with_capacity(frame.filename.len() + frame.function.len() + 12);
+    write_frame(&mut out, frame);
+    out
+}
+
+/// Formats a stack, innermost frame first, as its frames joined by `" <- "` (empty for no frames).
+///
+/// ```
+/// use aiocop_events::{format_trace, Frame};
+///
+/// let frames = [
+///     Frame::new("/app/src/db.py", 10, "query"),
+///     Frame::new("/app/src/api/views.py", 42, "get_user"),
+/// ];
+/// assert_eq!(format_trace(&frames), "db.py:10:query <- api/views.py:42:get_user");
+/// assert_eq!(format_trace(&[]), "");
+/// ```
+pub fn format_trace(frames: &[Frame]) -> String {
+    let mut out = String::new();
+    for (i, frame) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push_str(TRACE_SEPARATOR);
+        }
+        write_frame(&mut out, frame);
+    }
+    out
+}
+
+/// The entry point of a stack: its first (innermost) frame formatted by [`format_frame`], or
+/// `"unknown"` when there is none.
+///
+/// ```
+/// use aiocop_events::{entry_point, Frame};
+///
+/// let frames = [Frame::new("/app/src/db.py", 10, "query"), Frame::new("/app/src/main.py", 3, "main")];
+/// assert_eq!(entry_point(&frames), "db.py:10:query");
+/// assert_eq!(entry_point(&[]), "unknown");
+/// ```
+pub fn entry_point(frames: &[Frame]) -> String {
+    frames
+        .first()
+        .map_or_else(|| UNKNOWN_ENTRY_POINT.to_owned(), format_frame)
+}
+
+/// `text` cut to its first [`MAX_ARG_CHARS`] characters, never splitting a UTF-8 character.
+fn cut_arg(text: &str) -> &str {
+    match text.char_indices().nth(MAX_ARG_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// Formats an event's arguments: each value cut to its first 100 characters (not bytes), joined
+/// with `", "`; [`RawArgs::Unformattable`] reads `"error_formatting_args"`.
+///
+/// ```
+/// use aiocop_events::{format_args, RawArgs};
+///
+/// let args = RawArgs::Values(vec!["a".into(), "é".repeat(150)]);
+/// let text = format_args(&args);
+/// assert_eq!(text, format!("a, {}", "é".repeat(100)));
+/// assert_eq!(format_args(&RawArgs::Values(vec![])), "");
+/// assert_eq!(format_args(&RawArgs::Unformattable), "error_formatting_args");
+/// ```
+pub fn format_args(args: &RawArgs) -> String {
+    let mut out = String::new();
+    write_args(&mut out, args);
+    out
+}
+
+fn write_args(out: &mut String, args: &RawArgs) {
+    match args {
+        RawArgs::Values(values) | RawArgs::Call(values) => {
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(cut_arg(value));
+            }
+        }
+        RawArgs::Unformattable => out.push_str(UNFORMATTABLE_ARGS),
+    }
+}
+
+/// Formats an event as `name(args)`, the arguments formatted by [`format_args()`].
+///
+/// ```
+/// use aiocop_events::{format_event, RawArgs};
+///
+/// let args = RawArgs::Values(vec!["example.com".into(), "443".into()]);
+/// assert_eq!(format_event("socket.getaddrinfo", &args), "socket.getaddrinfo(example.com, 443)");
+/// assert_eq!(format_event("os.getcwd", &RawArgs::Call(vec![])), "os.getcwd()");
+/// ```
+pub fn format_event(name: &str, args: &RawArgs) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push_str(name);
+    out.push('(');
+    write_args(&mut out, args);
+    out.push(')');
+    out
+}
+
+/// Formats a raw record as Python's `format_blocking_event()` does: event string, trace, entry
+/// point, and the record's weight as `severity`.
+///
+/// ```
+/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord};
+///
+/// let record = RawRecord {
+///     event_name: "open".into(),
+///     args: RawArgs::Values(vec!["/etc/hosts".into(), "r".into()]),
+///     frames: vec![
+///         Frame::new("/usr/lib/python3.11/pathlib.py", 1044, "open"),
+///         Frame::new("/app/src/config.py", 8, "load"),
+///     ],
+///     timestamp: 0.0,
+///     weight: Some(10),
+/// };
+/// let event = format_record(&record);
+/// assert_eq!(event.event, "open(/etc/hosts, r)");
+/// assert_eq!(event.trace, "pathlib.py:1044:open <- config.py:8:load");
+/// assert_eq!(event.entry_point, "pathlib.py:1044:open");
+/// assert_eq!(event.severity, Some(10));
+/// ```
+pub fn format_record(record: &RawRecord) -> BlockingEvent {
+    BlockingEvent {
+        event: format_event(&record.event_name, &record.args),
+        trace: format_trace(&record.frames),
+        entry_point: entry_point(&record.frames),
+        severity: record.weight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorten_path_rules() {
+        let cases: &[(&str, &str)] = &[
+            // after "/src/"
+            ("/app/src/api/views.py", "api/views.py"),
+            ("/src/main.py", "main.py"),
+            // first occurrence of "/src/"
+            ("/home/u/src/proj/src/mod.py", "proj/src/mod.py"),
+            // "/src/" wins over "/site-packages/", wherever each is
+            ("/venv/lib/python3.11/site-packages/pkg/src/x.py", "x.py"),
+            (
+                "/app/src/venv/lib/python3.11/site-packages/pkg/x.py",
+                "venv/lib/python3.11/site-packages/pkg/x.py",
+            ),
+            // after "/site-packages/" (first occurrence), before the "/lib/python" rule
+            (
+                "/venv/lib/python3.11/site-packages/httpx/_client.py",
+                "httpx/_client.py",
+            ),
+            (
+                "/a/site-packages/b/site-packages/c.py",
+                "b/site-packages/c.py",
+            ),
+            // "/lib/python" paths: the file name
+            ("/usr/lib/python3.11/socket.py", "socket.py"),
+            (
+                "/usr/lib/python3.11/asyncio/base_events.py",
+                "base_events.py",
+            ),
+            ("/usr/lib/python3.11/", ""),
+            // no rule applies
+            ("/opt/app/main.py", "/opt/app/main.py"),
+            (
+                "<frozen importlib._bootstrap>",
+                "<frozen importlib._bootstrap>",
+            ),
+            ("<string>", "<string>"),
+            ("", ""),
+            ("src/main.py", "src/main.py"),
+            ("/app/source/x.py", "/app/source/x.py"),
+            ("/lib/pythonic/x.py", "x.py"),
+            ("C:\\src\\x.py", "C:\\src\\x.py"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(shorten_path(path), *expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn format_frame_table() {
+        let cases: &[(Frame, &str)] = &[
+            (Frame::new("/app/src/a.py", 1, "f"), "a.py:1:f"),
+            (
+                Frame::new("/usr/lib/python3.12/ssl.py", 1100, "recv"),
+                "ssl.py:1100:recv",
+            ),
+            (Frame::new("<stdin>", 0, "<module>"), "<stdin>:0:<module>"),
+            (Frame::new("x.py", -1, ""), "x.py:-1:"),
+        ];
+        for (frame, expected) in cases {
+            assert_eq!(format_frame(frame), *expected);
+        }
+    }
+
+    #[test]
+    fn trace_and_entry_point_table() {
+        let a = Frame::new("/app/src/a.py", 1, "f");
+        let b = Frame::new("/app/src/b.py", 2, "g");
+        let c = Frame::new("/opt/c.py", 3, "h");
+        let cases: Vec<(Vec<Frame>, &str, &str)> = vec![
+            (vec![], "", "unknown"),
+            (vec![a.clone()], "a.py:1:f", "a.py:1:f"),
+            (
+                vec![a.clone(), b.clone()],
+                "a.py:1:f <- b.py:2:g",
+                "a.py:1:f",
+            ),
+            (
+                vec![c, b, a],
+                "/opt/c.py:3:h <- b.py:2:g <- a.py:1:f",
+                "/opt/c.py:3:h",
+            ),
+        ];
+        for (frames, trace, entry) in cases {
+            assert_eq!(format_trace(&frames), trace);
+            assert_eq!(entry_point(&frames), entry);
+        }
+    }
+
+    #[test]
+    fn args_table() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        let x99 = "x".repeat(99);
+        let x100 = "x".repeat(100);
+        let x101 = "x".repeat(101);
+        let e100 = "é".repeat(100);
+        let e101 = "é".repeat(101);
+        let emoji = format!("{}🦀🦀", "a".repeat(99));
+        let cases: Vec<(RawArgs, String)> = vec![
+            (RawArgs::Values(vec![]), String::new()),
+            (RawArgs::Call(vec![]), String::new()),
+            (RawArgs::Values(s(&["a"])), "a".into()),
+            (RawArgs::Values(s(&["a", "b", "c"])), "a, b, c".into()),
+            (RawArgs::Call(s(&["a", "b"])), "a, b".into()),
+            (RawArgs::Values(s(&["", ""])), ", ".into()),
+            (RawArgs::Values(vec![x99.clone()]), x99.clone()),
+            (RawArgs::Values(vec![x100.clone()]), x100.clone()),
+            (RawArgs::Values(vec![x101]), x100.clone()),
+            // 100 chars, not bytes: "é" is 2 bytes
+            (RawArgs::Values(vec![e101]), e100.clone()),
+            (
+                RawArgs::Call(vec![e100.clone(), "z".into()]),
+                format!("{e100}, z"),
+            ),
+            // 4-byte char straddling the cut is kept whole or dropped whole
+            (
+                RawArgs::Values(vec![emoji]),
+                format!("{}🦀", "a".repeat(99)),
+            ),
+            (RawArgs::Unformattable, "error_formatting_args".into()),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(format_args(&args), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn each_arg_is_cut_separately() {
+        let args = RawArgs::Values(vec!["a".repeat(150), "b".repeat(150)]);
+        assert_eq!(
+            format_args(&args),
+            format!("{}, {}", "a".repeat(100), "b".repeat(100))
+        );
+    }
+
+    #[test]
+    fn event_table() {
+        let cases: Vec<(&str, RawArgs, &str)> = vec![
+            (
+                "open",
+                RawArgs::Values(vec!["f.txt".into(), "r".into()]),
+                "open(f.txt, r)",
+            ),
+            ("os.getcwd", RawArgs::Call(vec![]), "os.getcwd()"),
+            (
+                "socket.socket.connect",
+                RawArgs::Call(vec!["<socket>".into(), "('h', 1)".into()]),
+                "socket.socket.connect(<socket>, ('h', 1))",
+            ),
+            (
+                "import",
+                RawArgs::Unformattable,
+                "import(error_formatting_args)",
+            ),
+        ];
+        for (name, args, expected) in cases {
+            assert_eq!(format_event(name, &args), expected);
+        }
+    }
+
+    #[test]
+    fn record_keeps_unknown_weight() {
+        let record = RawRecord {
+            event_name: "custom.event".into(),
+            args: RawArgs::Values(vec![]),
+            frames: vec![],
+            timestamp: 1.5,
+            weight: None,
+        };
+        let expected = BlockingEvent {
+            event: "custom.event()".into(),
+            trace: String::new(),
+            entry_point: "unknown".into(),
+            severity: None,
+        };
+        assert_eq!(format_record(&record), expected);
+    }
+}

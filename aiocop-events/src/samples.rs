@@ -1,0 +1,152 @@
+//! Aggregation of CPU stack samples.
+
+use std::collections::HashMap;
+
+use crate::format::{entry_point, format_trace};
+use crate::record::Frame;
+
+/// One distinct stack sampled during a CPU-bound slice, with how often it was seen
+/// (Python's `CpuStackSample`).
+///
+/// ```
+/// use aiocop_events::CpuSample;
+///
+/// let sample = CpuSample { trace: "m.py:3:spin".into(), entry_point: "m.py:3:spin".into(), count: 4 };
+/// assert_eq!(sample.count, 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSample {
+    /// The stack, innermost first, formatted by [`format_trace`](crate::format_trace).
+    pub trace: String,
+    /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point).
+    pub entry_point: String,
+    /// How many samples had exactly this stack.
+    pub count: u32,
+}
+
+/// Aggregates sampled stacks: identical stacks (compared frame by frame, before formatting)
+/// become one [`CpuSample`] with their count; ordered by count descending, ties in first-seen
+/// order (aiocop 1.2.1's `format_cpu_samples`).
+///
+/// ```
+/// use aiocop_events::{aggregate_samples, Frame};
+///
+/// let spin = vec![Frame::new("/app/src/m.py", 3, "spin")];
+/// let hash = vec![Frame::new("/app/src/m.py", 9, "hash")];
+/// let samples = aggregate_samples(&[hash.clone(), spin.clone(), spin]);
+/// assert_eq!(samples.len(), 2);
+/// assert_eq!((samples[0].trace.as_str(), samples[0].count), ("m.py:3:spin", 2));
+/// assert_eq!((samples[1].trace.as_str(), samples[1].count), ("m.py:9:hash", 1));
+/// assert!(aggregate_samples(&[]).is_empty());
+/// ```
+pub fn aggregate_samples(stacks: &[Vec<Frame>]) -> Vec<CpuSample> {
+    let mut slot_of: HashMap<&[Frame], usize> = HashMap::with_capacity(stacks.len());
+    let mut counted: Vec<(&[Frame], u32)> = Vec::new();
+    for stack in stacks {
+        let stack = stack.as_slice();
+        match slot_of.get(stack) {
+            Some(&slot) => counted[slot].1 = counted[slot].1.saturating_add(1),
+            None => {
+                slot_of.insert(stack, counted.len());
+                counted.push((stack, 1));
+            }
+        }
+    }
+    // Stable sort: ties keep first-seen order.
+    counted.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    counted
+        .into_iter()
+        .map(|(frames, count)| CpuSample {
+            trace: format_trace(frames),
+            entry_point: entry_point(frames),
+            count,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(names: &[&str]) -> Vec<Frame> {
+        names
+            .iter()
+            .map(|n| Frame::new("/app/src/m.py", 1, *n))
+            .collect()
+    }
+
+    /// Input stacks, and the expected `(entry point, count)` pairs in order.
+    type AggregationCase = (Vec<Vec<Frame>>, Vec<(&'static str, u32)>);
+
+    #[test]
+    fn aggregation_table() {
+        let cases: Vec<AggregationCase> = vec![
+            (vec![], vec![]),
+            (vec![stack(&["a"])], vec![("m.py:1:a", 1)]),
+            (vec![stack(&["a"]), stack(&["a"])], vec![("m.py:1:a", 2)]),
+            // count descending
+            (
+                vec![
+                    stack(&["a"]),
+                    stack(&["b"]),
+                    stack(&["b"]),
+                    stack(&["c"]),
+                    stack(&["b"]),
+                ],
+                vec![("m.py:1:b", 3), ("m.py:1:a", 1), ("m.py:1:c", 1)],
+            ),
+            // ties keep first-seen order
+            (
+                vec![
+                    stack(&["c"]),
+                    stack(&["a"]),
+                    stack(&["b"]),
+                    stack(&["a"]),
+                    stack(&["c"]),
+                ],
+                vec![("m.py:1:c", 2), ("m.py:1:a", 2), ("m.py:1:b", 1)],
+            ),
+            // empty stacks aggregate too, as "unknown"
+            (
+                vec![vec![], vec![], stack(&["a"])],
+                vec![("unknown", 2), ("m.py:1:a", 1)],
+            ),
+        ];
+        for (stacks, expected) in cases {
+            let got: Vec<_> = aggregate_samples(&stacks)
+                .into_iter()
+                .map(|s| (s.entry_point, s.count))
+                .collect();
+            let expected: Vec<_> = expected
+                .into_iter()
+                .map(|(e, c)| (e.to_owned(), c))
+                .collect();
+            assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn whole_stacks_are_compared() {
+        let outer_a = stack(&["inner", "a"]);
+        let outer_b = stack(&["inner", "b"]);
+        let samples = aggregate_samples(&[outer_a, outer_b.clone(), outer_b]);
+        let got: Vec<_> = samples
+            .iter()
+            .map(|s| (s.trace.as_str(), s.count))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("m.py:1:inner <- m.py:1:b", 2),
+                ("m.py:1:inner <- m.py:1:a", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn stacks_differing_only_in_line_are_distinct() {
+        let one = vec![Frame::new("/app/src/m.py", 1, "f")];
+        let two = vec![Frame::new("/app/src/m.py", 2, "f")];
+        assert_eq!(aggregate_samples(&[one, two]).len(), 2);
+    }
+}
