@@ -1,1 +1,436 @@
-//! placeholder
+//! `aiocop._aiocop`: the Python module. Argument checking and conversion only; the logic lives
+//! in `aiocop-hook`, `aiocop-loop`, `aiocop-events` and `aiocop-severity`.
+
+use aiocop_events::{Frame, RawArgs, RawRecord};
+use aiocop_hook::PythonVersion;
+use aiocop_loop::{config, dispatch, pylog, registry, sampler, Dispatch};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
+
+mod validate;
+
+use validate::{callable, non_negative_ms, optional_ms, positive_int, positive_ms};
+
+/// Registers the native audit hook (once per process).
+#[pyfunction]
+#[pyo3(signature = (trace_depth=None), text_signature = "(trace_depth=20)")]
+fn start_blocking_io_detection(
+    py: Python<'_>,
+    trace_depth: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let depth = match trace_depth {
+        Some(v) => positive_int(v, "trace_depth")?,
+        None => 20,
+    };
+    if aiocop_hook::is_installed() {
+        pylog::warning(
+            py,
+            "start_blocking_io_detection called more than once, ignoring",
+        );
+        return Ok(());
+    }
+    aiocop_hook::set_first_record_context(first_record_context);
+    aiocop_hook::install(py, depth)?;
+    Ok(())
+}
+
+fn first_record_context(py: Python<'_>) -> Option<Py<PyAny>> {
+    registry::capture_context(py).map(Py::into_any)
+}
+
+/// Configures slow-task detection and wraps the running loop, if any.
+#[pyfunction]
+#[pyo3(
+    signature = (threshold_ms=None, on_slow_task=None, cpu_sampling=None, dispatch=None),
+    text_signature = "(threshold_ms=30, on_slow_task=None, cpu_sampling=True, dispatch=None)"
+)]
+fn detect_slow_tasks(
+    py: Python<'_>,
+    threshold_ms: Option<&Bound<'_, PyAny>>,
+    on_slow_task: Option<&Bound<'_, PyAny>>,
+    cpu_sampling: Option<&Bound<'_, PyAny>>,
+    dispatch: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let threshold_ns = match threshold_ms {
+        Some(value) => non_negative_ms(value, "threshold_ms")?,
+        None => 30_000_000,
+    };
+    let on_slow_task = match on_slow_task {
+        Some(cb) if !cb.is_none() => Some(callable(cb, "on_slow_task")?),
+        _ => None,
+    };
+    let cpu_sampling = match cpu_sampling {
+        Some(v) => v.is_truthy()?,
+        None => true,
+    };
+    let mut mode = match dispatch {
+        None => Dispatch::Background,
+        Some(value) if value.is_none() => Dispatch::Background,
+        Some(value) => {
+            let text: String = value.extract().map_err(|_| {
+                PyTypeError::new_err("dispatch must be a str: 'background' or 'inline'")
+            })?;
+            Dispatch::parse(&text).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "dispatch must be 'background' or 'inline', got {text:?}"
+                ))
+            })?
+        }
+    };
+    if let Ok(env) = std::env::var("AIOCOP_DISPATCH") {
+        if !env.trim().is_empty() {
+            match Dispatch::parse(&env) {
+                Some(from_env) => mode = from_env,
+                None => pylog::warning(
+                    py,
+                    &format!(
+                        "AIOCOP_DISPATCH={env:?} is not 'background' or 'inline'; using {:?}",
+                        mode.as_str()
+                    ),
+                ),
+            }
+        }
+    }
+    if !config::configure_detection(threshold_ns, mode) {
+        pylog::warning(py, "detect_slow_tasks called more than once, ignoring");
+        return Ok(());
+    }
+    if let Some(cb) = on_slow_task {
+        registry::register_callback(py, cb);
+    }
+    ensure_loop_patched(py)?;
+    if cpu_sampling && !sampler::is_started() {
+        sampler::start(sampler::SamplerConfig::default());
+    }
+    Ok(())
+}
+
+fn ensure_loop_patched(py: Python<'_>) -> PyResult<bool> {
+    if !config::is_detect_configured() {
+        return Ok(false);
+    }
+    match aiocop_loop::running_loop(py) {
+        Some(event_loop) => aiocop_loop::patch_loop(&event_loop),
+        None => Ok(false),
+    }
+}
+
+/// Starts the CPU stack-sampling watchdog.
+#[pyfunction]
+#[pyo3(
+    signature = (interval_ms=None, arm_after_ms=None, idle_interval_ms=None, max_samples_per_slice=None, trace_depth=None),
+    text_signature = "(interval_ms=10, arm_after_ms=None, idle_interval_ms=None, max_samples_per_slice=32, trace_depth=20)"
+)]
+fn start_cpu_sampling(
+    py: Python<'_>,
+    interval_ms: Option<&Bound<'_, PyAny>>,
+    arm_after_ms: Option<&Bound<'_, PyAny>>,
+    idle_interval_ms: Option<&Bound<'_, PyAny>>,
+    max_samples_per_slice: Option<&Bound<'_, PyAny>>,
+    trace_depth: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let defaults = sampler::SamplerConfig::default();
+    let config = sampler::SamplerConfig {
+        interval_ns: match interval_ms {
+            Some(v) if !v.is_none() => positive_ms(v, "interval_ms")?,
+            _ => defaults.interval_ns,
+        },
+        arm_after_ns: optional_ms(arm_after_ms, "arm_after_ms", true)?,
+        idle_interval_ns: optional_ms(idle_interval_ms, "idle_interval_ms", false)?,
+        max_samples_per_slice: match max_samples_per_slice {
+            Some(v) if !v.is_none() => positive_int(v, "max_samples_per_slice")?,
+            _ => defaults.max_samples_per_slice,
+        },
+        trace_depth: match trace_depth {
+            Some(v) if !v.is_none() => positive_int(v, "trace_depth")?,
+            _ => defaults.trace_depth,
+        },
+    };
+    if !sampler::start(config) {
+        pylog::warning(py, "start_cpu_sampling called more than once, ignoring");
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn is_cpu_sampling_started() -> bool {
+    sampler::is_started()
+}
+
+/// Turns monitoring on; inside a running loop, also wraps that loop.
+#[pyfunction]
+fn activate(py: Python<'_>) -> PyResult<()> {
+    config::set_active(true);
+    ensure_loop_patched(py)?;
+    Ok(())
+}
+
+#[pyfunction]
+fn deactivate() {
+    config::set_active(false);
+}
+
+#[pyfunction]
+fn is_monitoring_active() -> bool {
+    config::is_active()
+}
+
+#[pyfunction]
+fn register_slow_task_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) -> PyResult<()> {
+    registry::register_callback(py, callable(callback, "callback")?);
+    Ok(())
+}
+
+#[pyfunction]
+fn unregister_slow_task_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) {
+    registry::unregister_callback(py, callback);
+}
+
+#[pyfunction]
+fn clear_slow_task_callbacks() {
+    registry::clear_callbacks();
+}
+
+#[pyfunction]
+fn register_context_provider(py: Python<'_>, provider: &Bound<'_, PyAny>) -> PyResult<()> {
+    registry::register_provider(py, callable(provider, "provider")?);
+    Ok(())
+}
+
+#[pyfunction]
+fn unregister_context_provider(py: Python<'_>, provider: &Bound<'_, PyAny>) {
+    registry::unregister_provider(py, provider);
+}
+
+#[pyfunction]
+fn clear_context_providers() {
+    registry::clear_providers();
+}
+
+/// Forgets the blocking records taken so far by the current handle on this thread.
+#[pyfunction]
+fn reset_blocking_events() {
+    aiocop_hook::reset_records();
+}
+
+#[pyfunction]
+fn get_slow_task_threshold_ms() -> f64 {
+    config::threshold_ns() as f64 / 1e6
+}
+
+#[pyfunction]
+fn get_blocking_events_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, weight) in
+        aiocop_severity::blocking_events(aiocop_hook::CurrentPython::MINOR_VERSION)
+    {
+        dict.set_item(name, weight)?;
+    }
+    Ok(dict)
+}
+
+/// The events whose wrappers `patch_audit_functions()` installs on this Python, in order.
+#[pyfunction]
+fn _wrapped_events(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+    let names: Vec<&str> =
+        aiocop_severity::wrapped_events_for(aiocop_hook::CurrentPython::MINOR_VERSION)
+            .map(|spec| spec.name)
+            .collect();
+    PyList::new(py, names)
+}
+
+fn frames_from(raw_stack: &Bound<'_, PyAny>) -> PyResult<Vec<Frame>> {
+    let mut frames = Vec::new();
+    for item in raw_stack.try_iter()? {
+        let (filename, line, function): (String, i32, String) = item?.extract().map_err(|_| {
+            PyTypeError::new_err("raw_stack must hold (filename, lineno, function) tuples")
+        })?;
+        frames.push(Frame::new(filename, line, function));
+    }
+    Ok(frames)
+}
+
+fn weight_from(value: Option<Bound<'_, PyAny>>) -> PyResult<Option<u32>> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => v
+            .extract::<u32>()
+            .map(Some)
+            .map_err(|_| PyTypeError::new_err("severity must be a non-negative int or None")),
+    }
+}
+
+/// Formats a `RawBlockingEvent` dict into a `BlockingEventInfo` dict.
+#[pyfunction]
+fn format_blocking_event<'py>(
+    py: Python<'py>,
+    raw_event: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let get = |key: &str| -> PyResult<Bound<'py, PyAny>> {
+        raw_event.get_item(key).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "raw_event must be a RawBlockingEvent dict with {key:?}"
+            ))
+        })
+    };
+    let event_name: String = get("event_name")?.extract()?;
+    let raw_args = get("raw_args")?;
+    let args = if raw_args.is_instance_of::<pyo3::types::PyTuple>() {
+        aiocop_hook::args::resolve_args(&raw_args)
+    } else {
+        RawArgs::Unformattable
+    };
+    let record = RawRecord {
+        event_name,
+        args,
+        frames: frames_from(&get("raw_stack")?)?,
+        timestamp: raw_event
+            .get_item("timestamp")
+            .ok()
+            .and_then(|t| t.extract().ok())
+            .unwrap_or(0.0),
+        weight: weight_from(raw_event.get_item("severity").ok())?,
+    };
+    let info = aiocop_events::format_record(&record);
+    let dict = PyDict::new(py);
+    dict.set_item("event", info.event)?;
+    dict.set_item("trace", info.trace)?;
+    dict.set_item("entry_point", info.entry_point)?;
+    dict.set_item("severity", info.severity)?;
+    Ok(dict)
+}
+
+/// Sum of the events' `severity` (a missing or None severity counts 10).
+#[pyfunction]
+fn calculate_io_severity_score(blocking_events: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let Some(events) = blocking_events.filter(|e| !e.is_none()) else {
+        return Ok(0);
+    };
+    let mut weights = Vec::new();
+    for event in events.try_iter()? {
+        let event = event?;
+        let severity = event
+            .call_method1("get", ("severity",))
+            .map_err(|_| PyTypeError::new_err("blocking_events must be a list of dicts"))?;
+        weights.push(weight_from(Some(severity))?);
+    }
+    Ok(aiocop_severity::score(weights))
+}
+
+#[pyfunction]
+fn get_severity_level_from_score(score: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    if score.is_instance_of::<PyBool>()
+        || !(score.is_instance_of::<PyInt>() || score.is_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err("score must be a number"));
+    }
+    let value: f64 = score.extract()?;
+    let level = if value >= f64::from(aiocop_severity::THRESHOLD_HIGH) {
+        aiocop_severity::Level::High
+    } else if value >= f64::from(aiocop_severity::THRESHOLD_MEDIUM) {
+        aiocop_severity::Level::Medium
+    } else {
+        aiocop_severity::Level::Low
+    };
+    Ok(level.as_str())
+}
+
+/// Delivers every pending event now, on the calling thread: those of the running loop, or,
+/// outside a loop, of every monitored loop of this thread.
+#[pyfunction]
+fn flush(py: Python<'_>) {
+    let target = aiocop_loop::running_loop(py)
+        .and_then(|l| aiocop_loop::loop_patch(&l))
+        .map(|p| std::sync::Arc::clone(p.get().shared()));
+    dispatch::flush(py, target.as_ref());
+}
+
+/// Counters: events dropped because a bounded queue was full or their loop had gone.
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("dropped_events", dispatch::dropped_events())?;
+    dict.set_item("dispatch", config::dispatch().as_str())?;
+    Ok(dict)
+}
+
+/// Whether the current thread is inside a monitored handle (the wrappers' fast check).
+#[pyfunction]
+fn _in_handle() -> bool {
+    aiocop_hook::in_handle()
+}
+
+#[pyfunction]
+fn _exclude_code(code: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !code.is_instance_of::<pyo3::types::PyCode>() {
+        return Err(PyTypeError::new_err("code must be a code object"));
+    }
+    if !aiocop_hook::stack::exclude_code(code) {
+        return Err(PyValueError::new_err("too many excluded code objects"));
+    }
+    Ok(())
+}
+
+#[pyfunction]
+fn _set_python_types(
+    slow_task_event: &Bound<'_, PyAny>,
+    high_severity_exception: &Bound<'_, PyAny>,
+    raise_var: &Bound<'_, PyAny>,
+) {
+    registry::set_python_types(registry::PythonTypes {
+        slow_task_event: slow_task_event.clone().unbind(),
+        high_severity_exception: high_severity_exception.clone().unbind(),
+    });
+    aiocop_hook::set_raise_var(raise_var.clone().unbind());
+}
+
+#[pyfunction]
+fn _after_fork_child() {
+    dispatch::after_fork_child();
+    sampler::after_fork_child();
+}
+
+#[pyfunction]
+fn _shutdown() {
+    dispatch::shutdown();
+}
+
+#[pymodule]
+fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(start_blocking_io_detection, m)?)?;
+    m.add_function(wrap_pyfunction!(detect_slow_tasks, m)?)?;
+    m.add_function(wrap_pyfunction!(start_cpu_sampling, m)?)?;
+    m.add_function(wrap_pyfunction!(is_cpu_sampling_started, m)?)?;
+    m.add_function(wrap_pyfunction!(activate, m)?)?;
+    m.add_function(wrap_pyfunction!(deactivate, m)?)?;
+    m.add_function(wrap_pyfunction!(is_monitoring_active, m)?)?;
+    m.add_function(wrap_pyfunction!(register_slow_task_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(unregister_slow_task_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_slow_task_callbacks, m)?)?;
+    m.add_function(wrap_pyfunction!(register_context_provider, m)?)?;
+    m.add_function(wrap_pyfunction!(unregister_context_provider, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_context_providers, m)?)?;
+    m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
+    m.add_function(wrap_pyfunction!(get_slow_task_threshold_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(get_blocking_events_dict, m)?)?;
+    m.add_function(wrap_pyfunction!(format_blocking_event, m)?)?;
+    m.add_function(wrap_pyfunction!(calculate_io_severity_score, m)?)?;
+    m.add_function(wrap_pyfunction!(get_severity_level_from_score, m)?)?;
+    m.add_function(wrap_pyfunction!(flush, m)?)?;
+    m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_function(wrap_pyfunction!(_wrapped_events, m)?)?;
+    m.add_function(wrap_pyfunction!(_in_handle, m)?)?;
+    m.add_function(wrap_pyfunction!(_exclude_code, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_python_types, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_class::<aiocop_loop::Monitored>()?;
+    m.add_class::<aiocop_loop::LoopPatch>()?;
+    m.add(
+        "NATIVE_TIME_SLEEP_EVENT",
+        aiocop_hook::CurrentPython::NATIVE_TIME_SLEEP_EVENT,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! CPython version differences, in one place (py-spy's pattern: one trait, one module per version).
+//!
+//! What differs between the versions we support (3.10–3.14), from the CPython docs:
+//!
+//! | version | `time.sleep` audit event | frame position API | notes |
+//! |---|---|---|---|
+//! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | `PyFrame_GetCode`/`PyFrame_GetBack` exist since 3.9 |
+//! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame` materialises them |
+//! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused) |
+//! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
+//! | 3.14 | native | as 3.11 | as 3.13 |
+//!
+//! The crate is compiled against one CPython version (no abi3: `PySys_AddAuditHook` is outside the
+//! limited API), so [`Current`] is chosen with pyo3's `Py_3_x` cfgs and everything else goes
+//! through the [`PythonVersion`] trait.
+
+use pyo3::ffi;
+
+#[cfg(not(Py_3_11))]
+mod py310;
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+mod py311;
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+mod py312;
+#[cfg(all(Py_3_13, not(Py_3_14)))]
+mod py313;
+#[cfg(Py_3_14)]
+mod py314;
+
+#[cfg(not(Py_3_11))]
+pub use py310::Py310 as Current;
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+pub use py311::Py311 as Current;
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+pub use py312::Py312 as Current;
+#[cfg(all(Py_3_13, not(Py_3_14)))]
+pub use py313::Py313 as Current;
+#[cfg(Py_3_14)]
+pub use py314::Py314 as Current;
+
+/// Where a frame stood when it was captured: either an instruction offset to resolve to a line
+/// later (cheap to capture), or the line itself where the version offers nothing cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// Byte offset of the last attempted instruction, for `PyCode_Addr2Line`.
+    Lasti(i32),
+    /// The line number, already resolved.
+    Line(i32),
+}
+
+/// The CPython version-specific operations aiocop needs.
+pub trait PythonVersion {
+    /// The minor version (`11` for 3.11).
+    const MINOR_VERSION: u8;
+    /// Whether CPython raises a native `time.sleep` audit event (3.13+); below that aiocop's
+    /// wrapper emits it.
+    const NATIVE_TIME_SLEEP_EVENT: bool;
+
+    /// The position of `frame` in its code object.
+    ///
+    /// # Safety
+    /// The GIL must be held and `frame` must be a valid frame object.
+    unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position;
+
+    /// Resolves a captured position to a line number.
+    ///
+    /// # Safety
+    /// The GIL must be held and `code` must be a valid code object.
+    unsafe fn resolve_line(code: *mut ffi::PyCodeObject, position: Position) -> i32 {
+        match position {
+            Position::Line(line) => line,
+            // SAFETY: the caller guarantees the GIL and a valid code object; PyCode_Addr2Line
+            // accepts any offset and returns -1 when it has no line.
+            Position::Lasti(lasti) => unsafe { ffi::PyCode_Addr2Line(code, lasti) },
+        }
+    }
+}
+
+/// Shared 3.11+ implementation of [`PythonVersion::frame_position`].
+///
+/// # Safety
+/// The GIL must be held and `frame` must be a valid frame object.
+#[cfg(Py_3_11)]
+unsafe fn lasti_position(frame: *mut ffi::PyFrameObject) -> Position {
+    // SAFETY: guaranteed by the caller; PyFrame_GetLasti only reads the frame.
+    let lasti = unsafe { ffi::PyFrame_GetLasti(frame) };
+    if lasti < 0 {
+        // SAFETY: as above; PyFrame_GetLineNumber only reads the frame.
+        Position::Line(unsafe { ffi::PyFrame_GetLineNumber(frame) })
+    } else {
+        Position::Lasti(lasti)
+    }
+}
+
+#[cfg(not(Py_3_13))]
+extern "C" {
+    // Public as `Py_IsFinalizing` only from 3.13; exported under this name before.
+    fn _Py_IsFinalizing() -> std::ffi::c_int;
+}
+
+/// Whether the interpreter can still be entered from a thread of ours: initialised and not
+/// finalising. Safe to call without the GIL.
+pub fn interpreter_alive() -> bool {
+    // SAFETY: both functions only read interpreter-wide flags and need no GIL.
+    unsafe {
+        if ffi::Py_IsInitialized() == 0 {
+            return false;
+        }
+        #[cfg(Py_3_13)]
+        let finalizing = ffi::Py_IsFinalizing() != 0;
+        #[cfg(not(Py_3_13))]
+        let finalizing = _Py_IsFinalizing() != 0;
+        !finalizing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_sleep_is_native_from_3_13() {
+        assert_eq!(
+            Current::NATIVE_TIME_SLEEP_EVENT,
+            Current::MINOR_VERSION >= 13
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Stack capture through the C API (no Python-level attribute reads, so no nested audit events)
+//! and the later, cached resolution of code objects to file and function names.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aiocop_events::Frame;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::compat::{Current, Position, PythonVersion};
+
+/// How many frames a walk may visit before it gives up, whatever the depth asked for: a bound
+/// on the work done inside an audit hook on a pathological recursion.
+const MAX_WALK: usize = 4096;
+
+/// Code objects whose frames never appear in a trace (aiocop's own Python wrappers).
+static OWN_CODES: [AtomicPtr<ffi::PyObject>; 16] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; 16];
+static OWN_CODES_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One captured frame: the code object (kept alive) and where in it the frame stood.
+#[derive(Debug)]
+pub struct CapturedFrame {
+    code: Py<PyAny>,
+    position: Position,
+}
+
+/// Marks `code`'s frames as aiocop's own: they are skipped by every capture. The code object
+/// is kept alive for the life of the process. Returns `false` when the table is full.
+pub fn exclude_code(code: &Bound<'_, PyAny>) -> bool {
+    let ptr = code.clone().unbind().into_ptr();
+    let len = OWN_CODES_LEN.load(Ordering::Acquire);
+    if OWN_CODES[..len.min(OWN_CODES.len())]
+        .iter()
+        .any(|slot| slot.load(Ordering::Relaxed) == ptr)
+    {
+        // Already excluded: give back the reference taken above.
+        // SAFETY: `ptr` is the strong reference created by `into_ptr` just above, GIL held.
+        unsafe { ffi::Py_DECREF(ptr) };
+        return true;
+    }
+    if len >= OWN_CODES.len() {
+        // SAFETY: as above.
+        unsafe { ffi::Py_DECREF(ptr) };
+        return false;
+    }
+    OWN_CODES[len].store(ptr, Ordering::Release);
+    OWN_CODES_LEN.store(len + 1, Ordering::Release);
+    true
+}
+
+fn is_own(code: *mut ffi::PyObject) -> bool {
+    let len = OWN_CODES_LEN.load(Ordering::Acquire).min(OWN_CODES.len());
+    OWN_CODES[..len]
+        .iter()
+        .any(|slot| slot.load(Ordering::Relaxed) == code)
+}
+
+/// Captures up to `depth` frames of the calling thread, innermost first, skipping aiocop's own.
+pub fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
+    // SAFETY: the GIL is held (`py`); PyEval_GetFrame returns a borrowed reference (or NULL),
+    // which we turn into a strong one before walking.
+    let frame = unsafe { ffi::PyEval_GetFrame() };
+    if frame.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `frame` is a valid borrowed frame; take our own reference for `walk`.
+    unsafe { ffi::Py_INCREF(frame.cast()) };
+    // SAFETY: `frame` is a strong reference to a valid frame and the GIL is held.
+    unsafe { walk(py, frame, depth) }
+}
+
+/// Captures up to `depth` frames of the thread whose state is `tstate`.
+///
+/// # Safety
+/// The GIL must be held and `tstate` must be the state of a live thread of this interpreter
+/// (it cannot run while we hold the GIL, so its frames are stable during the walk).
+pub unsafe fn capture_thread(
+    py: Python<'_>,
+    tstate: *mut ffi::PyThreadState,
+    depth: usize,
+) -> Vec<CapturedFrame> {
+    // SAFETY: guaranteed by the caller; returns a new reference or NULL.
+    let frame = unsafe { ffi::PyThreadState_GetFrame(tstate) };
+    if frame.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `frame` is a new reference to a valid frame and the GIL is held.
+    unsafe { walk(py, frame, depth) }
+}
+
+/// Walks from `frame` outwards. Consumes the strong reference `frame`.
+///
+/// # Safety
+/// The GIL must be held and `frame` must be a strong reference to a valid frame.
+unsafe fn walk(
+    py: Python<'_>,
+    mut frame: *mut ffi::PyFrameObject,
+    depth: usize,
+) -> Vec<CapturedFrame> {
+    let mut out = Vec::with_capacity(depth.min(64));
+    let mut visited = 0;
+    while !frame.is_null() && out.len() < depth && visited < MAX_WALK {
+        visited += 1;
+        // SAFETY: `frame` is a valid frame we own a reference to; PyFrame_GetCode returns a
+        // new, non-NULL reference.
+        let code = unsafe { ffi::PyFrame_GetCode(frame) }.cast::<ffi::PyObject>();
+        if is_own(code) {
+            // SAFETY: we own the reference returned by PyFrame_GetCode.
+            unsafe { ffi::Py_DECREF(code) };
+        } else {
+            // SAFETY: GIL held, valid frame.
+            let position = unsafe { Current::frame_position(frame) };
+            // SAFETY: `code` is a new reference we hand over to the Py wrapper.
+            let code = unsafe { Bound::from_owned_ptr(py, code) }.unbind();
+            out.push(CapturedFrame { code, position });
+        }
+        // SAFETY: valid frame; PyFrame_GetBack returns a new reference or NULL.
+        let back = unsafe { ffi::PyFrame_GetBack(frame) };
+        // SAFETY: release our reference to the frame we are leaving.
+        unsafe { ffi::Py_DECREF(frame.cast()) };
+        frame = back;
+    }
+    if !frame.is_null() {
+        // SAFETY: we still own the reference to the frame where the walk stopped.
+        unsafe { ffi::Py_DECREF(frame.cast()) };
+    }
+    out
+}
+
+struct CodeInfo {
+    _keep_alive: Py<PyAny>,
+    filename: Arc<str>,
+    function: Arc<str>,
+}
+
+/// Per-thread cache of code object → names. The code object is kept alive by the entry, so its
+/// address cannot be reused while the entry exists. Bounded: cleared when it grows past the cap.
+const CODE_CACHE_CAP: usize = 8192;
+
+thread_local! {
+    static CODE_CACHE: RefCell<HashMap<usize, CodeInfo>> = RefCell::new(HashMap::new());
+}
+
+fn names_of(py: Python<'_>, code: &Py<PyAny>) -> (Arc<str>, Arc<str>) {
+    let key = code.as_ptr() as usize;
+    let hit = CODE_CACHE.with(|cache| {
+        cache
+            .borrow()
+            .get(&key)
+            .map(|info| (info.filename.clone(), info.function.clone()))
+    });
+    if let Some(names) = hit {
+        return names;
+    }
+    let bound = code.bind(py);
+    let text = |attr: &str| -> Arc<str> {
+        bound
+            .getattr(attr)
+            .and_then(|v| v.extract::<String>())
+            .map(Arc::from)
+            .unwrap_or_else(|_| Arc::from("<unknown>"))
+    };
+    let filename = text("co_filename");
+    let function = text("co_name");
+    CODE_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CODE_CACHE_CAP {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            CodeInfo {
+                _keep_alive: code.clone_ref(py),
+                filename: filename.clone(),
+                function: function.clone(),
+            },
+        );
+    });
+    (filename, function)
+}
+
+/// Resolves captured frames to file, line and function, innermost first.
+pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
+    frames
+        .iter()
+        .map(|captured| {
+            let (filename, function) = names_of(py, &captured.code);
+            // SAFETY: `code` came from PyFrame_GetCode, so it is a live code object, and the
+            // GIL is held.
+            let line =
+                unsafe { Current::resolve_line(captured.code.as_ptr().cast(), captured.position) };
+            Frame {
+                filename,
+                line,
+                function,
+            }
+        })
+        .collect()
+}

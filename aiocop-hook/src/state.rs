@@ -1,0 +1,208 @@
+//! Per-thread handle state: "is this thread inside a monitored handle?" and the records taken
+//! while it is.
+//!
+//! The two flags read on every audited call are `const`-initialised thread-locals without
+//! destructors, the cheapest TLS there is; the record queue is created on a thread's first
+//! record only.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+
+use aiocop_events::{RawRecord, MAX_RECORDS_PER_HANDLE};
+use aiocop_severity::EventSpec;
+use crossbeam_queue::ArrayQueue;
+use pyo3::prelude::*;
+
+use crate::args::resolve_args;
+use crate::stack::{resolve_frames, CapturedFrame};
+
+thread_local! {
+    /// Inside a monitored handle.
+    static IN_HANDLE: Cell<bool> = const { Cell::new(false) };
+    /// A record (or a dropped one) was taken during the current handle.
+    static TOUCHED: Cell<bool> = const { Cell::new(false) };
+    /// The hook is running on this thread (a nested audit event must not record).
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    static RECORDS: ThreadRecords = ThreadRecords::new();
+}
+
+/// A blocking call seen by the hook, not yet resolved to text (that happens at the end of the
+/// handle, on the slow path only).
+#[derive(Debug)]
+pub struct PendingRecord {
+    /// The event's entry in the table.
+    pub spec: &'static EventSpec,
+    /// The audit event's argument tuple.
+    pub args: Py<PyAny>,
+    /// The stack at the call, innermost first.
+    pub frames: Vec<CapturedFrame>,
+    /// Unix time of the call, in seconds.
+    pub timestamp: f64,
+}
+
+impl PendingRecord {
+    /// Resolves the record to plain Rust data (argument text, file/line/function names).
+    pub fn resolve(&self, py: Python<'_>) -> RawRecord {
+        RawRecord {
+            event_name: self.spec.name.to_owned(),
+            args: resolve_args(self.args.bind(py)),
+            frames: resolve_frames(py, &self.frames),
+            timestamp: self.timestamp,
+            weight: Some(self.spec.weight),
+        }
+    }
+}
+
+struct ThreadRecords {
+    queue: ArrayQueue<PendingRecord>,
+    dropped: Cell<u32>,
+    should_raise: Cell<bool>,
+    first_context: RefCell<Option<Py<PyAny>>>,
+}
+
+impl ThreadRecords {
+    fn new() -> Self {
+        Self {
+            queue: ArrayQueue::new(MAX_RECORDS_PER_HANDLE),
+            dropped: Cell::new(0),
+            should_raise: Cell::new(false),
+            first_context: RefCell::new(None),
+        }
+    }
+
+    fn clear(&self) {
+        while self.queue.pop().is_some() {}
+        self.dropped.set(0);
+        self.should_raise.set(false);
+        self.first_context.borrow_mut().take();
+    }
+}
+
+/// Proof that the current thread entered a monitored handle; not `Send`.
+#[derive(Debug)]
+pub struct HandleToken {
+    _not_send: PhantomData<*const ()>,
+}
+
+/// What a handle left behind when it recorded something.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// The records, in call order (at most [`MAX_RECORDS_PER_HANDLE`]).
+    pub records: Vec<PendingRecord>,
+    /// Records that did not fit.
+    pub dropped: u32,
+    /// Raise-on-violations was enabled when at least one record was taken.
+    pub should_raise: bool,
+    /// The context captured at the first record, if a capture function is set.
+    pub first_context: Option<Py<PyAny>>,
+}
+
+/// Marks the current thread as running a monitored handle. `None` when it already is (a nested
+/// run: the outer handle keeps the records).
+#[inline]
+pub fn enter_handle() -> Option<HandleToken> {
+    if IN_HANDLE.get() {
+        return None;
+    }
+    IN_HANDLE.set(true);
+    Some(HandleToken {
+        _not_send: PhantomData,
+    })
+}
+
+/// Ends the handle. `None` on the fast path: nothing was recorded.
+#[inline]
+pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
+    let HandleToken { _not_send } = token;
+    IN_HANDLE.set(false);
+    if !TOUCHED.get() {
+        return None;
+    }
+    TOUCHED.set(false);
+    Some(RECORDS.with(|r| {
+        let mut records = Vec::with_capacity(r.queue.len());
+        while let Some(record) = r.queue.pop() {
+            records.push(record);
+        }
+        let out = Recorded {
+            records,
+            dropped: r.dropped.replace(0),
+            should_raise: r.should_raise.replace(false),
+            first_context: r.first_context.borrow_mut().take(),
+        };
+        out
+    }))
+}
+
+/// Whether the current thread is inside a monitored handle.
+#[inline]
+pub fn in_handle() -> bool {
+    IN_HANDLE.get()
+}
+
+/// Forgets the records taken so far in the current handle (`aiocop.reset_blocking_events()`).
+pub fn reset_records() {
+    if TOUCHED.get() {
+        RECORDS.with(ThreadRecords::clear);
+    }
+}
+
+/// Whether the hook must ignore this event: not in a handle, or re-entered from the hook.
+#[inline]
+pub(crate) fn should_skip() -> bool {
+    !IN_HANDLE.get() || IN_HOOK.get()
+}
+
+/// Runs `f` with the re-entrancy flag set (restored even if `f` panics).
+pub(crate) fn in_hook<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_HOOK.set(false);
+        }
+    }
+    IN_HOOK.set(true);
+    let _reset = Reset;
+    f()
+}
+
+/// Everything the hook needs to take a record; the closures run only when the queue has room.
+pub(crate) fn push_record(
+    make: impl FnOnce(bool) -> PendingRecord,
+    raise_enabled: impl FnOnce() -> bool,
+    first_context: impl FnOnce() -> Option<Py<PyAny>>,
+) {
+    TOUCHED.set(true);
+    RECORDS.with(|r| {
+        if r.queue.is_full() {
+            r.dropped.set(r.dropped.get().saturating_add(1));
+            return;
+        }
+        let first = r.queue.is_empty();
+        if raise_enabled() {
+            r.should_raise.set(true);
+        }
+        if first && r.first_context.borrow().is_none() {
+            let ctx = first_context();
+            *r.first_context.borrow_mut() = ctx;
+        }
+        if let Err(rejected) = r.queue.push(make(first)) {
+            drop(rejected);
+            r.dropped.set(r.dropped.get().saturating_add(1));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enter_is_not_reentrant_and_exit_is_clean_without_records() {
+        let token = enter_handle().expect("first enter");
+        assert!(in_handle());
+        assert!(enter_handle().is_none());
+        assert!(exit_handle(token).is_none());
+        assert!(!in_handle());
+    }
+}

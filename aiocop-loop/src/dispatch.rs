@@ -1,0 +1,322 @@
+//! The background thread: slices arrive over a flume channel, are assembled into events without
+//! the GIL, and are handed back to their loop's thread in batches with `call_soon_threadsafe`.
+//!
+//! The loop thread never waits here: it `try_send`s and goes on; when the channel is full the
+//! slice is dropped and counted. The background thread takes the GIL once per batch, only to
+//! schedule delivery, and only for loops that have nothing scheduled yet.
+
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use aiocop_events::{assemble, Slice, SlowTask};
+use crossbeam_queue::ArrayQueue;
+use pyo3::prelude::*;
+
+use crate::deliver::deliver;
+
+/// Slices that may wait for the background thread.
+const CHANNEL_CAPACITY: usize = 16_384;
+/// Assembled events that may wait for delivery, per loop.
+const PENDING_CAPACITY: usize = 4_096;
+
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// What aiocop knows about one monitored loop, shared with the background thread. Holds no
+/// strong reference to the loop (only a weak one), so it never keeps a loop alive.
+#[derive(Debug)]
+pub struct LoopShared {
+    loop_ref: Py<PyAny>,
+    weak: bool,
+    call_soon_threadsafe: Py<PyAny>,
+    pending: ArrayQueue<Pending>,
+    scheduled: AtomicBool,
+    thread: ThreadId,
+}
+
+#[derive(Debug)]
+struct Pending {
+    task: SlowTask,
+    context: Option<Py<PyAny>>,
+}
+
+static LOOPS: Mutex<Vec<Weak<LoopShared>>> = Mutex::new(Vec::new());
+
+impl LoopShared {
+    /// Describes `event_loop`, running on the current thread.
+    pub fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let py = event_loop.py();
+        let (loop_ref, weak) = match py.import("weakref")?.getattr("ref")?.call1((event_loop,)) {
+            Ok(weak) => (weak.unbind(), true),
+            Err(_) => (event_loop.clone().unbind(), false),
+        };
+        // The class attribute is the unpatched method and holds no reference to the loop.
+        let call_soon_threadsafe = event_loop
+            .get_type()
+            .getattr("call_soon_threadsafe")?
+            .unbind();
+        let shared = Arc::new(Self {
+            loop_ref,
+            weak,
+            call_soon_threadsafe,
+            pending: ArrayQueue::new(PENDING_CAPACITY),
+            scheduled: AtomicBool::new(false),
+            thread: std::thread::current().id(),
+        });
+        let mut loops = LOOPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loops.retain(|l| l.strong_count() > 0);
+        loops.push(Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    fn event_loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let obj = self.loop_ref.bind(py);
+        if !self.weak {
+            return Some(obj.clone());
+        }
+        obj.call0().ok().filter(|l| !l.is_none())
+    }
+
+    /// Delivers every pending event now, on the calling thread.
+    pub fn deliver_pending(&self, py: Python<'_>) {
+        self.scheduled.store(false, Ordering::Release);
+        while let Some(p) = self.pending.pop() {
+            deliver(py, &p.task, p.context);
+        }
+    }
+
+    fn discard_pending(&self) {
+        while let Some(p) = self.pending.pop() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            drop(p);
+        }
+        self.scheduled.store(false, Ordering::Release);
+    }
+}
+
+/// The callable scheduled on the loop to deliver its pending events.
+#[pyclass(frozen, module = "aiocop._aiocop", name = "_Delivery")]
+#[derive(Debug)]
+pub struct Delivery {
+    target: Arc<LoopShared>,
+}
+
+#[pymethods]
+impl Delivery {
+    fn __call__(&self, py: Python<'_>) {
+        self.target.deliver_pending(py);
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "<aiocop event delivery>"
+    }
+}
+
+enum Msg {
+    Slice {
+        slice: Slice,
+        context: Option<Py<PyAny>>,
+        target: Arc<LoopShared>,
+    },
+    Flush(flume::Sender<()>),
+}
+
+struct Dispatcher {
+    tx: flume::Sender<Msg>,
+}
+
+/// The current dispatcher. Replaced (the old one leaked) after a fork, so no lock that another
+/// thread held at fork time is ever taken in the child.
+static DISPATCHER: AtomicPtr<Dispatcher> = AtomicPtr::new(std::ptr::null_mut());
+
+fn dispatcher() -> Option<&'static Dispatcher> {
+    let current = DISPATCHER.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: dispatchers are leaked, never freed: a non-null pointer stays valid.
+        return Some(unsafe { &*current });
+    }
+    let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
+    let spawned = std::thread::Builder::new()
+        .name("aiocop-dispatch".into())
+        .spawn(move || run(rx));
+    if let Err(err) = spawned {
+        tracing::error!("aiocop could not start its dispatch thread: {err}");
+        return None;
+    }
+    let fresh = Box::into_raw(Box::new(Dispatcher { tx }));
+    match DISPATCHER.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: we just published `fresh`, which is never freed.
+        Ok(_) => Some(unsafe { &*fresh }),
+        Err(winner) => {
+            // SAFETY: `fresh` was never published; dropping it disconnects its thread, which
+            // then exits. `winner` is a published, never-freed dispatcher.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: see above.
+            Some(unsafe { &*winner })
+        }
+    }
+}
+
+/// Hands a slice to the background thread. Never blocks; a full channel drops (and counts) it.
+pub fn send(slice: Slice, context: Option<Py<PyAny>>, target: &Arc<LoopShared>) {
+    let Some(d) = dispatcher() else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let msg = Msg::Slice {
+        slice,
+        context,
+        target: Arc::clone(target),
+    };
+    if d.tx.try_send(msg).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Events dropped because a queue was full or their loop had gone.
+pub fn dropped_events() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Counts an event dropped elsewhere.
+pub fn count_dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Waits (without the GIL) until the background thread has assembled everything sent so far,
+/// then delivers, on this thread, the pending events of `target` — or of every loop of this
+/// thread when `target` is `None`.
+pub fn flush(py: Python<'_>, target: Option<&Arc<LoopShared>>) {
+    let current = DISPATCHER.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: dispatchers are never freed.
+        let d = unsafe { &*current };
+        let tx = d.tx.clone();
+        py.detach(move || {
+            let (ack_tx, ack_rx) = flume::bounded(1);
+            if tx
+                .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(10))
+                .is_ok()
+            {
+                let _ = ack_rx.recv_timeout(Duration::from_secs(10));
+            }
+        });
+    }
+    match target {
+        Some(t) => t.deliver_pending(py),
+        None => {
+            let me = std::thread::current().id();
+            let loops: Vec<Arc<LoopShared>> = LOOPS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|l| l.thread == me)
+                .collect();
+            for l in loops {
+                l.deliver_pending(py);
+            }
+        }
+    }
+}
+
+/// Stops scheduling deliveries (interpreter shutdown).
+pub fn shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+/// In a child process after `fork()`: forget the parent's thread and channel.
+pub fn after_fork_child() {
+    DISPATCHER.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+fn run(rx: flume::Receiver<Msg>) {
+    let mut to_schedule: Vec<Arc<LoopShared>> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Msg::Slice {
+                    slice,
+                    context,
+                    target,
+                } => {
+                    if let Some(task) = assemble(&slice) {
+                        if target.pending.push(Pending { task, context }).is_err() {
+                            DROPPED.fetch_add(1, Ordering::Relaxed);
+                        } else if !target.scheduled.swap(true, Ordering::AcqRel) {
+                            to_schedule.push(target);
+                        }
+                    }
+                }
+                Msg::Flush(ack) => {
+                    let _ = ack.send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        schedule(&mut to_schedule);
+    }
+}
+
+fn schedule(targets: &mut Vec<Arc<LoopShared>>) {
+    if targets.is_empty() {
+        return;
+    }
+    if SHUTTING_DOWN.load(Ordering::Acquire) {
+        for t in targets.drain(..) {
+            t.discard_pending();
+        }
+        return;
+    }
+    let alive = aiocop_hook::compat::interpreter_alive();
+    if !alive {
+        for t in targets.drain(..) {
+            t.discard_pending();
+        }
+        return;
+    }
+    Python::attach(|py| {
+        for target in targets.drain(..) {
+            let Some(event_loop) = target.event_loop(py) else {
+                target.discard_pending();
+                continue;
+            };
+            let delivery = match Py::new(
+                py,
+                Delivery {
+                    target: Arc::clone(&target),
+                },
+            ) {
+                Ok(d) => d,
+                Err(_) => {
+                    target.discard_pending();
+                    continue;
+                }
+            };
+            let scheduled = target
+                .call_soon_threadsafe
+                .bind(py)
+                .call1((event_loop, delivery));
+            if scheduled.is_err() {
+                // The loop is closed: nobody will run the delivery.
+                PyErr::take(py);
+                target.discard_pending();
+            }
+        }
+    });
+}
+
+/// Whether the interpreter is shutting down (deliveries and sampling stop).
+pub fn is_shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
+}

@@ -1,0 +1,47 @@
+//! Logging through Python's `logging` (loggers under `aiocop`): the library never prints.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+fn logger(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
+    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    LOGGER
+        .get_or_try_init(py, || {
+            py.import("logging")?
+                .call_method1("getLogger", ("aiocop",))
+                .map(Bound::unbind)
+        })
+        .ok()
+        .map(|l| l.bind(py))
+}
+
+fn log(py: Python<'_>, level: &str, message: &str) {
+    if let Some(logger) = logger(py) {
+        if logger.call_method1(level, ("%s", message)).is_err() {
+            // A broken logging setup must not break the user's loop.
+            PyErr::take(py);
+        }
+    }
+}
+
+/// `logging.getLogger("aiocop").warning(message)`.
+pub fn warning(py: Python<'_>, message: &str) {
+    log(py, "warning", message);
+}
+
+/// `logging.getLogger("aiocop").error(message)`.
+pub fn error(py: Python<'_>, message: &str) {
+    log(py, "error", message);
+}
+
+/// Describes a callable for a log line: its `__qualname__`/`__name__`, else its `repr()`.
+pub fn describe(obj: &Bound<'_, PyAny>) -> String {
+    for attr in ["__qualname__", "__name__"] {
+        if let Ok(name) = obj.getattr(attr).and_then(|n| n.extract::<String>()) {
+            return name;
+        }
+    }
+    obj.repr()
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "<callable>".to_owned())
+}

@@ -1,0 +1,294 @@
+//! CPU stack sampling: a watchdog thread that samples the stack of a loop thread whose handle
+//! has been running longer than the arming delay, so `cpu_blocking` events say where the time
+//! went. Works for loops on any thread.
+//!
+//! Hot path (every monitored handle, when sampling is started): one atomic store at the start,
+//! one swap and one load at the end. The watchdog reads atomics only, and takes the GIL only to
+//! capture a stack for a slice already older than the arming delay.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use aiocop_events::Frame;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::config;
+
+/// Sampling parameters (`start_cpu_sampling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerConfig {
+    /// Sampling interval while a slice runs.
+    pub interval_ns: u64,
+    /// Age a slice must reach before it is sampled; `None` follows half the threshold.
+    pub arm_after_ns: Option<u64>,
+    /// Watchdog wake-up interval while nothing runs; `None` is derived.
+    pub idle_interval_ns: Option<u64>,
+    /// Samples kept per slice.
+    pub max_samples_per_slice: usize,
+    /// Frames per sample.
+    pub trace_depth: usize,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            interval_ns: 10_000_000,
+            arm_after_ns: None,
+            idle_interval_ns: None,
+            max_samples_per_slice: 32,
+            trace_depth: 20,
+        }
+    }
+}
+
+const MIN_SLEEP_NS: u64 = 1_000_000;
+
+impl SamplerConfig {
+    /// The arming delay in force: the override, else max(1 ms, threshold / 2).
+    pub fn effective_arm_after_ns(&self, threshold_ns: u64) -> u64 {
+        self.arm_after_ns
+            .unwrap_or_else(|| (threshold_ns / 2).max(1_000_000))
+    }
+
+    /// The idle wake-up interval in force: the override, else min(50 ms, max(arm, interval)).
+    pub fn effective_idle_ns(&self, threshold_ns: u64) -> u64 {
+        self.idle_interval_ns.unwrap_or_else(|| {
+            self.effective_arm_after_ns(threshold_ns)
+                .max(self.interval_ns)
+                .min(50_000_000)
+        })
+    }
+}
+
+/// One thread's current slice, as the watchdog sees it.
+#[derive(Debug)]
+struct Slot {
+    /// Start of the running slice (monotonic ns), 0 when idle.
+    start_ns: AtomicU64,
+    /// The thread's `PyThreadState`.
+    tstate: AtomicPtr<ffi::PyThreadState>,
+    has_samples: AtomicBool,
+    /// (slice start, samples) — taken by the watchdog only while it holds the GIL.
+    samples: Mutex<(u64, Vec<Vec<Frame>>)>,
+}
+
+struct Sampler {
+    config: SamplerConfig,
+    slots: Mutex<Vec<Weak<Slot>>>,
+}
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// Replaced after a fork (the old one leaked), never freed.
+static SAMPLER: AtomicPtr<Sampler> = AtomicPtr::new(std::ptr::null_mut());
+
+thread_local! {
+    static SLOT: RefCell<Option<(usize, Arc<Slot>)>> = const { RefCell::new(None) };
+}
+
+fn sampler() -> Option<&'static Sampler> {
+    let ptr = SAMPLER.load(Ordering::Acquire);
+    // SAFETY: samplers are leaked, never freed: a non-null pointer stays valid.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
+}
+
+/// Whether sampling was started in this process.
+pub fn is_started() -> bool {
+    STARTED.load(Ordering::Acquire)
+}
+
+/// Starts the watchdog. `false` when sampling was already started.
+pub fn start(config: SamplerConfig) -> bool {
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    spawn(config);
+    true
+}
+
+fn spawn(config: SamplerConfig) {
+    let sampler: &'static Sampler = Box::leak(Box::new(Sampler {
+        config,
+        slots: Mutex::new(Vec::new()),
+    }));
+    SAMPLER.store(std::ptr::from_ref(sampler).cast_mut(), Ordering::Release);
+    let spawned = std::thread::Builder::new()
+        .name("aiocop-cpu-sampler".into())
+        .spawn(move || watchdog(sampler));
+    if let Err(err) = spawned {
+        tracing::error!("aiocop could not start its CPU sampler: {err}");
+    }
+}
+
+/// In a child process after `fork()`: restart the watchdog (threads do not survive a fork).
+pub fn after_fork_child() {
+    SLOT.with(|slot| slot.borrow_mut().take());
+    if let Some(old) = sampler() {
+        spawn(old.config);
+    }
+}
+
+/// Marks the start of a slice on this thread. Returns the token for [`slice_end`], or `None`
+/// when sampling is off.
+#[inline]
+pub fn slice_start(now_ns: u64) -> Option<u64> {
+    let sampler = sampler()?;
+    SLOT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let generation = std::ptr::from_ref(sampler) as usize;
+        let fresh = !matches!(&*cell, Some((g, _)) if *g == generation);
+        if fresh {
+            let slot = Arc::new(Slot {
+                start_ns: AtomicU64::new(0),
+                // SAFETY: called with the GIL held (from the loop wrapper), so this thread has
+                // a current thread state.
+                tstate: AtomicPtr::new(unsafe { ffi::PyThreadState_Get() }),
+                has_samples: AtomicBool::new(false),
+                samples: Mutex::new((0, Vec::new())),
+            });
+            sampler
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Arc::downgrade(&slot));
+            *cell = Some((generation, slot));
+        }
+        if let Some((_, slot)) = &*cell {
+            slot.start_ns.store(now_ns, Ordering::Release);
+        }
+    });
+    Some(now_ns)
+}
+
+/// Ends the slice started at `token`; returns its samples, if the watchdog took any.
+#[inline]
+pub fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
+    let start = token?;
+    SLOT.with(|cell| {
+        let cell = cell.borrow();
+        let (_, slot) = cell.as_ref()?;
+        slot.start_ns.store(0, Ordering::Release);
+        if !slot.has_samples.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut guard = slot
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (owner, samples) = &mut *guard;
+        if *owner != start {
+            samples.clear();
+            return None;
+        }
+        Some(std::mem::take(samples))
+    })
+}
+
+fn watchdog(sampler: &'static Sampler) {
+    let config = sampler.config;
+    loop {
+        if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
+            return; // replaced (after a fork in a child that kept this thread? never) — stop.
+        }
+        let threshold = config::threshold_ns();
+        let arm = config.effective_arm_after_ns(threshold);
+        let slots: Vec<Arc<Slot>> = {
+            let mut slots = sampler
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            slots.retain(|s| s.strong_count() > 0);
+            slots.iter().filter_map(Weak::upgrade).collect()
+        };
+        let now = config::now_ns();
+        let mut any_running = false;
+        for slot in &slots {
+            let start = slot.start_ns.load(Ordering::Acquire);
+            if start == 0 {
+                continue;
+            }
+            any_running = true;
+            if now.saturating_sub(start) >= arm {
+                sample(slot, start, config);
+            }
+        }
+        let sleep = if any_running {
+            config.interval_ns
+        } else {
+            config.effective_idle_ns(threshold)
+        };
+        std::thread::sleep(Duration::from_nanos(sleep.max(MIN_SLEEP_NS)));
+    }
+}
+
+fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
+    {
+        let guard = slot
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.0 == start && guard.1.len() >= config.max_samples_per_slice {
+            return;
+        }
+    }
+    let alive = aiocop_hook::compat::interpreter_alive();
+    if !alive || crate::dispatch::is_shutting_down() {
+        return;
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Python::attach(|py| {
+            // Under the GIL the loop thread cannot end its slice: if the start is unchanged
+            // the thread is still inside the same handle, alive, and its frames are stable.
+            if slot.start_ns.load(Ordering::Acquire) != start {
+                return;
+            }
+            let tstate = slot.tstate.load(Ordering::Acquire);
+            // SAFETY: GIL held; `tstate` belongs to a thread that is inside a monitored
+            // handle (checked just above), hence alive.
+            let captured =
+                unsafe { aiocop_hook::stack::capture_thread(py, tstate, config.trace_depth) };
+            if captured.is_empty() {
+                return;
+            }
+            let frames = aiocop_hook::stack::resolve_frames(py, &captured);
+            drop(captured);
+            let mut guard = slot
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if guard.0 != start {
+                guard.0 = start;
+                guard.1.clear();
+            }
+            if guard.1.len() < config.max_samples_per_slice {
+                guard.1.push(frames);
+            }
+            slot.has_samples.store(true, Ordering::Release);
+        });
+    }));
+    if result.is_err() {
+        tracing::error!("panic in the aiocop CPU sampler; sample dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_arm_and_idle_follow_the_threshold() {
+        let c = SamplerConfig::default();
+        assert_eq!(c.effective_arm_after_ns(30_000_000), 15_000_000);
+        assert_eq!(c.effective_arm_after_ns(1_000_000), 1_000_000);
+        assert_eq!(c.effective_idle_ns(30_000_000), 15_000_000);
+        assert_eq!(c.effective_idle_ns(1_000_000_000), 50_000_000);
+        let explicit = SamplerConfig {
+            arm_after_ns: Some(0),
+            ..c
+        };
+        assert_eq!(explicit.effective_arm_after_ns(30_000_000), 0);
+        assert_eq!(explicit.effective_idle_ns(30_000_000), 10_000_000);
+    }
+}

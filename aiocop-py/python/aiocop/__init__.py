@@ -1,0 +1,137 @@
+"""aiocop: find what freezes your asyncio/uvloop event loop, natively.
+
+A drop-in replacement for the pure-Python ``aiocop`` 1.2.1 API, with the hot path in Rust::
+
+    import aiocop
+
+    aiocop.patch_audit_functions()
+    aiocop.start_blocking_io_detection(trace_depth=20)
+    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=print)
+    aiocop.activate()  # inside the running loop: also wraps that loop
+
+By default events are assembled on a background thread and the callbacks run on the loop's
+own thread shortly after the slow handle; ``aiocop.flush()`` delivers everything pending now.
+``detect_slow_tasks(dispatch="inline")`` (or ``AIOCOP_DISPATCH=inline``) runs them right after
+the handle instead, as aiocop 1.2.1 does.
+"""
+
+from __future__ import annotations
+
+import atexit as _atexit
+import os as _os
+from collections.abc import Callable
+from typing import Any
+
+from aiocop import _aiocop
+from aiocop._aiocop import (
+    activate,
+    calculate_io_severity_score,
+    clear_context_providers,
+    clear_slow_task_callbacks,
+    deactivate,
+    detect_slow_tasks,
+    flush,
+    format_blocking_event,
+    get_blocking_events_dict,
+    get_severity_level_from_score,
+    get_slow_task_threshold_ms,
+    is_cpu_sampling_started,
+    is_monitoring_active,
+    register_context_provider,
+    register_slow_task_callback,
+    reset_blocking_events,
+    start_blocking_io_detection,
+    start_cpu_sampling,
+    stats,
+    unregister_context_provider,
+    unregister_slow_task_callback,
+)
+from aiocop._patch import get_patched_functions, patch_audit_functions
+from aiocop._state import (
+    _raise_on_violations,
+    disable_raise_on_violations,
+    enable_raise_on_violations,
+    is_raise_on_violations_enabled,
+    raise_on_violations,
+)
+from aiocop.exceptions import HighSeverityBlockingIoException
+from aiocop.types.events import BlockingEventInfo, CpuStackSample, RawBlockingEvent, SlowTaskEvent
+from aiocop.types.severity import (
+    THRESHOLD_HIGH,
+    THRESHOLD_LOW,
+    THRESHOLD_MEDIUM,
+    WEIGHT_HEAVY,
+    WEIGHT_LIGHT,
+    WEIGHT_MODERATE,
+    WEIGHT_TRIVIAL,
+    IoSeverityLevel,
+)
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("aiocop")
+except Exception:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+SlowTaskCallback = Callable[[SlowTaskEvent], None]
+ContextProvider = Callable[[], "dict[str, Any]"]
+
+_aiocop._set_python_types(SlowTaskEvent, HighSeverityBlockingIoException, _raise_on_violations)
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_aiocop._after_fork_child)
+_atexit.register(_aiocop._shutdown)
+
+__all__ = [
+    # Setup
+    "patch_audit_functions",
+    "start_blocking_io_detection",
+    "detect_slow_tasks",
+    "start_cpu_sampling",
+    "is_cpu_sampling_started",
+    # Activation
+    "activate",
+    "deactivate",
+    "is_monitoring_active",
+    # Raise on violations
+    "enable_raise_on_violations",
+    "disable_raise_on_violations",
+    "is_raise_on_violations_enabled",
+    "raise_on_violations",
+    # Callbacks
+    "register_slow_task_callback",
+    "unregister_slow_task_callback",
+    "clear_slow_task_callbacks",
+    # Context providers
+    "register_context_provider",
+    "unregister_context_provider",
+    "clear_context_providers",
+    "ContextProvider",
+    # Utilities
+    "reset_blocking_events",
+    "format_blocking_event",
+    "get_patched_functions",
+    "get_blocking_events_dict",
+    "get_slow_task_threshold_ms",
+    "calculate_io_severity_score",
+    "get_severity_level_from_score",
+    "flush",
+    "stats",
+    # Types
+    "BlockingEventInfo",
+    "CpuStackSample",
+    "RawBlockingEvent",
+    "SlowTaskEvent",
+    "SlowTaskCallback",
+    "IoSeverityLevel",
+    # Exceptions
+    "HighSeverityBlockingIoException",
+    # Constants
+    "WEIGHT_HEAVY",
+    "WEIGHT_MODERATE",
+    "WEIGHT_LIGHT",
+    "WEIGHT_TRIVIAL",
+    "THRESHOLD_HIGH",
+    "THRESHOLD_MEDIUM",
+    "THRESHOLD_LOW",
+]

@@ -1,0 +1,55 @@
+"""Event types handed to slow-task callbacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, TypedDict
+
+
+class RawBlockingEvent(TypedDict):
+    """A blocking call as captured, before formatting (input of ``format_blocking_event``)."""
+
+    event_name: str
+    raw_args: tuple
+    raw_stack: list[tuple[str, int, str]]
+    timestamp: float
+    severity: Optional[int]
+
+
+class BlockingEventInfo(TypedDict):
+    """One blocking call of a slow handle."""
+
+    #: ``name(arg1, arg2)``, each argument cut to 100 characters.
+    event: str
+    #: ``file:line:function`` frames joined by `` <- ``, innermost first.
+    trace: str
+    #: The first frame of the trace, or ``"unknown"``.
+    entry_point: str
+    #: The event's weight.
+    severity: Optional[int]
+
+
+class CpuStackSample(TypedDict):
+    """A stack seen by the CPU sampler during a slow handle, with how often it was seen."""
+
+    trace: str
+    entry_point: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SlowTaskEvent:
+    """A handle that blocked the loop: it made blocking calls, or ran past the threshold."""
+
+    elapsed_ms: float
+    threshold_ms: float
+    exceeded_threshold: bool
+    severity_score: int
+    severity_level: str
+    reason: str
+    blocking_events: list[BlockingEventInfo]
+    context: dict[str, Any] = field(default_factory=dict)
+    cpu_stack_samples: list[CpuStackSample] = field(default_factory=list)
+
+
+__all__ = ["RawBlockingEvent", "BlockingEventInfo", "CpuStackSample", "SlowTaskEvent"]
