@@ -14,15 +14,8 @@ use validate::{callable, non_negative_ms, optional_ms, positive_int, positive_ms
 
 /// Registers the native audit hook (once per process).
 #[pyfunction]
-#[pyo3(signature = (trace_depth=None), text_signature = "(trace_depth=20)")]
-fn start_blocking_io_detection(
-    py: Python<'_>,
-    trace_depth: Option<&Bound<'_, PyAny>>,
-) -> PyResult<()> {
-    let depth = match trace_depth {
-        Some(v) => positive_int(v, "trace_depth")?,
-        None => 20,
-    };
+fn start_blocking_io_detection(py: Python<'_>, trace_depth: &Bound<'_, PyAny>) -> PyResult<()> {
+    let depth = positive_int(trace_depth, "trace_depth")?;
     if aiocop_hook::is_installed() {
         pylog::warning(
             py,
@@ -41,33 +34,23 @@ fn first_record_context(py: Python<'_>) -> Option<Py<PyAny>> {
 
 /// Configures slow-task detection and wraps the running loop, if any.
 #[pyfunction]
-#[pyo3(
-    signature = (threshold_ms=None, on_slow_task=None, cpu_sampling=None, dispatch=None),
-    text_signature = "(threshold_ms=30, on_slow_task=None, cpu_sampling=True, dispatch=None)"
-)]
 fn detect_slow_tasks(
     py: Python<'_>,
-    threshold_ms: Option<&Bound<'_, PyAny>>,
-    on_slow_task: Option<&Bound<'_, PyAny>>,
-    cpu_sampling: Option<&Bound<'_, PyAny>>,
-    dispatch: Option<&Bound<'_, PyAny>>,
+    threshold_ms: &Bound<'_, PyAny>,
+    on_slow_task: &Bound<'_, PyAny>,
+    cpu_sampling: &Bound<'_, PyAny>,
+    dispatch: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let threshold_ns = match threshold_ms {
-        Some(value) => non_negative_ms(value, "threshold_ms")?,
-        None => 30_000_000,
+    let threshold_ns = non_negative_ms(threshold_ms, "threshold_ms")?;
+    let on_slow_task = if on_slow_task.is_none() {
+        None
+    } else {
+        Some(callable(on_slow_task, "on_slow_task")?)
     };
-    let on_slow_task = match on_slow_task {
-        Some(cb) if !cb.is_none() => Some(callable(cb, "on_slow_task")?),
-        _ => None,
-    };
-    let cpu_sampling = match cpu_sampling {
-        Some(v) => v.is_truthy()?,
-        None => true,
-    };
+    let cpu_sampling = cpu_sampling.is_truthy()?;
     let mut mode = match dispatch {
-        None => Dispatch::Background,
-        Some(value) if value.is_none() => Dispatch::Background,
-        Some(value) => {
+        value if value.is_none() => Dispatch::Background,
+        value => {
             let text: String = value.extract().map_err(|_| {
                 PyTypeError::new_err("dispatch must be a str: 'background' or 'inline'")
             })?;
@@ -118,34 +101,20 @@ fn ensure_loop_patched(py: Python<'_>) -> PyResult<bool> {
 
 /// Starts the CPU stack-sampling watchdog.
 #[pyfunction]
-#[pyo3(
-    signature = (interval_ms=None, arm_after_ms=None, idle_interval_ms=None, max_samples_per_slice=None, trace_depth=None),
-    text_signature = "(interval_ms=10, arm_after_ms=None, idle_interval_ms=None, max_samples_per_slice=32, trace_depth=20)"
-)]
 fn start_cpu_sampling(
     py: Python<'_>,
-    interval_ms: Option<&Bound<'_, PyAny>>,
-    arm_after_ms: Option<&Bound<'_, PyAny>>,
-    idle_interval_ms: Option<&Bound<'_, PyAny>>,
-    max_samples_per_slice: Option<&Bound<'_, PyAny>>,
-    trace_depth: Option<&Bound<'_, PyAny>>,
+    interval_ms: &Bound<'_, PyAny>,
+    arm_after_ms: &Bound<'_, PyAny>,
+    idle_interval_ms: &Bound<'_, PyAny>,
+    max_samples_per_slice: &Bound<'_, PyAny>,
+    trace_depth: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
-    let defaults = sampler::SamplerConfig::default();
     let config = sampler::SamplerConfig {
-        interval_ns: match interval_ms {
-            Some(v) if !v.is_none() => positive_ms(v, "interval_ms")?,
-            _ => defaults.interval_ns,
-        },
+        interval_ns: positive_ms(interval_ms, "interval_ms")?,
         arm_after_ns: optional_ms(arm_after_ms, "arm_after_ms", true)?,
         idle_interval_ns: optional_ms(idle_interval_ms, "idle_interval_ms", false)?,
-        max_samples_per_slice: match max_samples_per_slice {
-            Some(v) if !v.is_none() => positive_int(v, "max_samples_per_slice")?,
-            _ => defaults.max_samples_per_slice,
-        },
-        trace_depth: match trace_depth {
-            Some(v) if !v.is_none() => positive_int(v, "trace_depth")?,
-            _ => defaults.trace_depth,
-        },
+        max_samples_per_slice: positive_int(max_samples_per_slice, "max_samples_per_slice")?,
+        trace_depth: positive_int(trace_depth, "trace_depth")?,
     };
     if !sampler::start(config) {
         pylog::warning(py, "start_cpu_sampling called more than once, ignoring");

@@ -57,16 +57,13 @@ pub fn positive_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
 }
 
 /// `None` or milliseconds (>= 0 when `zero_ok`, else > 0), as nanoseconds.
-pub fn optional_ms(
-    value: Option<&Bound<'_, PyAny>>,
-    name: &str,
-    zero_ok: bool,
-) -> PyResult<Option<u64>> {
-    match value {
-        None => Ok(None),
-        Some(v) if v.is_none() => Ok(None),
-        Some(v) if zero_ok => non_negative_ms(v, name).map(Some),
-        Some(v) => positive_ms(v, name).map(Some),
+pub fn optional_ms(value: &Bound<'_, PyAny>, name: &str, zero_ok: bool) -> PyResult<Option<u64>> {
+    if value.is_none() {
+        Ok(None)
+    } else if zero_ok {
+        non_negative_ms(value, name).map(Some)
+    } else {
+        positive_ms(value, name).map(Some)
     }
 }
 

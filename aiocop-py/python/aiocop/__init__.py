@@ -29,7 +29,6 @@ from aiocop._aiocop import (
     clear_context_providers,
     clear_slow_task_callbacks,
     deactivate,
-    detect_slow_tasks,
     flush,
     format_blocking_event,
     get_blocking_events_dict,
@@ -40,13 +39,12 @@ from aiocop._aiocop import (
     register_context_provider,
     register_slow_task_callback,
     reset_blocking_events,
-    start_blocking_io_detection,
-    start_cpu_sampling,
     stats,
     unregister_context_provider,
     unregister_slow_task_callback,
 )
 from aiocop._patch import get_patched_functions, patch_audit_functions
+from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
 from aiocop._state import (
     _raise_on_violations,
     disable_raise_on_violations,

@@ -10,19 +10,19 @@ from aiocop.types.severity import IoSeverityLevel
 
 NATIVE_TIME_SLEEP_EVENT: bool
 
-def start_blocking_io_detection(trace_depth: int = 20) -> None: ...
+def start_blocking_io_detection(trace_depth: int) -> None: ...
 def detect_slow_tasks(
-    threshold_ms: Union[int, float] = 30,
-    on_slow_task: Optional[Callable[[SlowTaskEvent], None]] = None,
-    cpu_sampling: bool = True,
-    dispatch: Optional[Literal["background", "inline"]] = None,
+    threshold_ms: Union[int, float],
+    on_slow_task: Optional[Callable[[SlowTaskEvent], None]],
+    cpu_sampling: bool,
+    dispatch: Optional[Literal["background", "inline"]],
 ) -> None: ...
 def start_cpu_sampling(
-    interval_ms: Union[int, float] = 10,
-    arm_after_ms: Optional[Union[int, float]] = None,
-    idle_interval_ms: Optional[Union[int, float]] = None,
-    max_samples_per_slice: int = 32,
-    trace_depth: int = 20,
+    interval_ms: Union[int, float],
+    arm_after_ms: Optional[Union[int, float]],
+    idle_interval_ms: Optional[Union[int, float]],
+    max_samples_per_slice: int,
+    trace_depth: int,
 ) -> None: ...
 def is_cpu_sampling_started() -> bool: ...
 def activate() -> None: ...

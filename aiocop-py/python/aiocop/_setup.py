@@ -1,0 +1,56 @@
+"""The setup functions, with aiocop 1.2.1's signatures and defaults; the checks and the work
+happen natively (a bad argument is a TypeError/ValueError naming it)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from aiocop import _aiocop
+from aiocop.types.events import SlowTaskEvent
+from collections.abc import Callable
+
+Number = Union[int, float]
+
+
+def start_blocking_io_detection(trace_depth: int = 20) -> None:
+    """Register the native audit hook; ``trace_depth`` frames are kept per blocking call.
+
+    Call once, after ``patch_audit_functions()``; a repeat call logs a warning and does nothing.
+    """
+    _aiocop.start_blocking_io_detection(trace_depth)
+
+
+def detect_slow_tasks(
+    threshold_ms: Number = 30,
+    on_slow_task: Optional[Callable[[SlowTaskEvent], None]] = None,
+    cpu_sampling: bool = True,
+    dispatch: Optional[Literal["background", "inline"]] = None,
+) -> None:
+    """Configure slow-task detection; inside a running loop, wrap that loop at once.
+
+    Every handle with a blocking call is reported (``reason="io_blocking"``), and every handle
+    that ran ``threshold_ms`` or longer without one (``reason="cpu_blocking"``).
+    ``cpu_sampling`` starts stack sampling (arming at half the threshold) unless it was started
+    already. ``dispatch`` is ``"background"`` (default: callbacks run on the loop's thread
+    shortly after the handle) or ``"inline"`` (right after the handle); the environment variable
+    ``AIOCOP_DISPATCH`` wins over it. A repeat call logs a warning and does nothing.
+    """
+    _aiocop.detect_slow_tasks(threshold_ms, on_slow_task, cpu_sampling, dispatch)
+
+
+def start_cpu_sampling(
+    interval_ms: Number = 10,
+    arm_after_ms: Optional[Number] = None,
+    idle_interval_ms: Optional[Number] = None,
+    max_samples_per_slice: int = 32,
+    trace_depth: int = 20,
+) -> None:
+    """Start the CPU stack-sampling watchdog (``detect_slow_tasks`` does, unless told not to).
+
+    ``arm_after_ms`` defaults to half the slow-task threshold and ``idle_interval_ms`` to
+    ``min(50, max(arm_after_ms, interval_ms))``. Call before ``detect_slow_tasks()`` to
+    customise; a repeat call logs a warning and does nothing.
+    """
+    _aiocop.start_cpu_sampling(
+        interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth
+    )

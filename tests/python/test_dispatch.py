@@ -1,0 +1,176 @@
+"""Dispatch modes (fresh processes).
+
+Default ``background``: callbacks are delivered asynchronously on the loop
+thread (eventually, or at ``aiocop.flush()``).  ``inline`` (env var
+``AIOCOP_DISPATCH=inline`` or ``detect_slow_tasks(dispatch="inline")``): the
+callbacks run right after the blocking handle, before the next handle.
+Everything here except the default-mode test is ours only.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import describe, run_python
+
+INLINE_PROGRAM = """
+import asyncio, os, sys, threading
+import aiocop
+
+events = []
+threads = []
+
+def on_slow(evt):
+    events.append(evt)
+    threads.append(threading.get_ident())
+
+aiocop.patch_audit_functions()
+aiocop.start_blocking_io_detection()
+aiocop.detect_slow_tasks(threshold_ms=10, on_slow_task=on_slow{dispatch_arg})
+
+def touch():
+    open("/dev/null").close()
+
+async def main():
+    aiocop.activate()
+    await asyncio.sleep(0)
+    touch()
+    await asyncio.sleep(0)  # the blocking handle has ended: its event is already delivered
+    assert len(events) == 1, events
+    assert threads == [threading.get_ident()]
+    (rec,) = events[0].blocking_events
+    assert rec["event"].startswith("open(/dev/null"), rec
+    assert rec["entry_point"].endswith(":touch"), rec
+    import time
+    time.sleep(0.02)
+    await asyncio.sleep(0)
+    assert len(events) == 2, events
+    assert events[1].exceeded_threshold is True
+    print("INLINE OK")
+
+for loop_kind in ("asyncio", "uvloop"):
+    events.clear(); threads.clear()
+    if loop_kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            continue
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+"""
+
+
+def test_inline_dispatch_from_env_var():
+    proc = run_python(INLINE_PROGRAM.format(dispatch_arg=""), env={"AIOCOP_DISPATCH": "inline"})
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.count("INLINE OK") >= 1, describe(proc)
+
+
+def test_inline_dispatch_from_argument():
+    proc = run_python(INLINE_PROGRAM.format(dispatch_arg=', dispatch="inline"'))
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.count("INLINE OK") >= 1, describe(proc)
+
+
+def test_explicit_background_dispatch_delivers_at_flush():
+    proc = run_python(
+        """
+        import asyncio, threading
+        import aiocop
+
+        events = []
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=10, on_slow_task=events.append, dispatch="background")
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            open("/dev/null").close()
+            await asyncio.sleep(0)
+            aiocop.flush()
+            assert len(events) == 1, events
+            print("FLUSH OK")
+
+        asyncio.run(main())
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert "FLUSH OK" in proc.stdout
+
+
+def test_default_dispatch_delivers_on_the_loop_thread_without_flush():
+    """Shared: without flush, the event still arrives while the loop runs."""
+    proc = run_python(
+        """
+        import asyncio, threading
+        import aiocop
+
+        events = []
+        threads = []
+        def on_slow(evt):
+            events.append(evt)
+            threads.append(threading.get_ident())
+
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=10, on_slow_task=on_slow)
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            open("/dev/null").close()
+            for _ in range(1000):
+                await asyncio.sleep(0.005)
+                if events:
+                    break
+            assert len(events) == 1, events
+            assert threads == [threading.get_ident()]
+            print("DELIVERED")
+
+        asyncio.run(main())
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert "DELIVERED" in proc.stdout
+
+
+@pytest.mark.parametrize("value", ["bogus", "INLINE!", ""])
+def test_bogus_dispatch_argument(value):
+    proc = run_python(
+        f"""
+        import aiocop
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        try:
+            aiocop.detect_slow_tasks(threshold_ms=10, dispatch={value!r})
+        except ValueError as exc:
+            assert "dispatch" in str(exc), exc
+            print("VALUE ERROR")
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert "VALUE ERROR" in proc.stdout
+
+
+def test_flush_and_dispatch_parameter_exist():
+    """Ours only: the additions to the incumbent's API."""
+    import asyncio
+    import inspect
+
+    import aiocop
+
+    assert callable(getattr(aiocop, "flush", None))
+    param = inspect.signature(aiocop.detect_slow_tasks).parameters["dispatch"]
+    assert param.default is None
+
+    async def main():
+        aiocop.flush()  # nothing pending: a no-op
+        return "ok"
+
+    assert asyncio.run(main()) == "ok"

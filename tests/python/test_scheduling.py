@@ -1,0 +1,194 @@
+"""Monitoring wraps call_soon/call_later/call_at/call_soon_threadsafe without
+changing callbacks' results, exceptions or contextvars."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+
+import pytest
+
+from conftest import assert_record, run_monitored
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="default")
+
+
+def stat_in_callback(path, done):
+    os.stat(path)
+    done.set_result(None)
+
+
+def test_call_soon_callback_is_monitored(loop_kind, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.call_soon(stat_in_callback, tmp_path, done)
+        await done
+
+    result = run_monitored(body, loop_kind)
+    assert_record(result, "os.stat", 1, "stat_in_callback", entry=True)
+
+
+def test_call_later_and_call_at_callbacks_are_monitored(loop_kind, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        f1, f2 = loop.create_future(), loop.create_future()
+        loop.call_later(0.001, stat_in_callback, tmp_path, f1)
+        loop.call_at(loop.time() + 0.002, stat_in_callback, tmp_path, f2)
+        await asyncio.gather(f1, f2)
+
+    result = run_monitored(body, loop_kind)
+    recs = result.records("os.stat")
+    assert len(recs) == 2
+    assert all(r["entry_point"].endswith(":stat_in_callback") for r in recs)
+
+
+def test_call_soon_threadsafe_callback_is_monitored(loop_kind, tmp_path):
+    async def body():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        t = threading.Thread(target=lambda: loop.call_soon_threadsafe(stat_in_callback, tmp_path, done))
+        t.start()
+        await done
+        t.join()
+
+    result = run_monitored(body, loop_kind)
+    assert_record(result, "os.stat", 1, "stat_in_callback", entry=True)
+
+
+def test_callback_exception_reaches_loop_exception_handler(loop_kind):
+    class Boom(Exception):
+        pass
+
+    def failing_callback():
+        raise Boom("from callback")
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        seen = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+        loop.call_soon(failing_callback)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+        return seen
+
+    result = run_monitored(body, loop_kind)
+    (ctx,) = result.value
+    assert isinstance(ctx["exception"], Boom)
+    assert str(ctx["exception"]) == "from callback"
+
+
+def test_task_exception_is_unchanged(loop_kind, tmp_path):
+    class Oops(Exception):
+        pass
+
+    async def failing():
+        os.stat(tmp_path)
+        raise Oops("in task")
+
+    async def body():
+        try:
+            await asyncio.create_task(failing())
+        except Oops as exc:
+            return exc
+
+    result = run_monitored(body, loop_kind)
+    assert isinstance(result.value, Oops) and str(result.value) == "in task"
+    assert result.records("os.stat")
+
+
+def test_call_soon_with_context_runs_in_that_context(loop_kind):
+    async def body():
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in-ctx")
+        seen: list[str] = []
+        done = loop.create_future()
+
+        def read_then_write():
+            seen.append(var.get())
+            var.set("changed-by-callback")  # must land in ctx, not in the task
+            done.set_result(None)
+
+        loop.call_soon(read_then_write, context=ctx)
+        await done
+        return seen[0], ctx[var], var.get()
+
+    result = run_monitored(body, loop_kind)
+    in_cb, ctx_after, task_after = result.value
+    assert in_cb == "in-ctx"
+    assert ctx_after == "changed-by-callback"
+    assert task_after == "default"
+
+
+def test_task_contextvars_untouched(loop_kind, tmp_path):
+    async def child():
+        assert var.get() == "parent"
+        var.set("child")
+        os.stat(tmp_path)
+        await asyncio.sleep(0)
+        return var.get()
+
+    async def body():
+        var.set("parent")
+        child_value = await asyncio.create_task(child())
+        return child_value, var.get()
+
+    result = run_monitored(body, loop_kind)
+    assert result.value == ("child", "parent")
+
+
+def test_future_result_arrives_unchanged(loop_kind):
+    payload = object()
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        f1, f2, f3 = loop.create_future(), loop.create_future(), loop.create_future()
+        loop.call_soon(f1.set_result, payload)
+        loop.call_later(0.001, f2.set_result, [1, 2])
+        err = ValueError("kept")
+        loop.call_soon(f3.set_exception, err)
+        r1 = await f1
+        r2 = await f2
+        try:
+            await f3
+        except ValueError as exc:
+            r3 = exc
+        return r1, r2, r3 is err
+
+    result = run_monitored(body, loop_kind)
+    assert result.value[0] is payload
+    assert result.value[1] == [1, 2]
+    assert result.value[2] is True
+
+
+def test_handles_can_be_cancelled(loop_kind):
+    async def body():
+        loop = asyncio.get_running_loop()
+        ran = []
+        h1 = loop.call_soon(ran.append, "soon")
+        h2 = loop.call_later(0.001, ran.append, "later")
+        h1.cancel()
+        h2.cancel()
+        await asyncio.sleep(0.01)
+        return ran, h1.cancelled(), h2.cancelled()
+
+    result = run_monitored(body, loop_kind)
+    assert result.value == ([], True, True)
+
+
+def test_timer_handle_when_is_kept(loop_kind):
+    async def body():
+        loop = asyncio.get_running_loop()
+        when = loop.time() + 10
+        h = loop.call_at(when, lambda: None)
+        try:
+            return h.when(), when
+        finally:
+            h.cancel()
+
+    got, wanted = run_monitored(body, loop_kind).value
+    assert got == pytest.approx(wanted, abs=0.01)  # uvloop rounds timers to 1 ms
