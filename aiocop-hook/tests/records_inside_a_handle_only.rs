@@ -13,8 +13,12 @@ fn records_inside_a_handle_only() {
 
         let code = c"def open_devnull():\n    with open('/dev/null', 'rb'):\n        pass\n";
         let globals = pyo3::types::PyDict::new(py);
-        py.run(code, Some(&globals), None).expect("defines open_devnull");
-        let open_devnull = globals.get_item("open_devnull").expect("present").expect("some");
+        py.run(code, Some(&globals), None)
+            .expect("defines open_devnull");
+        let open_devnull = globals
+            .get_item("open_devnull")
+            .expect("present")
+            .expect("some");
 
         // Outside a handle: nothing is recorded.
         open_devnull.call0().expect("runs");
