@@ -124,21 +124,23 @@ unsafe extern "C" fn audit_hook(
         let Some(spec) = aiocop_severity::lookup(name) else {
             return;
         };
-        // SAFETY: audit hooks run with the GIL held.
-        let py = unsafe { Python::assume_attached() };
-        in_hook(|| {
-            push_record(
-                |_first| PendingRecord {
-                    spec,
-                    // SAFETY: `args` is the event's argument tuple, valid for this call; we
-                    // take our own reference.
-                    args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-                    frames: capture_current(py, trace_depth()),
-                    timestamp: now_unix(),
-                },
-                raise_enabled,
-                || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
-            );
+        // Audit hooks run with the GIL held; attaching (cheap then) makes pyo3 release any
+        // object we drop at once instead of deferring it.
+        Python::attach(|py| {
+            in_hook(|| {
+                push_record(
+                    |_first| PendingRecord {
+                        spec,
+                        // SAFETY: `args` is the event's argument tuple, valid for this call; we
+                        // take our own reference.
+                        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
+                        frames: capture_current(py, trace_depth()),
+                        timestamp: now_unix(),
+                    },
+                    raise_enabled,
+                    || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
+                );
+            })
         });
         // Nothing we ran may leave an exception behind for the audited call.
         // SAFETY: GIL held.

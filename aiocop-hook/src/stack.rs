@@ -135,27 +135,22 @@ struct CodeInfo {
     _keep_alive: Py<PyAny>,
     filename: Arc<str>,
     function: Arc<str>,
+    /// Instruction offset → line: `PyCode_Addr2Line` scans the line table from the start, so a
+    /// hot frame is resolved once.
+    lines: HashMap<i32, i32>,
 }
 
-/// Per-thread cache of code object → names. The code object is kept alive by the entry, so its
-/// address cannot be reused while the entry exists. Bounded: cleared when it grows past the cap.
+/// Per-thread cache of code object → names and lines. The code object is kept alive by the
+/// entry, so its address cannot be reused while the entry exists. Bounded: cleared when it grows
+/// past the cap (and a code object's line map likewise).
 const CODE_CACHE_CAP: usize = 8192;
+const LINES_PER_CODE_CAP: usize = 512;
 
 thread_local! {
     static CODE_CACHE: RefCell<HashMap<usize, CodeInfo>> = RefCell::new(HashMap::new());
 }
 
-fn names_of(py: Python<'_>, code: &Py<PyAny>) -> (Arc<str>, Arc<str>) {
-    let key = code.as_ptr() as usize;
-    let hit = CODE_CACHE.with(|cache| {
-        cache
-            .borrow()
-            .get(&key)
-            .map(|info| (info.filename.clone(), info.function.clone()))
-    });
-    if let Some(names) = hit {
-        return names;
-    }
+fn code_info(py: Python<'_>, code: &Py<PyAny>) -> CodeInfo {
     let bound = code.bind(py);
     let text = |attr: &str| -> Arc<str> {
         bound
@@ -164,40 +159,60 @@ fn names_of(py: Python<'_>, code: &Py<PyAny>) -> (Arc<str>, Arc<str>) {
             .map(Arc::from)
             .unwrap_or_else(|_| Arc::from("<unknown>"))
     };
-    let filename = text("co_filename");
-    let function = text("co_name");
-    CODE_CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
+    CodeInfo {
+        _keep_alive: code.clone_ref(py),
+        filename: text("co_filename"),
+        function: text("co_name"),
+        lines: HashMap::new(),
+    }
+}
+
+fn resolve_one(
+    py: Python<'_>,
+    cache: &mut HashMap<usize, CodeInfo>,
+    frame: &CapturedFrame,
+) -> Frame {
+    let key = frame.code.as_ptr() as usize;
+    if !cache.contains_key(&key) {
         if cache.len() >= CODE_CACHE_CAP {
             cache.clear();
         }
-        cache.insert(
-            key,
-            CodeInfo {
-                _keep_alive: code.clone_ref(py),
-                filename: filename.clone(),
-                function: function.clone(),
-            },
-        );
-    });
-    (filename, function)
+        cache.insert(key, code_info(py, &frame.code));
+    }
+    let Some(info) = cache.get_mut(&key) else {
+        return Frame::new("<unknown>", -1, "<unknown>");
+    };
+    let line = match frame.position {
+        Position::Line(line) => line,
+        Position::Lasti(lasti) => match info.lines.get(&lasti) {
+            Some(&line) => line,
+            None => {
+                // SAFETY: `code` came from PyFrame_GetCode, so it is a live code object, and
+                // the GIL is held.
+                let line =
+                    unsafe { Current::resolve_line(frame.code.as_ptr().cast(), frame.position) };
+                if info.lines.len() >= LINES_PER_CODE_CAP {
+                    info.lines.clear();
+                }
+                info.lines.insert(lasti, line);
+                line
+            }
+        },
+    };
+    Frame {
+        filename: info.filename.clone(),
+        line,
+        function: info.function.clone(),
+    }
 }
 
 /// Resolves captured frames to file, line and function, innermost first.
 pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
-    frames
-        .iter()
-        .map(|captured| {
-            let (filename, function) = names_of(py, &captured.code);
-            // SAFETY: `code` came from PyFrame_GetCode, so it is a live code object, and the
-            // GIL is held.
-            let line =
-                unsafe { Current::resolve_line(captured.code.as_ptr().cast(), captured.position) };
-            Frame {
-                filename,
-                line,
-                function,
-            }
-        })
-        .collect()
+    CODE_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        frames
+            .iter()
+            .map(|frame| resolve_one(py, &mut cache, frame))
+            .collect()
+    })
 }

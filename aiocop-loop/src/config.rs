@@ -86,6 +86,14 @@ fn base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
+/// `instant` as monotonic nanoseconds since the process-wide base; never 0.
+#[inline]
+pub fn ns_at(instant: Instant) -> u64 {
+    u64::try_from(instant.saturating_duration_since(base()).as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
 /// Monotonic nanoseconds since the first call in this process; never 0.
 #[inline]
 pub fn now_ns() -> u64 {

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 
 use crate::deliver::deliver;
 
-/// Slices that may wait for the background thread.
+/// Slices that may wait for the background thread (all loops together).
 const CHANNEL_CAPACITY: usize = 16_384;
 /// Assembled events that may wait for delivery, per loop.
 const PENDING_CAPACITY: usize = 4_096;
@@ -116,69 +116,93 @@ impl Delivery {
     }
 }
 
-enum Msg {
-    Slice {
-        slice: Slice,
-        context: Option<Py<PyAny>>,
-        target: Arc<LoopShared>,
-    },
+struct SliceMsg {
+    slice: Slice,
+    context: Option<Py<PyAny>>,
+    target: Arc<LoopShared>,
+}
+
+enum Wake {
+    /// Slices are waiting in the inbox.
+    Work,
+    /// Assemble everything in the inbox, then answer.
     Flush(flume::Sender<()>),
 }
 
+/// How long the background thread lets slices accumulate after a wake-up before it drains
+/// them: bursts become one wake-up and one delivery per loop, instead of one per slice.
+const COALESCE: Duration = Duration::from_micros(500);
+
 struct Dispatcher {
-    tx: flume::Sender<Msg>,
+    /// Slices from every loop thread: lock-free, bounded.
+    inbox: ArrayQueue<SliceMsg>,
+    /// The background thread is (about to be) parked on `wake`: the next producer wakes it.
+    asleep: AtomicBool,
+    wake: flume::Sender<Wake>,
 }
 
 /// The current dispatcher. Replaced (the old one leaked) after a fork, so no lock that another
 /// thread held at fork time is ever taken in the child.
 static DISPATCHER: AtomicPtr<Dispatcher> = AtomicPtr::new(std::ptr::null_mut());
 
-fn dispatcher() -> Option<&'static Dispatcher> {
+fn current_dispatcher() -> Option<&'static Dispatcher> {
     let current = DISPATCHER.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: dispatchers are leaked, never freed: a non-null pointer stays valid.
-        return Some(unsafe { &*current });
+    // SAFETY: dispatchers are leaked, never freed: a non-null pointer stays valid.
+    (!current.is_null()).then(|| unsafe { &*current })
+}
+
+fn dispatcher() -> Option<&'static Dispatcher> {
+    if let Some(d) = current_dispatcher() {
+        return Some(d);
     }
-    let (tx, rx) = flume::bounded(CHANNEL_CAPACITY);
-    let spawned = std::thread::Builder::new()
-        .name("aiocop-dispatch".into())
-        .spawn(move || run(rx));
-    if let Err(err) = spawned {
-        tracing::error!("aiocop could not start its dispatch thread: {err}");
-        return None;
-    }
-    let fresh = Box::into_raw(Box::new(Dispatcher { tx }));
+    let (tx, rx) = flume::unbounded();
+    let fresh: &'static Dispatcher = Box::leak(Box::new(Dispatcher {
+        inbox: ArrayQueue::new(CHANNEL_CAPACITY),
+        asleep: AtomicBool::new(false),
+        wake: tx,
+    }));
+    let fresh_ptr = std::ptr::from_ref(fresh).cast_mut();
     match DISPATCHER.compare_exchange(
         std::ptr::null_mut(),
-        fresh,
+        fresh_ptr,
         Ordering::AcqRel,
         Ordering::Acquire,
     ) {
-        // SAFETY: we just published `fresh`, which is never freed.
-        Ok(_) => Some(unsafe { &*fresh }),
-        Err(winner) => {
-            // SAFETY: `fresh` was never published; dropping it disconnects its thread, which
-            // then exits. `winner` is a published, never-freed dispatcher.
-            drop(unsafe { Box::from_raw(fresh) });
-            // SAFETY: see above.
-            Some(unsafe { &*winner })
+        Ok(_) => {
+            let spawned = std::thread::Builder::new()
+                .name("aiocop-dispatch".into())
+                .spawn(move || run(fresh, rx));
+            if let Err(err) = spawned {
+                tracing::error!("aiocop could not start its dispatch thread: {err}");
+            }
+            Some(fresh)
         }
+        // Another thread won the race; ours (never published, no thread) stays leaked: tiny
+        // and once per process at most.
+        Err(_) => current_dispatcher(),
     }
 }
 
-/// Hands a slice to the background thread. Never blocks; a full channel drops (and counts) it.
+/// Hands a slice to the background thread. Never blocks; a full inbox drops (and counts) it.
+/// Wakes the background thread only when it is parked.
 pub fn send(slice: Slice, context: Option<Py<PyAny>>, target: &Arc<LoopShared>) {
     let Some(d) = dispatcher() else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let msg = Msg::Slice {
+    let msg = SliceMsg {
         slice,
         context,
         target: Arc::clone(target),
     };
-    if d.tx.try_send(msg).is_err() {
+    if let Err(rejected) = d.inbox.push(msg) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
+        // The context may hold Python objects: release them here, with the GIL.
+        drop(rejected);
+        return;
+    }
+    if d.asleep.swap(false, Ordering::AcqRel) {
+        let _ = d.wake.send(Wake::Work);
     }
 }
 
@@ -196,17 +220,11 @@ pub fn count_dropped() {
 /// then delivers, on this thread, the pending events of `target` — or of every loop of this
 /// thread when `target` is `None`.
 pub fn flush(py: Python<'_>, target: Option<&Arc<LoopShared>>) {
-    let current = DISPATCHER.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: dispatchers are never freed.
-        let d = unsafe { &*current };
-        let tx = d.tx.clone();
+    if let Some(d) = current_dispatcher() {
+        let wake = d.wake.clone();
         py.detach(move || {
             let (ack_tx, ack_rx) = flume::bounded(1);
-            if tx
-                .send_timeout(Msg::Flush(ack_tx), Duration::from_secs(10))
-                .is_ok()
-            {
+            if wake.send(Wake::Flush(ack_tx)).is_ok() {
                 let _ = ack_rx.recv_timeout(Duration::from_secs(10));
             }
         });
@@ -239,32 +257,49 @@ pub fn after_fork_child() {
     DISPATCHER.store(std::ptr::null_mut(), Ordering::Release);
 }
 
-fn run(rx: flume::Receiver<Msg>) {
+fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     let mut to_schedule: Vec<Arc<LoopShared>> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Slice {
-                    slice,
-                    context,
-                    target,
-                } => {
-                    if let Some(task) = assemble(&slice) {
-                        if target.pending.push(Pending { task, context }).is_err() {
-                            DROPPED.fetch_add(1, Ordering::Relaxed);
-                        } else if !target.scheduled.swap(true, Ordering::AcqRel) {
-                            to_schedule.push(target);
-                        }
-                    }
-                }
-                Msg::Flush(ack) => {
-                    let _ = ack.send(());
-                }
-            }
-            next = rx.try_recv().ok();
+    loop {
+        drain(d, &mut to_schedule);
+        let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            schedule(&mut to_schedule);
+        }));
+        if guarded.is_err() {
+            tracing::error!("panic while scheduling aiocop event delivery");
+            to_schedule.clear();
         }
-        schedule(&mut to_schedule);
+        // Announce the nap, then look again: a slice pushed before the announcement is seen
+        // here, one pushed after it finds `asleep` set and sends a wake-up.
+        d.asleep.store(true, Ordering::SeqCst);
+        if !d.inbox.is_empty() {
+            continue;
+        }
+        match wake.recv() {
+            Ok(Wake::Work) => std::thread::sleep(COALESCE),
+            Ok(Wake::Flush(ack)) => {
+                drain(d, &mut to_schedule);
+                let _ = ack.send(());
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn drain(d: &Dispatcher, to_schedule: &mut Vec<Arc<LoopShared>>) {
+    while let Some(SliceMsg {
+        slice,
+        context,
+        target,
+    }) = d.inbox.pop()
+    {
+        let Some(task) = assemble(&slice) else {
+            continue;
+        };
+        if target.pending.push(Pending { task, context }).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        } else if !target.scheduled.swap(true, Ordering::AcqRel) {
+            to_schedule.push(target);
+        }
     }
 }
 

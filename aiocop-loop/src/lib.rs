@@ -11,10 +11,16 @@
 pub mod config;
 pub mod deliver;
 pub mod dispatch;
+mod native;
 pub mod pylog;
 pub mod registry;
 pub mod sampler;
 pub mod wrapper;
 
 pub use config::Dispatch;
-pub use wrapper::{loop_patch, patch_loop, running_loop, LoopPatch, Monitored};
+pub use wrapper::{loop_patch, patch_loop, running_loop, LoopPatch};
+
+/// Creates the native types (call once from the module's init).
+pub fn init(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
+    native::init_types(py)
+}

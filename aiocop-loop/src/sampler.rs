@@ -170,7 +170,9 @@ pub fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
         let cell = cell.borrow();
         let (_, slot) = cell.as_ref()?;
         slot.start_ns.store(0, Ordering::Release);
-        if !slot.has_samples.swap(false, Ordering::AcqRel) {
+        if !slot.has_samples.load(Ordering::Acquire)
+            || !slot.has_samples.swap(false, Ordering::AcqRel)
+        {
             return None;
         }
         let mut guard = slot

@@ -21,52 +21,50 @@ use crate::{registry, sampler};
 /// The attribute a patched loop carries (its [`LoopPatch`]).
 pub const PATCH_ATTR: &str = "_aiocop_patch";
 
-/// A callback scheduled on a monitored loop.
-#[pyclass(frozen, module = "aiocop._aiocop", name = "MonitoredCallback")]
-#[derive(Debug)]
-pub struct Monitored {
-    callback: Py<PyAny>,
-    args: Py<PyTuple>,
-    target: Arc<LoopShared>,
-}
-
-impl Monitored {
-    fn invoke(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let args = self.args.bind(py);
-        let callback = self.callback.bind(py);
-        if args.is_empty() {
-            callback.call0().map(Bound::unbind)
-        } else {
-            callback.call1(args).map(Bound::unbind)
+/// Runs one monitored handle: `callback(*args)`, timed, with the thread marked as inside a
+/// monitored handle for the audit hook. The fast path (nothing recorded, under the threshold)
+/// allocates nothing and touches no other thread.
+pub(crate) fn run_monitored(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    args: Option<&Bound<'_, PyAny>>,
+    target: &Arc<LoopShared>,
+) -> PyResult<Py<PyAny>> {
+    let invoke = || -> PyResult<Py<PyAny>> {
+        match args {
+            None => callback.call0().map(Bound::unbind),
+            Some(args) => {
+                let args = args.cast::<PyTuple>().map_err(PyErr::from)?;
+                callback.call1(args).map(Bound::unbind)
+            }
         }
+    };
+    if !config::is_active() || aiocop_hook::in_handle() {
+        return invoke();
     }
-}
+    let pre_context = registry::capture_context(py);
+    let Some(token) = aiocop_hook::enter_handle() else {
+        return invoke();
+    };
+    let started = Instant::now();
+    let sampling = sampler::slice_start(config::ns_at(started));
+    let result = invoke();
+    let elapsed = started.elapsed();
+    let samples = sampler::slice_end(sampling);
+    let recorded = aiocop_hook::exit_handle(token);
 
-#[pymethods]
-impl Monitored {
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if !config::is_active() || aiocop_hook::in_handle() {
-            return self.invoke(py);
-        }
-        let pre_context = registry::capture_context(py);
-        let Some(token) = aiocop_hook::enter_handle() else {
-            return self.invoke(py);
-        };
-        let started = Instant::now();
-        let sampling = sampler::slice_start(config::now_ns());
-        let result = self.invoke(py);
-        let elapsed = started.elapsed();
-        let samples = sampler::slice_end(sampling);
-        let recorded = aiocop_hook::exit_handle(token);
-
-        let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        let threshold_ns = config::threshold_ns();
-        if recorded.is_none() && elapsed_ns < threshold_ns {
-            return result; // the fast path
-        }
+    let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    let threshold_ns = config::threshold_ns();
+    if recorded.is_none() && elapsed_ns < threshold_ns {
+        return result; // the fast path
+    }
+    let _ = py;
+    // A real attach (not just the caller's token) so that Python objects released on the slow
+    // path are released now, not deferred to pyo3's pool.
+    Python::attach(|py| {
         slow_path(
             py,
-            &self.target,
+            target,
             elapsed_ns,
             threshold_ns,
             recorded.unwrap_or_default(),
@@ -74,29 +72,7 @@ impl Monitored {
             pre_context,
             result,
         )
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.callback)?;
-        visit.call(&self.args)?;
-        Ok(())
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let inner = self
-            .callback
-            .bind(py)
-            .repr()
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "<callback>".to_owned());
-        format!("<aiocop monitored {inner}>")
-    }
-
-    /// The wrapped callback.
-    #[getter]
-    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.callback.clone_ref(py)
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -174,123 +150,31 @@ fn merge(py: Python<'_>, pre: Option<Py<PyDict>>, post: Option<Py<PyDict>>) -> O
     }
 }
 
-/// The replacement scheduling methods of one loop, holding the originals.
+/// The state installed on a monitored loop: the original scheduling methods (which the native
+/// replacements in [`crate::native`] forward to) and the loop's shared state.
 #[pyclass(frozen, module = "aiocop._aiocop", name = "LoopPatch")]
 #[derive(Debug)]
 pub struct LoopPatch {
     shared: Arc<LoopShared>,
-    call_soon_orig: Py<PyAny>,
-    call_later_orig: Py<PyAny>,
-    call_at_orig: Py<PyAny>,
-    call_soon_threadsafe_orig: Py<PyAny>,
+    /// `call_soon`, `call_later`, `call_at`, `call_soon_threadsafe`, as bound before patching.
+    originals: [Py<PyAny>; 4],
     call_exception_handler_orig: Py<PyAny>,
 }
 
 impl LoopPatch {
-    fn wrap(
-        &self,
-        py: Python<'_>,
-        callback: Py<PyAny>,
-        args: Bound<'_, PyTuple>,
-    ) -> PyResult<Py<Monitored>> {
-        Py::new(
-            py,
-            Monitored {
-                callback,
-                args: args.unbind(),
-                target: Arc::clone(&self.shared),
-            },
-        )
-    }
-
     /// The loop state shared with the background thread.
     pub fn shared(&self) -> &Arc<LoopShared> {
         &self.shared
     }
-}
 
-fn forward<'py>(
-    py: Python<'py>,
-    original: &Py<PyAny>,
-    leading: &[Bound<'py, PyAny>],
-    context: Option<Bound<'py, PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    let args = PyTuple::new(py, leading)?;
-    let original = original.bind(py);
-    match context {
-        Some(ctx) if !ctx.is_none() => {
-            let kwargs = PyDict::new(py);
-            kwargs.set_item(pyo3::intern!(py, "context"), ctx)?;
-            original.call(args, Some(&kwargs)).map(Bound::unbind)
-        }
-        _ => original.call1(args).map(Bound::unbind),
+    /// An original scheduling method, by index (see `originals`).
+    pub(crate) fn original(&self, index: usize) -> &Py<PyAny> {
+        &self.originals[index.min(3)]
     }
 }
 
 #[pymethods]
 impl LoopPatch {
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon<'py>(
-        &self,
-        py: Python<'py>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let wrapped = self
-            .wrap(py, callback.unbind(), args)?
-            .into_bound(py)
-            .into_any();
-        forward(py, &self.call_soon_orig, &[wrapped], context)
-    }
-
-    #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later<'py>(
-        &self,
-        py: Python<'py>,
-        delay: Bound<'py, PyAny>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let wrapped = self
-            .wrap(py, callback.unbind(), args)?
-            .into_bound(py)
-            .into_any();
-        forward(py, &self.call_later_orig, &[delay, wrapped], context)
-    }
-
-    #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at<'py>(
-        &self,
-        py: Python<'py>,
-        when: Bound<'py, PyAny>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let wrapped = self
-            .wrap(py, callback.unbind(), args)?
-            .into_bound(py)
-            .into_any();
-        forward(py, &self.call_at_orig, &[when, wrapped], context)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe<'py>(
-        &self,
-        py: Python<'py>,
-        callback: Bound<'py, PyAny>,
-        args: Bound<'py, PyTuple>,
-        context: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let wrapped = self
-            .wrap(py, callback.unbind(), args)?
-            .into_bound(py)
-            .into_any();
-        forward(py, &self.call_soon_threadsafe_orig, &[wrapped], context)
-    }
-
     /// Lets `HighSeverityBlockingIoException` propagate out of the loop run; everything else
     /// goes to the loop's own handler.
     fn call_exception_handler<'py>(
@@ -312,10 +196,9 @@ impl LoopPatch {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.call_soon_orig)?;
-        visit.call(&self.call_later_orig)?;
-        visit.call(&self.call_at_orig)?;
-        visit.call(&self.call_soon_threadsafe_orig)?;
+        for original in &self.originals {
+            visit.call(original)?;
+        }
         visit.call(&self.call_exception_handler_orig)?;
         Ok(())
     }
@@ -325,33 +208,34 @@ impl LoopPatch {
 /// when it patched it now.
 pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = event_loop.py();
+    crate::native::init_types(py)?;
     if let Ok(existing) = event_loop.getattr(PATCH_ATTR) {
         if existing.is_instance_of::<LoopPatch>() {
             return Ok(false);
         }
     }
-    let patch = Py::new(
+    let original = |name: &str| event_loop.getattr(name).map(Bound::unbind);
+    let patch = Bound::new(
         py,
         LoopPatch {
             shared: LoopShared::new(event_loop)?,
-            call_soon_orig: event_loop.getattr("call_soon")?.unbind(),
-            call_later_orig: event_loop.getattr("call_later")?.unbind(),
-            call_at_orig: event_loop.getattr("call_at")?.unbind(),
-            call_soon_threadsafe_orig: event_loop.getattr("call_soon_threadsafe")?.unbind(),
-            call_exception_handler_orig: event_loop.getattr("call_exception_handler")?.unbind(),
+            originals: [
+                original("call_soon")?,
+                original("call_later")?,
+                original("call_at")?,
+                original("call_soon_threadsafe")?,
+            ],
+            call_exception_handler_orig: original("call_exception_handler")?,
         },
     )?;
-    let bound = patch.bind(py);
-    for name in [
-        "call_soon",
-        "call_later",
-        "call_at",
-        "call_soon_threadsafe",
-        "call_exception_handler",
-    ] {
-        event_loop.setattr(name, bound.getattr(name)?)?;
+    for (name, replacement) in crate::native::bound_replacements(&patch)? {
+        event_loop.setattr(name, replacement)?;
     }
-    event_loop.setattr(PATCH_ATTR, bound)?;
+    event_loop.setattr(
+        "call_exception_handler",
+        patch.getattr("call_exception_handler")?,
+    )?;
+    event_loop.setattr(PATCH_ATTR, &patch)?;
     Ok(true)
 }
 

@@ -368,6 +368,7 @@ fn _shutdown() {
 
 #[pymodule]
 fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    aiocop_loop::init(m.py())?;
     m.add_function(wrap_pyfunction!(start_blocking_io_detection, m)?)?;
     m.add_function(wrap_pyfunction!(detect_slow_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(start_cpu_sampling, m)?)?;
@@ -395,7 +396,6 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_python_types, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
-    m.add_class::<aiocop_loop::Monitored>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add(
         "NATIVE_TIME_SLEEP_EVENT",

@@ -1,0 +1,606 @@
+//! Hand-built CPython objects for the two calls made for every scheduled callback, where a
+//! pyo3 wrapper would cost a generic argument parser and an args tuple per call:
+//!
+//! - the `call_soon` / `call_later` / `call_at` / `call_soon_threadsafe` replacements are
+//!   `METH_FASTCALL | METH_KEYWORDS` builtin methods bound to the loop's [`LoopPatch`], which
+//!   forward to the original with `PyObject_Vectorcall` and a cached `("context",)` kwnames
+//!   tuple;
+//! - `MonitoredCallback` is a heap type implementing vectorcall, holding the callback, its
+//!   arguments and the loop's shared state.
+//!
+//! Every `extern "C"` entry here catches panics and turns them into a Python `RuntimeError`.
+
+use std::ffi::{c_int, c_uint, c_void};
+use std::mem::offset_of;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::{self, null_mut};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use crate::dispatch::LoopShared;
+use crate::wrapper::{run_monitored, LoopPatch};
+
+// ---------------------------------------------------------------------------------------------
+// MonitoredCallback
+
+#[repr(C)]
+struct MonitoredObject {
+    ob_base: ffi::PyObject,
+    vectorcall: Option<ffi::vectorcallfunc>,
+    /// Strong reference, or NULL once cleared.
+    callback: *mut ffi::PyObject,
+    /// Strong reference to a non-empty tuple, or NULL for "no arguments".
+    args: *mut ffi::PyObject,
+    /// `Arc::into_raw` of the loop's shared state, or NULL once cleared.
+    target: *const LoopShared,
+}
+
+static MONITORED_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
+
+/// Makes `T` usable in a `static` (the FFI tables below are never mutated by CPython).
+struct Table<T>(T);
+// SAFETY: the wrapped tables are immutable after construction and only read by CPython.
+unsafe impl<T> Sync for Table<T> {}
+
+static MEMBERS: Table<[ffi::PyMemberDef; 2]> = Table([
+    ffi::PyMemberDef {
+        name: c"__vectorcalloffset__".as_ptr(),
+        type_code: ffi::Py_T_PYSSIZET,
+        offset: offset_of!(MonitoredObject, vectorcall) as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: ptr::null(),
+    },
+    ffi::PyMemberDef {
+        name: ptr::null(),
+        type_code: 0,
+        offset: 0,
+        flags: 0,
+        doc: ptr::null(),
+    },
+]);
+
+static GETSET: Table<[ffi::PyGetSetDef; 2]> = Table([
+    ffi::PyGetSetDef {
+        name: c"__wrapped__".as_ptr(),
+        get: Some(monitored_get_wrapped),
+        set: None,
+        doc: c"The wrapped callback.".as_ptr(),
+        closure: null_mut(),
+    },
+    ffi::PyGetSetDef {
+        name: ptr::null(),
+        get: None,
+        set: None,
+        doc: ptr::null(),
+        closure: null_mut(),
+    },
+]);
+
+/// Creates the `MonitoredCallback` type (once; the type lives for the rest of the process).
+pub(crate) fn init_types(py: Python<'_>) -> PyResult<()> {
+    if !MONITORED_TYPE.load(Ordering::Acquire).is_null() {
+        return Ok(());
+    }
+    let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
+        slot(ffi::Py_tp_dealloc, monitored_dealloc as *mut c_void),
+        slot(ffi::Py_tp_traverse, monitored_traverse as *mut c_void),
+        slot(ffi::Py_tp_clear, monitored_clear as *mut c_void),
+        slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
+        slot(ffi::Py_tp_repr, monitored_repr as *mut c_void),
+        slot(ffi::Py_tp_members, MEMBERS.0.as_ptr().cast_mut().cast()),
+        slot(ffi::Py_tp_getset, GETSET.0.as_ptr().cast_mut().cast()),
+        slot(
+            ffi::Py_tp_doc,
+            c"A callback scheduled on a loop monitored by aiocop."
+                .as_ptr()
+                .cast_mut()
+                .cast(),
+        ),
+        slot(0, null_mut()),
+    ]));
+    let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: c"aiocop._aiocop.MonitoredCallback".as_ptr(),
+        basicsize: c_int::try_from(std::mem::size_of::<MonitoredObject>()).unwrap_or(c_int::MAX),
+        itemsize: 0,
+        flags: (ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_GC
+            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION) as c_uint,
+        slots: slots.as_mut_ptr(),
+    }));
+    // SAFETY: GIL held (`py`); the spec and its tables are 'static.
+    let tp = unsafe { ffi::PyType_FromSpec(spec) };
+    if tp.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    if MONITORED_TYPE
+        .compare_exchange(null_mut(), tp.cast(), Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: another call won the race; release the type we made.
+        unsafe { ffi::Py_DECREF(tp) };
+    }
+    Ok(())
+}
+
+fn slot(id: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot: id, pfunc }
+}
+
+/// The `MonitoredCallback` type object, once [`init_types`] has run.
+pub(crate) fn monitored_type() -> *mut ffi::PyTypeObject {
+    MONITORED_TYPE.load(Ordering::Acquire)
+}
+
+/// A new `MonitoredCallback` for `callback(*args)`; a new reference.
+///
+/// # Safety
+/// The GIL must be held; `callback` and every pointer in `args` must be valid objects.
+unsafe fn new_monitored(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+    target: &Arc<LoopShared>,
+) -> PyResult<*mut ffi::PyObject> {
+    let tp = monitored_type();
+    if tp.is_null() {
+        return Err(PyRuntimeError::new_err(
+            "aiocop's MonitoredCallback type is not ready",
+        ));
+    }
+    let tuple = if args.is_empty() {
+        null_mut()
+    } else {
+        let len = ffi::Py_ssize_t::try_from(args.len()).unwrap_or(ffi::Py_ssize_t::MAX);
+        // SAFETY: GIL held.
+        let tuple = unsafe { ffi::PyTuple_New(len) };
+        if tuple.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (i, &item) in args.iter().enumerate() {
+            // SAFETY: `tuple` is a fresh tuple of `len` slots; `item` is a valid object whose
+            // new reference the tuple steals.
+            unsafe {
+                ffi::Py_INCREF(item);
+                ffi::PyTuple_SET_ITEM(tuple, i as ffi::Py_ssize_t, item);
+            }
+        }
+        tuple
+    };
+    // SAFETY: GIL held; `tp` is our heap type; GenericAlloc zero-fills and GC-tracks.
+    let obj = unsafe { ffi::PyType_GenericAlloc(tp, 0) };
+    if obj.is_null() {
+        if !tuple.is_null() {
+            // SAFETY: we own `tuple`.
+            unsafe { ffi::Py_DECREF(tuple) };
+        }
+        return Err(PyErr::fetch(py));
+    }
+    let m = obj.cast::<MonitoredObject>();
+    // SAFETY: `obj` is a zeroed MonitoredObject we just allocated; `callback` is valid.
+    unsafe {
+        ffi::Py_INCREF(callback);
+        (*m).vectorcall = Some(monitored_vectorcall);
+        (*m).callback = callback;
+        (*m).args = tuple;
+        (*m).target = Arc::into_raw(Arc::clone(target));
+    }
+    Ok(obj)
+}
+
+unsafe extern "C" fn monitored_vectorcall(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls vectorcall functions with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let m = callable.cast::<MonitoredObject>();
+        // SAFETY: `callable` is a MonitoredObject (this function is only installed on it).
+        let (callback, stored, target) = unsafe { ((*m).callback, (*m).args, (*m).target) };
+        if callback.is_null() || target.is_null() {
+            return Err(PyRuntimeError::new_err("MonitoredCallback was cleared"));
+        }
+        // SAFETY: a vectorcall's nargsf.
+        let extra = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
+        if extra != 0 || !kwnames.is_null() {
+            // Not how the loop calls us; keep the callable semantics anyway.
+            // SAFETY: forwarded from our caller.
+            return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
+        }
+        // SAFETY: `target` came from Arc::into_raw and stays alive while `m` holds it (`m` is
+        // kept alive by our caller for the whole call); ManuallyDrop borrows it without
+        // touching the count.
+        let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
+        // SAFETY: callback/stored are valid strong references held by `m`.
+        let callback = unsafe { Bound::from_borrowed_ptr(py, callback) };
+        let stored = (!stored.is_null())
+            // SAFETY: as above.
+            .then(|| unsafe { Bound::from_borrowed_ptr(py, stored) });
+        run_monitored(py, &callback, stored.as_ref(), &target)
+    }));
+    match outcome {
+        Ok(Ok(value)) => value.into_ptr(),
+        Ok(Err(err)) => {
+            err.restore(py);
+            null_mut()
+        }
+        Err(_) => {
+            PyRuntimeError::new_err("panic inside aiocop's MonitoredCallback").restore(py);
+            null_mut()
+        }
+    }
+}
+
+/// Calls `callback(*stored, *args, **kw)` (never used by the loops themselves).
+///
+/// # Safety
+/// GIL held; the arguments are a valid vectorcall.
+unsafe fn call_with_extra(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    stored: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: a vectorcall's nargsf.
+    let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf) } as usize;
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: kwnames is a tuple.
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
+    };
+    let mut all: Vec<*mut ffi::PyObject> = Vec::new();
+    if !stored.is_null() {
+        // SAFETY: `stored` is a tuple.
+        let n = unsafe { ffi::PyTuple_GET_SIZE(stored) };
+        for i in 0..n {
+            // SAFETY: in bounds; borrowed.
+            all.push(unsafe { ffi::PyTuple_GET_ITEM(stored, i) });
+        }
+    }
+    for i in 0..nargs + nkw {
+        // SAFETY: a vectorcall passes nargs + len(kwnames) pointers.
+        all.push(unsafe { *args.add(i) });
+    }
+    let positional = all.len() - nkw;
+    // SAFETY: `all` holds borrowed valid pointers for the duration of the call.
+    let result = unsafe { ffi::PyObject_Vectorcall(callback, all.as_ptr(), positional, kwnames) };
+    // SAFETY: GIL held; a new reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
+}
+
+unsafe extern "C" fn monitored_traverse(
+    obj: *mut ffi::PyObject,
+    visit: ffi::visitproc,
+    arg: *mut c_void,
+) -> c_int {
+    let m = obj.cast::<MonitoredObject>();
+    // SAFETY: GC calls traverse on a live MonitoredObject.
+    let (callback, args) = unsafe { ((*m).callback, (*m).args) };
+    for child in [callback, args] {
+        if !child.is_null() {
+            // SAFETY: visiting a valid object with the GC's own visitor.
+            let rc = unsafe { visit(child, arg) };
+            if rc != 0 {
+                return rc;
+            }
+        }
+    }
+    // Heap types visit their type (3.9+).
+    // SAFETY: `obj` is live; its type is a valid heap type.
+    unsafe { visit(ffi::Py_TYPE(obj).cast(), arg) }
+}
+
+unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
+    let m = obj.cast::<MonitoredObject>();
+    // SAFETY: `obj` is a live MonitoredObject; we take each field out before releasing it.
+    unsafe {
+        let callback = std::mem::replace(&mut (*m).callback, null_mut());
+        let args = std::mem::replace(&mut (*m).args, null_mut());
+        let target = std::mem::replace(&mut (*m).target, ptr::null());
+        if !callback.is_null() {
+            ffi::Py_DECREF(callback);
+        }
+        if !args.is_null() {
+            ffi::Py_DECREF(args);
+        }
+        if !target.is_null() {
+            drop(Arc::from_raw(target));
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: called once by CPython when the refcount drops to zero, GIL held.
+    unsafe {
+        let tp = ffi::Py_TYPE(obj);
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        monitored_clear(obj);
+        match (*tp).tp_free {
+            Some(free) => free(obj.cast()),
+            None => ffi::PyObject_GC_Del(obj.cast()),
+        }
+        ffi::Py_DECREF(tp.cast());
+    }
+}
+
+unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: GIL held in a tp_repr slot.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `obj` is a live MonitoredObject.
+        let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
+        let inner = if callback.is_null() {
+            "<cleared>".to_owned()
+        } else {
+            // SAFETY: valid strong reference held by `obj`.
+            unsafe { Bound::from_borrowed_ptr(py, callback) }
+                .repr()
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "<callback>".to_owned())
+        };
+        format!("<aiocop monitored {inner}>")
+    }));
+    let text = outcome.unwrap_or_else(|_| "<aiocop monitored callback>".to_owned());
+    pyo3::types::PyString::new(py, &text).into_ptr()
+}
+
+unsafe extern "C" fn monitored_get_wrapped(
+    obj: *mut ffi::PyObject,
+    _closure: *mut c_void,
+) -> *mut ffi::PyObject {
+    // SAFETY: `obj` is a live MonitoredObject, GIL held (getter).
+    let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
+    if callback.is_null() {
+        // SAFETY: GIL held; returning a new reference to None.
+        return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+    }
+    // SAFETY: valid object; return a new reference.
+    unsafe { ffi::Py_NewRef(callback) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scheduling replacements
+
+/// Which original a replacement forwards to, and how many arguments come before the callback.
+#[derive(Clone, Copy)]
+#[allow(clippy::enum_variant_names)] // named after the loop methods they replace
+enum Method {
+    CallSoon,
+    CallLater,
+    CallAt,
+    CallSoonThreadsafe,
+}
+
+impl Method {
+    const fn leading(self) -> usize {
+        match self {
+            Self::CallSoon | Self::CallSoonThreadsafe => 0,
+            Self::CallLater | Self::CallAt => 1,
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Self::CallSoon => "call_soon",
+            Self::CallLater => "call_later",
+            Self::CallAt => "call_at",
+            Self::CallSoonThreadsafe => "call_soon_threadsafe",
+        }
+    }
+}
+
+static CONTEXT_KWNAMES: AtomicPtr<ffi::PyObject> = AtomicPtr::new(null_mut());
+
+fn context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
+    let existing = CONTEXT_KWNAMES.load(Ordering::Acquire);
+    if !existing.is_null() {
+        return existing;
+    }
+    let names = pyo3::types::PyTuple::new(py, [pyo3::intern!(py, "context")])
+        .map(|t| t.into_ptr())
+        .unwrap_or(null_mut());
+    if names.is_null() {
+        return null_mut();
+    }
+    match CONTEXT_KWNAMES.compare_exchange(null_mut(), names, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => names,
+        Err(winner) => {
+            // SAFETY: ours lost the race; release it.
+            unsafe { ffi::Py_DECREF(names) };
+            winner
+        }
+    }
+}
+
+/// The shared body of the four replacements.
+///
+/// # Safety
+/// GIL held; `slf` is the `LoopPatch` the function was bound to; a valid fastcall.
+unsafe fn forward(
+    method: Method,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: fastcall functions run with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<*mut ffi::PyObject> {
+        // SAFETY: `slf` is the LoopPatch object this builtin was bound to.
+        let patch = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let patch = patch.cast::<LoopPatch>().map_err(|_| {
+            PyTypeError::new_err("aiocop: scheduling method bound to a wrong object")
+        })?;
+        let patch = patch.get();
+        let nargs = usize::try_from(nargs).unwrap_or(0);
+        let leading = method.leading();
+        if nargs < leading + 1 {
+            return Err(PyTypeError::new_err(format!(
+                "{}() missing required positional arguments",
+                method.name()
+            )));
+        }
+        // SAFETY: a fastcall passes `nargs` positional pointers.
+        let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+        let mut context: *mut ffi::PyObject = null_mut();
+        if !kwnames.is_null() {
+            // SAFETY: kwnames is a tuple of str.
+            let nkw = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
+            for i in 0..nkw {
+                // SAFETY: in bounds; the values follow the positionals.
+                let (name, value) = unsafe {
+                    (
+                        ffi::PyTuple_GET_ITEM(kwnames, i),
+                        *args.add(nargs + i as usize),
+                    )
+                };
+                // SAFETY: `name` is a str.
+                let is_context =
+                    unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) }
+                        == 0;
+                if !is_context {
+                    // SAFETY: `name` is a valid str.
+                    let name = unsafe { Bound::from_borrowed_ptr(py, name) };
+                    return Err(PyTypeError::new_err(format!(
+                        "{}() got an unexpected keyword argument {name}",
+                        method.name()
+                    )));
+                }
+                context = value;
+            }
+        }
+        let callback = positional[leading];
+        // SAFETY: GIL held; valid objects from the caller.
+        let wrapped =
+            unsafe { new_monitored(py, callback, &positional[leading + 1..], patch.shared())? };
+        let mut call_args: [*mut ffi::PyObject; 3] = [null_mut(); 3];
+        call_args[..leading].copy_from_slice(&positional[..leading]);
+        call_args[leading] = wrapped;
+        let mut n = leading + 1;
+        let kw = if context.is_null() {
+            null_mut()
+        } else {
+            call_args[n] = context;
+            n += 1;
+            context_kwnames(py)
+        };
+        let positional_count = if kw.is_null() { n } else { n - 1 };
+        let original = patch.original(method_index(method));
+        // SAFETY: all pointers are valid for the call; `kw` is a tuple naming the trailing
+        // argument (or NULL).
+        let result = unsafe {
+            ffi::PyObject_Vectorcall(original.as_ptr(), call_args.as_ptr(), positional_count, kw)
+        };
+        // SAFETY: we own `wrapped`; the loop's handle holds its own reference now.
+        unsafe { ffi::Py_DECREF(wrapped) };
+        let _ = n;
+        if result.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(result)
+    }));
+    match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(err)) => {
+            err.restore(py);
+            null_mut()
+        }
+        Err(_) => {
+            PyRuntimeError::new_err(format!("panic inside aiocop's {}", method.name())).restore(py);
+            null_mut()
+        }
+    }
+}
+
+const fn method_index(method: Method) -> usize {
+    match method {
+        Method::CallSoon => 0,
+        Method::CallLater => 1,
+        Method::CallAt => 2,
+        Method::CallSoonThreadsafe => 3,
+    }
+}
+
+macro_rules! fastcall {
+    ($fn_name:ident, $method:expr) => {
+        unsafe extern "C" fn $fn_name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython calls us as a bound METH_FASTCALL|METH_KEYWORDS function.
+            unsafe { forward($method, slf, args, nargs, kwnames) }
+        }
+    };
+}
+
+fastcall!(call_soon_fast, Method::CallSoon);
+fastcall!(call_later_fast, Method::CallLater);
+fastcall!(call_at_fast, Method::CallAt);
+fastcall!(call_soon_threadsafe_fast, Method::CallSoonThreadsafe);
+
+const fn method_def(
+    name: &'static std::ffi::CStr,
+    f: ffi::PyCFunctionFastWithKeywords,
+    doc: &'static std::ffi::CStr,
+) -> ffi::PyMethodDef {
+    ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: f,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+static METHOD_DEFS: Table<[ffi::PyMethodDef; 4]> = Table([
+    method_def(
+        c"call_soon",
+        call_soon_fast,
+        c"aiocop: monitored call_soon.",
+    ),
+    method_def(
+        c"call_later",
+        call_later_fast,
+        c"aiocop: monitored call_later.",
+    ),
+    method_def(c"call_at", call_at_fast, c"aiocop: monitored call_at."),
+    method_def(
+        c"call_soon_threadsafe",
+        call_soon_threadsafe_fast,
+        c"aiocop: monitored call_soon_threadsafe.",
+    ),
+]);
+
+/// The four replacements bound to `patch`, as `(name, builtin method)` pairs.
+pub(crate) fn bound_replacements<'py>(
+    patch: &Bound<'py, LoopPatch>,
+) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+    let py = patch.py();
+    let mut out = Vec::with_capacity(4);
+    for (i, name) in ["call_soon", "call_later", "call_at", "call_soon_threadsafe"]
+        .into_iter()
+        .enumerate()
+    {
+        let def: *const ffi::PyMethodDef = &METHOD_DEFS.0[i];
+        // SAFETY: GIL held; the method table is 'static and never written by CPython; `patch`
+        // is a valid object the new function keeps a reference to.
+        let func = unsafe { ffi::PyCFunction_NewEx(def.cast_mut(), patch.as_ptr(), null_mut()) };
+        // SAFETY: a new reference or NULL with an exception set.
+        out.push((name, unsafe { Bound::from_owned_ptr_or_err(py, func) }?));
+    }
+    Ok(out)
+}
