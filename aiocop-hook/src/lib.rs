@@ -12,11 +12,13 @@
 //! Architecture invariant: nothing here may block, print, or let a panic cross FFI.
 
 pub mod args;
+mod audited;
 pub mod compat;
 mod hook;
 pub mod stack;
 mod state;
 
+pub use audited::audited;
 pub use compat::{Current as CurrentPython, PythonVersion};
 pub use hook::{install, is_installed, set_first_record_context, set_raise_var, trace_depth};
 pub use state::{

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aiocop_events::Frame;
@@ -16,11 +15,6 @@ use crate::compat::{Current, Position, PythonVersion};
 /// on the work done inside an audit hook on a pathological recursion.
 const MAX_WALK: usize = 4096;
 
-/// Code objects whose frames never appear in a trace (aiocop's own Python wrappers).
-static OWN_CODES: [AtomicPtr<ffi::PyObject>; 16] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; 16];
-static OWN_CODES_LEN: AtomicUsize = AtomicUsize::new(0);
-
 /// One captured frame: the code object (kept alive) and where in it the frame stood.
 #[derive(Debug)]
 pub struct CapturedFrame {
@@ -28,38 +22,8 @@ pub struct CapturedFrame {
     position: Position,
 }
 
-/// Marks `code`'s frames as aiocop's own: they are skipped by every capture. The code object
-/// is kept alive for the life of the process. Returns `false` when the table is full.
-pub fn exclude_code(code: &Bound<'_, PyAny>) -> bool {
-    let ptr = code.clone().unbind().into_ptr();
-    let len = OWN_CODES_LEN.load(Ordering::Acquire);
-    if OWN_CODES[..len.min(OWN_CODES.len())]
-        .iter()
-        .any(|slot| slot.load(Ordering::Relaxed) == ptr)
-    {
-        // Already excluded: give back the reference taken above.
-        // SAFETY: `ptr` is the strong reference created by `into_ptr` just above, GIL held.
-        unsafe { ffi::Py_DECREF(ptr) };
-        return true;
-    }
-    if len >= OWN_CODES.len() {
-        // SAFETY: as above.
-        unsafe { ffi::Py_DECREF(ptr) };
-        return false;
-    }
-    OWN_CODES[len].store(ptr, Ordering::Release);
-    OWN_CODES_LEN.store(len + 1, Ordering::Release);
-    true
-}
-
-fn is_own(code: *mut ffi::PyObject) -> bool {
-    let len = OWN_CODES_LEN.load(Ordering::Acquire).min(OWN_CODES.len());
-    OWN_CODES[..len]
-        .iter()
-        .any(|slot| slot.load(Ordering::Relaxed) == code)
-}
-
-/// Captures up to `depth` frames of the calling thread, innermost first, skipping aiocop's own.
+/// Captures up to `depth` frames of the calling thread, innermost first. aiocop's own code has
+/// no Python frames (the wrappers are native), so nothing needs skipping.
 pub fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
     // SAFETY: the GIL is held (`py`); PyEval_GetFrame returns a borrowed reference (or NULL),
     // which we turn into a strong one before walking.
@@ -108,16 +72,11 @@ unsafe fn walk(
         // SAFETY: `frame` is a valid frame we own a reference to; PyFrame_GetCode returns a
         // new, non-NULL reference.
         let code = unsafe { ffi::PyFrame_GetCode(frame) }.cast::<ffi::PyObject>();
-        if is_own(code) {
-            // SAFETY: we own the reference returned by PyFrame_GetCode.
-            unsafe { ffi::Py_DECREF(code) };
-        } else {
-            // SAFETY: GIL held, valid frame.
-            let position = unsafe { Current::frame_position(frame) };
-            // SAFETY: `code` is a new reference we hand over to the Py wrapper.
-            let code = unsafe { Bound::from_owned_ptr(py, code) }.unbind();
-            out.push(CapturedFrame { code, position });
-        }
+        // SAFETY: GIL held, valid frame.
+        let position = unsafe { Current::frame_position(frame) };
+        // SAFETY: `code` is a new reference we hand over to the Py wrapper.
+        let code = unsafe { Bound::from_owned_ptr(py, code) }.unbind();
+        out.push(CapturedFrame { code, position });
         // SAFETY: valid frame; PyFrame_GetBack returns a new reference or NULL.
         let back = unsafe { ffi::PyFrame_GetBack(frame) };
         // SAFETY: release our reference to the frame we are leaving.

@@ -3,6 +3,7 @@
 
 use aiocop_events::{BlockingEvent, CpuSample, SlowTask};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 
 use crate::{pylog, registry};
@@ -11,10 +12,10 @@ fn blocking_events<'py>(py: Python<'py>, events: &[BlockingEvent]) -> PyResult<B
     let list = PyList::empty(py);
     for event in events {
         let dict = PyDict::new(py);
-        dict.set_item("event", &event.event)?;
-        dict.set_item("trace", &event.trace)?;
-        dict.set_item("entry_point", &event.entry_point)?;
-        dict.set_item("severity", event.severity)?;
+        dict.set_item(pyo3::intern!(py, "event"), &event.event)?;
+        dict.set_item(pyo3::intern!(py, "trace"), &event.trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), &event.entry_point)?;
+        dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
         list.append(dict)?;
     }
     Ok(list)
@@ -24,9 +25,9 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
     let list = PyList::empty(py);
     for sample in samples {
         let dict = PyDict::new(py);
-        dict.set_item("trace", &sample.trace)?;
-        dict.set_item("entry_point", &sample.entry_point)?;
-        dict.set_item("count", sample.count)?;
+        dict.set_item(pyo3::intern!(py, "trace"), &sample.trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), &sample.entry_point)?;
+        dict.set_item(pyo3::intern!(py, "count"), sample.count)?;
         list.append(dict)?;
     }
     Ok(list)
@@ -37,39 +38,52 @@ pub fn blocking_event_dicts<'py>(py: Python<'py>, task: &SlowTask) -> PyResult<B
     blocking_events(py, &task.blocking_events)
 }
 
-/// Builds the Python `SlowTaskEvent`.
+/// Builds the Python `SlowTaskEvent`. The frozen dataclass's generated `__init__` sets each
+/// field through `object.__setattr__`, nine Python-level calls; we build the instance with
+/// `object.__new__` and fill its `__dict__` directly, which is what that `__init__` ends with.
 pub fn to_python(
     py: Python<'_>,
     task: &SlowTask,
     context: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let types = registry::python_types().ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("aiocop's Python types are not registered")
     })?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("elapsed_ms", task.elapsed_ms)?;
-    kwargs.set_item("threshold_ms", task.threshold_ms)?;
-    kwargs.set_item("exceeded_threshold", task.exceeded_threshold)?;
-    kwargs.set_item("severity_score", task.severity_score)?;
-    kwargs.set_item("severity_level", task.severity_level.as_str())?;
-    kwargs.set_item("reason", task.reason.as_str())?;
-    kwargs.set_item(
-        "blocking_events",
+    let object_new = OBJECT_NEW.get_or_try_init(py, || {
+        py.get_type::<pyo3::types::PyAny>()
+            .getattr("__new__")
+            .map(Bound::unbind)
+    })?;
+    let cls = types.slow_task_event.bind(py);
+    let event = object_new.bind(py).call1((cls,))?;
+    let fields = event.getattr(pyo3::intern!(py, "__dict__"))?;
+    let fields = fields.cast::<PyDict>().map_err(PyErr::from)?;
+    fields.set_item(pyo3::intern!(py, "elapsed_ms"), task.elapsed_ms)?;
+    fields.set_item(pyo3::intern!(py, "threshold_ms"), task.threshold_ms)?;
+    fields.set_item(
+        pyo3::intern!(py, "exceeded_threshold"),
+        task.exceeded_threshold,
+    )?;
+    fields.set_item(pyo3::intern!(py, "severity_score"), task.severity_score)?;
+    fields.set_item(
+        pyo3::intern!(py, "severity_level"),
+        task.severity_level.as_str(),
+    )?;
+    fields.set_item(pyo3::intern!(py, "reason"), task.reason.as_str())?;
+    fields.set_item(
+        pyo3::intern!(py, "blocking_events"),
         blocking_events(py, &task.blocking_events)?,
     )?;
     match context {
-        Some(context) => kwargs.set_item("context", context)?,
-        None => kwargs.set_item("context", PyDict::new(py))?,
+        Some(context) => fields.set_item(pyo3::intern!(py, "context"), context)?,
+        None => fields.set_item(pyo3::intern!(py, "context"), PyDict::new(py))?,
     }
-    kwargs.set_item(
-        "cpu_stack_samples",
+    fields.set_item(
+        pyo3::intern!(py, "cpu_stack_samples"),
         cpu_samples(py, &task.cpu_stack_samples)?,
     )?;
-    Ok(types
-        .slow_task_event
-        .bind(py)
-        .call((), Some(&kwargs))?
-        .unbind())
+    Ok(event.unbind())
 }
 
 /// Builds the event and calls every registered callback with it. A callback that raises is

@@ -325,21 +325,21 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(dict)
 }
 
-/// Whether the current thread is inside a monitored handle (the wrappers' fast check).
+/// Whether the current thread is inside a monitored handle.
 #[pyfunction]
 fn _in_handle() -> bool {
     aiocop_hook::in_handle()
 }
 
+/// Wraps `original` so that, inside a monitored handle, calling it raises the audit event
+/// `event` (with `(args, kwargs)`) first; `is_socket`: skip non-blocking sockets.
 #[pyfunction]
-fn _exclude_code(code: &Bound<'_, PyAny>) -> PyResult<()> {
-    if !code.is_instance_of::<pyo3::types::PyCode>() {
-        return Err(PyTypeError::new_err("code must be a code object"));
-    }
-    if !aiocop_hook::stack::exclude_code(code) {
-        return Err(PyValueError::new_err("too many excluded code objects"));
-    }
-    Ok(())
+fn _audited<'py>(
+    original: &Bound<'py, PyAny>,
+    event: &str,
+    is_socket: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    aiocop_hook::audited(original, event, is_socket)
 }
 
 #[pyfunction]
@@ -392,7 +392,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(_wrapped_events, m)?)?;
     m.add_function(wrap_pyfunction!(_in_handle, m)?)?;
-    m.add_function(wrap_pyfunction!(_exclude_code, m)?)?;
+    m.add_function(wrap_pyfunction!(_audited, m)?)?;
     m.add_function(wrap_pyfunction!(_set_python_types, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;

@@ -1,18 +1,18 @@
-"""``patch_audit_functions()``: small wrappers that emit an audit event for the blocking calls
-CPython does not audit natively (sockets, ``os.stat``, ``time.sleep`` before 3.13, ...).
+"""``patch_audit_functions()``: wrappers that raise an audit event for the blocking calls
+CPython does not audit (sockets, ``os.stat``, ``time.sleep`` before 3.13, ...).
 
-Every wrapper shares one code object, which the native hook excludes from traces, so our own
-frames never appear. A wrapper costs one native check when the thread is not inside a
-monitored handle, and never reports a socket whose timeout is 0.0 (non-blocking).
+The wrappers are native (``AuditedFunction``): outside a monitored handle they cost one
+thread-local read on top of the call; inside one they raise ``name((args, kwargs))`` for every
+audit hook to see, except for a socket whose timeout is 0.0 (non-blocking). They have no Python
+frame, so they never appear in a trace, and they bind like functions, so methods such as
+``socket.socket.connect`` can be replaced too.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
-import sys
-from typing import Any, Callable
+from typing import Any
 
 from aiocop import _aiocop
 
@@ -21,24 +21,7 @@ logger = logging.getLogger("aiocop")
 _patched: list[str] = []
 _configured = False
 
-
-def _make_wrapper(original: Callable[..., Any], event_name: str, is_socket: bool) -> Callable[..., Any]:
-    audit = sys.audit
-    in_handle = _aiocop._in_handle
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if in_handle():
-            if not (is_socket and args and getattr(args[0], "gettimeout", None) is not None
-                    and args[0].gettimeout() == 0.0):
-                audit(event_name, args, kwargs)
-        return original(*args, **kwargs)
-
-    return functools.wraps(original)(wrapper)
-
-
-for _const in _make_wrapper.__code__.co_consts:  # the one code object all wrappers share
-    if getattr(_const, "co_name", None) == "wrapper":
-        _aiocop._exclude_code(_const)
+_SOCKET_PREFIXES = ("socket.socket.", "ssl.SSLSocket.")
 
 
 def _resolve(path: str) -> tuple[Any, str] | tuple[None, None]:
@@ -67,8 +50,7 @@ def patch_audit_functions() -> None:
             logger.warning("Could not patch %s: target not found", name)
             continue
         original = getattr(parent, attr)
-        is_socket = name.startswith(("socket.socket.", "ssl.SSLSocket."))
-        setattr(parent, attr, _make_wrapper(original, name, is_socket))
+        setattr(parent, attr, _aiocop._audited(original, name, name.startswith(_SOCKET_PREFIXES)))
         _patched.append(name)
     logger.info("Patched functions for audit: %s", _patched)
 
