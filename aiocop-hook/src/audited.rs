@@ -264,11 +264,18 @@ unsafe extern "C" fn audited_getattro(
 ) -> *mut ffi::PyObject {
     // SAFETY: GIL held (tp_getattro); `slf` is a live AuditedObject.
     unsafe {
+        // The type itself has a `__doc__` and a `__module__`: read those from the original.
+        let original = (*slf.cast::<AuditedObject>()).original;
+        if !original.is_null()
+            && (ffi::PyUnicode_CompareWithASCIIString(name, c"__doc__".as_ptr()) == 0
+                || ffi::PyUnicode_CompareWithASCIIString(name, c"__module__".as_ptr()) == 0)
+        {
+            return ffi::PyObject_GetAttr(original, name);
+        }
         let found = ffi::PyObject_GenericGetAttr(slf, name);
         if !found.is_null() || ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) == 0 {
             return found;
         }
-        let original = (*slf.cast::<AuditedObject>()).original;
         if original.is_null() {
             return null_mut();
         }
