@@ -46,6 +46,7 @@
 
 mod format;
 mod record;
+pub mod rules;
 mod samples;
 mod slice;
 

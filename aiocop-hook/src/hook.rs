@@ -10,8 +10,9 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::stack::capture_current;
+use crate::stack::{self, capture_current};
 use crate::state::{in_hook, push_record, should_skip, PendingRecord};
+use crate::{enforce, rules};
 
 /// `Py_AuditHookFunction` from `Include/cpython/sysmodule.h`.
 type AuditHookFunction = unsafe extern "C" fn(
@@ -122,35 +123,66 @@ unsafe extern "C" fn audit_hook(
         // SAFETY: CPython passes a valid NUL-terminated event name.
         let name = unsafe { CStr::from_ptr(event) }.to_bytes();
         let Some(spec) = aiocop_severity::lookup(name) else {
-            return;
+            return 0;
         };
         // Audit hooks run with the GIL held; attaching (cheap then) makes pyo3 release any
         // object we drop at once instead of deferring it.
         Python::attach(|py| {
-            in_hook(|| {
-                push_record(
-                    |_first| PendingRecord {
-                        spec,
-                        // SAFETY: `args` is the event's argument tuple, valid for this call; we
-                        // take our own reference.
-                        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-                        frames: capture_current(py, trace_depth()),
-                        timestamp: now_unix(),
-                    },
-                    raise_enabled,
-                    || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
-                );
-            })
-        });
-        // Nothing we ran may leave an exception behind for the audited call.
-        // SAFETY: GIL held.
-        if unsafe { !ffi::PyErr_Occurred().is_null() } {
-            // SAFETY: GIL held.
-            unsafe { ffi::PyErr_Clear() };
-        }
+            let rc = in_hook(|| on_blocking_call(py, spec, args));
+            if rc == 0 {
+                // Nothing we ran may leave an exception behind for the audited call.
+                PyErr::take(py);
+            }
+            rc
+        })
     }))
     .unwrap_or_else(|_| {
         tracing::error!("panic inside the aiocop audit hook; record dropped");
-    });
+        0
+    })
+}
+
+/// A blocking call inside a monitored handle: allowed by a rule (nothing happens), stopped at
+/// the call (`-1` with `BlockingCallError` set), or recorded.
+fn on_blocking_call(
+    py: Python<'_>,
+    spec: &'static aiocop_severity::EventSpec,
+    args: *mut ffi::PyObject,
+) -> c_int {
+    let frames = capture_current(py, trace_depth());
+    let scoped = enforce::scoped_rules(py);
+    let mut facts = None;
+    if rules::has_active() || !scoped.is_empty() {
+        let known = stack::facts(py, &frames);
+        if rules::find_match(spec.name, &known, &scoped).is_some() {
+            return 0;
+        }
+        facts = Some(known);
+    }
+    let record = PendingRecord {
+        spec,
+        // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
+        // reference.
+        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
+        frames,
+        timestamp: now_unix(),
+    };
+    if let Some(min_weight) = enforce::at_call_min_weight(py) {
+        if spec.weight >= min_weight {
+            let facts = facts.unwrap_or_else(|| stack::facts(py, &record.frames));
+            match enforce::mode(py) {
+                enforce::Mode::Raise => {
+                    enforce::blocking_call_error(py, &record, &facts).restore(py);
+                    return -1;
+                }
+                enforce::Mode::Warn => enforce::warn_blocking_call(py, &record, &facts),
+            }
+        }
+    }
+    push_record(
+        || record,
+        raise_enabled,
+        || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
+    );
     0
 }

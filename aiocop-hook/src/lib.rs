@@ -14,7 +14,10 @@
 pub mod args;
 mod audited;
 pub mod compat;
+pub mod enforce;
 mod hook;
+pub mod pylog;
+pub mod rules;
 pub mod stack;
 mod state;
 

@@ -94,6 +94,9 @@ struct CodeInfo {
     _keep_alive: Py<PyAny>,
     filename: Arc<str>,
     function: Arc<str>,
+    /// `co_qualname`, the module and whether it is library code: for allow rules, computed on
+    /// first need.
+    facts: Option<Facts>,
     /// Instruction offset → line: `PyCode_Addr2Line` scans the line table from the start, so a
     /// hot frame is resolved once.
     lines: HashMap<i32, i32>,
@@ -122,8 +125,148 @@ fn code_info(py: Python<'_>, code: &Py<PyAny>) -> CodeInfo {
         _keep_alive: code.clone_ref(py),
         filename: text("co_filename"),
         function: text("co_name"),
+        facts: None,
         lines: HashMap::new(),
     }
+}
+
+/// What allow rules need to know of a frame's code.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The file name.
+    pub filename: Arc<str>,
+    /// The module, found through `sys.modules` by file name.
+    pub module: Option<Arc<str>>,
+    /// The qualified name (`co_qualname`).
+    pub qualname: Arc<str>,
+    /// Library code: the standard library or an installed package, or code without a file.
+    pub library: bool,
+}
+
+impl Facts {
+    /// The borrowed view rules match against.
+    pub fn as_frame_facts(&self) -> aiocop_events::rules::FrameFacts<'_> {
+        aiocop_events::rules::FrameFacts {
+            filename: &self.filename,
+            module: self.module.as_deref(),
+            function: &self.qualname,
+            library: self.library,
+        }
+    }
+}
+
+/// Directories whose code is "library": the standard library and installed packages.
+fn library_prefixes(py: Python<'_>) -> &'static [String] {
+    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    PREFIXES.get_or_init(|| {
+        let find = || -> PyResult<Vec<String>> {
+            let paths = py.import("sysconfig")?.call_method0("get_paths")?;
+            let mut out = Vec::new();
+            for key in ["stdlib", "platstdlib", "purelib", "platlib"] {
+                if let Ok(path) = paths.get_item(key).and_then(|p| p.extract::<String>()) {
+                    let path = format!("{}/", path.trim_end_matches('/'));
+                    if !out.contains(&path) {
+                        out.push(path);
+                    }
+                }
+            }
+            Ok(out)
+        };
+        find().unwrap_or_default()
+    })
+}
+
+fn is_library(py: Python<'_>, filename: &str) -> bool {
+    filename.starts_with('<')
+        || filename.contains("/site-packages/")
+        || library_prefixes(py)
+            .iter()
+            .any(|p| filename.starts_with(p.as_str()))
+}
+
+thread_local! {
+    /// file name → module name, built from `sys.modules` (rebuilt when a file is not found and
+    /// `sys.modules` has changed size since).
+    static MODULES: RefCell<(usize, HashMap<String, Arc<str>>)> = RefCell::new((0, HashMap::new()));
+}
+
+fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
+    let hit = MODULES.with(|m| m.borrow().1.get(filename).cloned());
+    if hit.is_some() {
+        return hit;
+    }
+    let modules = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .ok()?;
+    let len = modules.len().ok()?;
+    if MODULES.with(|m| m.borrow().0) == len {
+        return None;
+    }
+    let mut index = HashMap::new();
+    let items = modules.call_method0("items").ok()?;
+    for item in items.try_iter().ok()? {
+        let Ok((name, module)) = item.and_then(|i| i.extract::<(String, Bound<'_, PyAny>)>())
+        else {
+            continue;
+        };
+        if let Ok(file) = module
+            .getattr("__file__")
+            .and_then(|f| f.extract::<String>())
+        {
+            index
+                .entry(file)
+                .or_insert_with(|| Arc::from(name.as_str()));
+        }
+    }
+    let found = index.get(filename).cloned();
+    MODULES.with(|m| *m.borrow_mut() = (len, index));
+    found
+}
+
+/// Facts about each captured frame (names, module, library or not), cached per code object.
+pub fn facts(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Facts> {
+    frames
+        .iter()
+        .map(|frame| {
+            let key = frame.code.as_ptr() as usize;
+            let cached = CODE_CACHE.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if !cache.contains_key(&key) {
+                    if cache.len() >= CODE_CACHE_CAP {
+                        cache.clear();
+                    }
+                    cache.insert(key, code_info(py, &frame.code));
+                }
+                cache
+                    .get(&key)
+                    .map(|info| (info.facts.clone(), info.filename.clone()))
+            });
+            let (known, filename) = cached.unwrap_or((None, Arc::from("<unknown>")));
+            if let Some(facts) = known {
+                return facts;
+            }
+            let qualname = frame
+                .code
+                .bind(py)
+                .getattr(Current::QUALNAME_ATTR)
+                .and_then(|v| v.extract::<String>())
+                .map(Arc::from)
+                .unwrap_or_else(|_| Arc::from("<unknown>"));
+            let facts = Facts {
+                module: module_of(py, &filename),
+                library: is_library(py, &filename),
+                filename,
+                qualname,
+            };
+            CODE_CACHE.with(|cache| {
+                if let Some(info) = cache.borrow_mut().get_mut(&key) {
+                    info.facts = Some(facts.clone());
+                }
+            });
+            facts
+        })
+        .collect()
 }
 
 fn resolve_one(

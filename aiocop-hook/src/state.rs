@@ -168,7 +168,7 @@ pub(crate) fn in_hook<R>(f: impl FnOnce() -> R) -> R {
 
 /// Everything the hook needs to take a record; the closures run only when the queue has room.
 pub(crate) fn push_record(
-    make: impl FnOnce(bool) -> PendingRecord,
+    make: impl FnOnce() -> PendingRecord,
     raise_enabled: impl FnOnce() -> bool,
     first_context: impl FnOnce() -> Option<Py<PyAny>>,
 ) {
@@ -186,7 +186,7 @@ pub(crate) fn push_record(
             let ctx = first_context();
             *r.first_context.borrow_mut() = ctx;
         }
-        if let Err(rejected) = r.queue.push(make(first)) {
+        if let Err(rejected) = r.queue.push(make()) {
             drop(rejected);
             r.dropped.set(r.dropped.get().saturating_add(1));
         }

@@ -8,7 +8,11 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::{pylog, registry};
 
-fn blocking_events<'py>(py: Python<'py>, events: &[BlockingEvent]) -> PyResult<Bound<'py, PyList>> {
+fn blocking_events<'py>(
+    py: Python<'py>,
+    events: &[BlockingEvent],
+    task: &SlowTask,
+) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for event in events {
         let dict = PyDict::new(py);
@@ -16,6 +20,8 @@ fn blocking_events<'py>(py: Python<'py>, events: &[BlockingEvent]) -> PyResult<B
         dict.set_item(pyo3::intern!(py, "trace"), &event.trace)?;
         dict.set_item(pyo3::intern!(py, "entry_point"), &event.entry_point)?;
         dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
+        dict.set_item(pyo3::intern!(py, "task_name"), task.task_name.as_deref())?;
+        dict.set_item(pyo3::intern!(py, "coroutine"), task.coroutine.as_deref())?;
         list.append(dict)?;
     }
     Ok(list)
@@ -35,7 +41,7 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
 
 /// The `BlockingEventInfo` dicts of `task`.
 pub fn blocking_event_dicts<'py>(py: Python<'py>, task: &SlowTask) -> PyResult<Bound<'py, PyList>> {
-    blocking_events(py, &task.blocking_events)
+    blocking_events(py, &task.blocking_events, task)
 }
 
 /// Builds the Python `SlowTaskEvent`. The frozen dataclass's generated `__init__` sets each
@@ -73,7 +79,7 @@ pub fn to_python(
     fields.set_item(pyo3::intern!(py, "reason"), task.reason.as_str())?;
     fields.set_item(
         pyo3::intern!(py, "blocking_events"),
-        blocking_events(py, &task.blocking_events)?,
+        blocking_events(py, &task.blocking_events, task)?,
     )?;
     match context {
         Some(context) => fields.set_item(pyo3::intern!(py, "context"), context)?,
@@ -83,6 +89,8 @@ pub fn to_python(
         pyo3::intern!(py, "cpu_stack_samples"),
         cpu_samples(py, &task.cpu_stack_samples)?,
     )?;
+    fields.set_item(pyo3::intern!(py, "task_name"), task.task_name.as_deref())?;
+    fields.set_item(pyo3::intern!(py, "coroutine"), task.coroutine.as_deref())?;
     Ok(event.unbind())
 }
 
@@ -128,7 +136,7 @@ pub fn high_severity_error(py: Python<'_>, task: &SlowTask) -> PyErr {
             task.severity_level.as_str(),
             task.elapsed_ms,
             task.threshold_ms,
-            blocking_events(py, &task.blocking_events)?,
+            blocking_events(py, &task.blocking_events, task)?,
         ))?;
         Ok(PyErr::from_value(exc))
     };

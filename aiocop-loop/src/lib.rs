@@ -9,10 +9,10 @@
 //! and capturing a sampled stack.
 
 pub mod config;
+pub use aiocop_hook::pylog;
 pub mod deliver;
 pub mod dispatch;
 mod native;
-pub mod pylog;
 pub mod registry;
 pub mod sampler;
 pub mod wrapper;

@@ -58,7 +58,7 @@ pub(crate) fn run_monitored(
     if recorded.is_none() && elapsed_ns < threshold_ns {
         return result; // the fast path
     }
-    let _ = py;
+    let identity = identify(py, callback);
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
     Python::attach(|py| {
@@ -70,9 +70,33 @@ pub(crate) fn run_monitored(
             recorded.unwrap_or_default(),
             samples.unwrap_or_default(),
             pre_context,
+            identity,
             result,
         )
     })
+}
+
+/// The task a handle steps (`(name, coroutine)`), or `(None, callback qualname)` for a plain
+/// callback. Slow path only.
+fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> (Option<String>, Option<String>) {
+    if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
+        if owner
+            .hasattr(pyo3::intern!(py, "get_coro"))
+            .unwrap_or(false)
+        {
+            return aiocop_hook::enforce::task_identity(&owner);
+        }
+    }
+    PyErr::take(py);
+    let target = callback
+        .getattr(pyo3::intern!(py, "func")) // functools.partial
+        .unwrap_or_else(|_| callback.clone());
+    let name = target
+        .getattr(pyo3::intern!(py, "__qualname__"))
+        .and_then(|q| q.extract::<String>())
+        .ok();
+    PyErr::take(py);
+    (None, name)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -84,6 +108,7 @@ fn slow_path(
     recorded: aiocop_hook::Recorded,
     cpu_samples: Vec<Vec<aiocop_events::Frame>>,
     pre_context: Option<Py<PyDict>>,
+    identity: (Option<String>, Option<String>),
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let post_context = registry::capture_context(py);
@@ -103,14 +128,26 @@ fn slow_path(
         records,
         cpu_samples,
         dropped_records: recorded.dropped,
+        task_name: identity.0,
+        coroutine: identity.1,
     };
-    let raise = result.is_ok()
+    let violation = result.is_ok()
         && recorded.should_raise
         && has_records
         && slice.exceeded_threshold()
         && slice.score() >= THRESHOLD_HIGH;
-    let error = if raise {
-        assemble(&slice).map(|task| high_severity_error(py, &task))
+    let error = if violation {
+        match aiocop_hook::enforce::mode(py) {
+            aiocop_hook::enforce::Mode::Raise => {
+                assemble(&slice).map(|task| high_severity_error(py, &task))
+            }
+            aiocop_hook::enforce::Mode::Warn => {
+                if let Some(task) = assemble(&slice) {
+                    warn_violation(py, &task);
+                }
+                None
+            }
+        }
     } else {
         None
     };
@@ -130,6 +167,27 @@ fn slow_path(
         Some(err) => Err(err),
         None => result,
     }
+}
+
+/// Warn mode at the end of a handle: log once per call site (the first blocking call's).
+fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
+    let Some(first) = task.blocking_events.first() else {
+        return;
+    };
+    let key = format!("handle:{}@{}", first.event, first.entry_point);
+    let calls: Vec<String> = task
+        .blocking_events
+        .iter()
+        .map(|e| format!("{} at {}", e.event, e.trace))
+        .collect();
+    let message = format!(
+        "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}",
+        task.severity_score,
+        task.elapsed_ms,
+        task.threshold_ms,
+        calls.join("; ")
+    );
+    aiocop_hook::pylog::warning_once(py, &key, &message);
 }
 
 /// Start values, overridden by the end values that are not `None`.

@@ -1,8 +1,9 @@
 //! `aiocop._aiocop`: the Python module. Argument checking and conversion only; the logic lives
 //! in `aiocop-hook`, `aiocop-loop`, `aiocop-events` and `aiocop-severity`.
 
+use aiocop_events::rules::{AllowRule, FrameScope};
 use aiocop_events::{Frame, RawArgs, RawRecord};
-use aiocop_hook::PythonVersion;
+use aiocop_hook::{enforce, rules, PythonVersion};
 use aiocop_loop::{config, dispatch, pylog, registry, sampler, Dispatch};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -40,8 +41,10 @@ fn detect_slow_tasks(
     on_slow_task: &Bound<'_, PyAny>,
     cpu_sampling: &Bound<'_, PyAny>,
     dispatch: &Bound<'_, PyAny>,
+    mode: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
     let threshold_ns = non_negative_ms(threshold_ms, "threshold_ms")?;
+    let mode_value = parse_mode(mode, "mode")?;
     let on_slow_task = if on_slow_task.is_none() {
         None
     } else {
@@ -82,6 +85,7 @@ fn detect_slow_tasks(
     if let Some(cb) = on_slow_task {
         registry::register_callback(py, cb);
     }
+    enforce::set_default_mode(mode_value);
     ensure_loop_patched(py)?;
     if cpu_sampling && !sampler::is_started() {
         sampler::start(sampler::SamplerConfig::default());
@@ -97,6 +101,148 @@ fn ensure_loop_patched(py: Python<'_>) -> PyResult<bool> {
         Some(event_loop) => aiocop_loop::patch_loop(&event_loop),
         None => Ok(false),
     }
+}
+
+fn parse_mode(value: &Bound<'_, PyAny>, name: &str) -> PyResult<enforce::Mode> {
+    let text: String = value
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be 'raise' or 'warn'")))?;
+    enforce::Mode::parse(&text).ok_or_else(|| {
+        PyValueError::new_err(format!("{name} must be 'raise' or 'warn', got {text:?}"))
+    })
+}
+
+/// Sets the process-wide violation mode: `"raise"` or `"warn"`.
+#[pyfunction]
+fn set_mode(mode: &Bound<'_, PyAny>) -> PyResult<()> {
+    enforce::set_default_mode(parse_mode(mode, "mode")?);
+    Ok(())
+}
+
+/// The process-wide violation mode.
+#[pyfunction]
+fn get_mode() -> &'static str {
+    enforce::default_mode().as_str()
+}
+
+/// Checks a mode argument (for the Python-side context managers).
+#[pyfunction]
+fn _check_mode(mode: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    parse_mode(mode, "mode").map(enforce::Mode::as_str)
+}
+
+/// Makes an allow rule from a spec string or from fields (not yet in force).
+#[pyfunction]
+#[pyo3(signature = (spec, event, module, path, function, frames, source))]
+#[allow(clippy::too_many_arguments)]
+fn _make_rule(
+    py: Python<'_>,
+    spec: Option<&str>,
+    event: Option<&str>,
+    module: Option<&str>,
+    path: Option<&str>,
+    function: Option<&str>,
+    frames: &str,
+    source: &str,
+) -> PyResult<Py<rules::PyAllowRule>> {
+    let any_field = event.is_some() || module.is_some() || path.is_some() || function.is_some();
+    let rule = match spec {
+        Some(spec) if any_field => {
+            return Err(PyValueError::new_err(format!(
+                "malformed allow rule {spec:?}: give a spec string or fields, not both"
+            )))
+        }
+        Some(spec) => AllowRule::parse(spec),
+        None => {
+            let scope = match frames {
+                "first" => FrameScope::First,
+                "any" => FrameScope::Any,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "frames must be 'first' or 'any', got {other:?}"
+                    )))
+                }
+            };
+            AllowRule::from_fields(event, module, path, function, scope)
+        }
+    }
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    rules::make(py, rule, source)
+}
+
+/// Puts a rule in force for every thread.
+#[pyfunction]
+fn _activate_rule(rule: &Bound<'_, rules::PyAllowRule>) {
+    rules::activate(rule.get());
+}
+
+/// Takes a rule (an `AllowRule` or a spec string) out of force; returns how many were removed.
+#[pyfunction]
+fn disallow(rule: &Bound<'_, PyAny>) -> PyResult<usize> {
+    if let Ok(rule) = rule.cast::<rules::PyAllowRule>() {
+        return Ok(rules::deactivate(&rule.get().entry().rule));
+    }
+    let spec: String = rule
+        .extract()
+        .map_err(|_| PyTypeError::new_err("rule must be an AllowRule or a spec string"))?;
+    let parsed = AllowRule::parse(&spec).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(rules::deactivate(&parsed))
+}
+
+/// The allow rules in force, in the order they were added.
+#[pyfunction]
+fn allow_rules(py: Python<'_>) -> PyResult<Vec<Py<rules::PyAllowRule>>> {
+    rules::active(py)
+}
+
+/// Takes every allow rule out of force and forgets them.
+#[pyfunction]
+fn clear_allow_rules() {
+    rules::clear();
+}
+
+/// The allow rules made so far (in force or scoped) that never matched a blocking call.
+#[pyfunction]
+fn unused_allow_rules(py: Python<'_>) -> PyResult<Vec<Py<rules::PyAllowRule>>> {
+    rules::unused(py)
+}
+
+/// A rule spec that would allow a reported blocking event (a `BlockingEventInfo` dict).
+#[pyfunction]
+fn suggest_allow_rule(info: &Bound<'_, PyAny>) -> PyResult<String> {
+    let get = |key: &str| -> PyResult<String> {
+        info.get_item(key)
+            .and_then(|v| v.extract::<String>())
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "info must be a BlockingEventInfo dict with {key:?}"
+                ))
+            })
+    };
+    Ok(aiocop_events::rules::suggest_from_trace(
+        &get("event")?,
+        &get("trace")?,
+    ))
+}
+
+#[pyfunction]
+fn _hook_installed() -> bool {
+    aiocop_hook::is_installed()
+}
+
+#[pyfunction]
+fn _set_enforcement(
+    at_call_var: &Bound<'_, PyAny>,
+    mode_var: &Bound<'_, PyAny>,
+    scoped_rules_var: &Bound<'_, PyAny>,
+    blocking_call_error: &Bound<'_, PyAny>,
+) {
+    enforce::set_python_objects(
+        at_call_var.clone().unbind(),
+        mode_var.clone().unbind(),
+        scoped_rules_var.clone().unbind(),
+        blocking_call_error.clone().unbind(),
+    );
 }
 
 /// Starts the CPU stack-sampling watchdog.
@@ -396,6 +542,19 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_python_types, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(set_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(get_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(_check_mode, m)?)?;
+    m.add_function(wrap_pyfunction!(_make_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(_activate_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(disallow, m)?)?;
+    m.add_function(wrap_pyfunction!(allow_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_allow_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(unused_allow_rules, m)?)?;
+    m.add_function(wrap_pyfunction!(suggest_allow_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
+    m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
+    m.add_class::<rules::PyAllowRule>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add(
         "NATIVE_TIME_SLEEP_EVENT",

@@ -180,7 +180,10 @@ def check_event_invariants(evt: Any) -> None:
     if evt.reason == "io_blocking":
         assert 1 <= len(evt.blocking_events) <= 50
         for rec in evt.blocking_events:
-            assert set(rec) == {"event", "trace", "entry_point", "severity"}
+            # aiocop 1.2.1's keys, plus the task identity ours adds.
+            assert set(rec) == {
+                "event", "trace", "entry_point", "severity", "task_name", "coroutine"
+            }
             assert "(" in rec["event"] and rec["event"].endswith(")")
             frames = rec["trace"].split(" <- ") if rec["trace"] else []
             assert rec["entry_point"] == (frames[0] if frames else "unknown")

@@ -166,7 +166,9 @@ def test_slow_task_event_dataclass():
     cls = aiocop.SlowTaskEvent
     assert dataclasses.is_dataclass(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    assert names == [
+    # aiocop 1.2.1's fields, in its order; ours adds the task identity after them (defaults None).
+    assert names[9:] == ["task_name", "coroutine"]
+    assert names[:9] == [
         "elapsed_ms",
         "threshold_ms",
         "exceeded_threshold",
@@ -178,6 +180,7 @@ def test_slow_task_event_dataclass():
         "cpu_stack_samples",
     ]
     evt = cls(12.5, 10.0, True, 50, "high", "io_blocking", [])
+    assert (evt.task_name, evt.coroutine) == (None, None)
     assert evt.context == {}
     assert evt.cpu_stack_samples == []
     other = cls(1.0, 10.0, False, 0, "low", "io_blocking", [])
@@ -202,7 +205,10 @@ def test_slow_task_event_dataclass():
 
 
 def test_typed_dict_keys():
-    assert set(typing.get_type_hints(aiocop.BlockingEventInfo)) == {"event", "trace", "entry_point", "severity"}
+    info = aiocop.BlockingEventInfo
+    assert set(info.__required_keys__) == {"event", "trace", "entry_point", "severity"}
+    assert set(info.__optional_keys__) == {"task_name", "coroutine"}  # ours, beyond 1.2.1
+    assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
     assert set(typing.get_type_hints(aiocop.CpuStackSample)) == {"trace", "entry_point", "count"}
     assert set(typing.get_type_hints(aiocop.RawBlockingEvent)) == {
         "event_name",

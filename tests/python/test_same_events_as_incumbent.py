@@ -118,7 +118,11 @@ for e in EVENTS:
         "reason": e.reason,
         "severity_score": e.severity_score,
         "severity_level": e.severity_level,
-        "blocking_events": e.blocking_events,
+        # aiocop 1.2.1's keys (ours adds the task identity).
+        "blocking_events": [
+            {k: b[k] for k in ("event", "trace", "entry_point", "severity")}
+            for b in e.blocking_events
+        ],
         "hottest": e.cpu_stack_samples[0]["entry_point"] if e.cpu_stack_samples else None,
     })
 print(json.dumps({"port": port, "pid": os.getpid(), "events": out}))

@@ -4,7 +4,7 @@
 //!
 //! | version | `time.sleep` audit event | frame position API | notes |
 //! |---|---|---|---|
-//! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | `PyFrame_GetCode`/`PyFrame_GetBack` exist since 3.9 |
+//! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): `co_name` stands in |
 //! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame` materialises them |
 //! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
@@ -55,6 +55,9 @@ pub trait PythonVersion {
     /// Whether CPython raises a native `time.sleep` audit event (3.13+); below that aiocop's
     /// wrapper emits it.
     const NATIVE_TIME_SLEEP_EVENT: bool;
+    /// The code-object attribute holding the function's qualified name (`co_qualname` from
+    /// 3.11; 3.10 only has `co_name`).
+    const QUALNAME_ATTR: &'static str = "co_qualname";
 
     /// The position of `frame` in its code object.
     ///

@@ -10,6 +10,7 @@ pub struct Py310;
 impl PythonVersion for Py310 {
     const MINOR_VERSION: u8 = 10;
     const NATIVE_TIME_SLEEP_EVENT: bool = false;
+    const QUALNAME_ATTR: &'static str = "co_name";
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
         // SAFETY: the caller holds the GIL and passes a valid frame. 3.10 keeps `f_lasti` in

@@ -45,14 +45,30 @@ from aiocop._aiocop import (
 )
 from aiocop._patch import get_patched_functions, patch_audit_functions
 from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
+from aiocop._rules import (
+    AllowRule,
+    _scoped_rules,
+    allow,
+    allow_rules,
+    allowing,
+    clear_allow_rules,
+    disallow,
+    load_allow_rules,
+    suggest_allow_rule,
+    unused_allow_rules,
+)
 from aiocop._state import (
+    _mode,
+    _raise_at_call,
     _raise_on_violations,
     disable_raise_on_violations,
     enable_raise_on_violations,
+    get_mode,
     is_raise_on_violations_enabled,
     raise_on_violations,
+    set_mode,
 )
-from aiocop.exceptions import HighSeverityBlockingIoException
+from aiocop.exceptions import BlockingCallError, HighSeverityBlockingIoException
 from aiocop.types.events import BlockingEventInfo, CpuStackSample, RawBlockingEvent, SlowTaskEvent
 from aiocop.types.severity import (
     THRESHOLD_HIGH,
@@ -76,6 +92,7 @@ SlowTaskCallback = Callable[[SlowTaskEvent], None]
 ContextProvider = Callable[[], "dict[str, Any]"]
 
 _aiocop._set_python_types(SlowTaskEvent, HighSeverityBlockingIoException, _raise_on_violations)
+_aiocop._set_enforcement(_raise_at_call, _mode, _scoped_rules, BlockingCallError)
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_aiocop._after_fork_child)
 _atexit.register(_aiocop._shutdown)
@@ -96,6 +113,18 @@ __all__ = [
     "disable_raise_on_violations",
     "is_raise_on_violations_enabled",
     "raise_on_violations",
+    "set_mode",
+    "get_mode",
+    # Allow rules
+    "AllowRule",
+    "allow",
+    "allowing",
+    "allow_rules",
+    "clear_allow_rules",
+    "disallow",
+    "load_allow_rules",
+    "suggest_allow_rule",
+    "unused_allow_rules",
     # Callbacks
     "register_slow_task_callback",
     "unregister_slow_task_callback",
@@ -124,6 +153,7 @@ __all__ = [
     "IoSeverityLevel",
     # Exceptions
     "HighSeverityBlockingIoException",
+    "BlockingCallError",
     # Constants
     "WEIGHT_HEAVY",
     "WEIGHT_MODERATE",

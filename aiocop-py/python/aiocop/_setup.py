@@ -3,6 +3,8 @@ happen natively (a bad argument is a TypeError/ValueError naming it)."""
 
 from __future__ import annotations
 
+import os
+
 from typing import Literal, Optional, Union
 
 from aiocop import _aiocop
@@ -16,8 +18,18 @@ def start_blocking_io_detection(trace_depth: int = 20) -> None:
     """Register the native audit hook; ``trace_depth`` frames are kept per blocking call.
 
     Call once, after ``patch_audit_functions()``; a repeat call logs a warning and does nothing.
+    The allow rules of the ``AIOCOP_ALLOW`` environment variable are put in force (a malformed
+    one is a ``ValueError`` naming it, and nothing is installed).
     """
+    from aiocop._rules import parse_rule_list
+
+    if isinstance(trace_depth, bool) or not isinstance(trace_depth, int):
+        raise TypeError(f"trace_depth must be an int, got {type(trace_depth).__name__}")
+    first = not _aiocop._hook_installed()
+    env_rules = parse_rule_list(os.environ.get("AIOCOP_ALLOW", ""), "env") if first else []
     _aiocop.start_blocking_io_detection(trace_depth)
+    for rule in env_rules:
+        _aiocop._activate_rule(rule)
 
 
 def detect_slow_tasks(
@@ -25,6 +37,7 @@ def detect_slow_tasks(
     on_slow_task: Optional[Callable[[SlowTaskEvent], None]] = None,
     cpu_sampling: bool = True,
     dispatch: Optional[Literal["background", "inline"]] = None,
+    mode: Literal["raise", "warn"] = "raise",
 ) -> None:
     """Configure slow-task detection; inside a running loop, wrap that loop at once.
 
@@ -33,9 +46,11 @@ def detect_slow_tasks(
     ``cpu_sampling`` starts stack sampling (arming at half the threshold) unless it was started
     already. ``dispatch`` is ``"background"`` (default: callbacks run on the loop's thread
     shortly after the handle) or ``"inline"`` (right after the handle); the environment variable
-    ``AIOCOP_DISPATCH`` wins over it. A repeat call logs a warning and does nothing.
+    ``AIOCOP_DISPATCH`` wins over it. ``mode`` is what a violation does where raising is
+    enabled: ``"raise"`` or ``"warn"`` (log once per call site). A repeat call logs a warning
+    and does nothing.
     """
-    _aiocop.detect_slow_tasks(threshold_ms, on_slow_task, cpu_sampling, dispatch)
+    _aiocop.detect_slow_tasks(threshold_ms, on_slow_task, cpu_sampling, dispatch, mode)
 
 
 def start_cpu_sampling(

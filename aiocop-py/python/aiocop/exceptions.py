@@ -51,4 +51,49 @@ class HighSeverityBlockingIoException(Exception):
         )
 
 
-__all__ = ["HighSeverityBlockingIoException"]
+class BlockingCallError(HighSeverityBlockingIoException):
+    """Raised at the blocking call itself, inside the coroutine that made it, when
+    ``raise_on_violations(at_call=True)`` is in force and the call weighs at least
+    ``min_weight``. The call did not happen."""
+
+    def __init__(
+        self,
+        event_name: str,
+        event: str,
+        severity: int,
+        trace: str,
+        entry_point: str,
+        task_name: Optional[str] = None,
+        coroutine: Optional[str] = None,
+        suggested_rule: Optional[str] = None,
+    ) -> None:
+        self.event_name = event_name
+        self.event = event
+        self.severity = severity
+        self.trace = trace
+        self.entry_point = entry_point
+        self.task_name = task_name
+        self.coroutine = coroutine
+        self.suggested_rule = suggested_rule
+        level = "high" if severity >= 50 else "medium" if severity >= 10 else "low"
+        info = {"event": event, "trace": trace, "entry_point": entry_point, "severity": severity,
+                "task_name": task_name, "coroutine": coroutine}
+        super().__init__(severity, level, 0.0, 0.0, [info])  # type: ignore[list-item]
+
+    def _format_message(self) -> str:
+        where = f" in task {self.task_name!r} ({self.coroutine})" if self.task_name else ""
+        hint = f"\n  allow it with: aiocop.allow({self.suggested_rule!r})" if self.suggested_rule else ""
+        return (
+            f"blocking call {self.event} (weight {self.severity}){where}\n"
+            f"  at {self.trace}{hint}"
+        )
+
+    def __reduce__(self):
+        return (
+            type(self),
+            (self.event_name, self.event, self.severity, self.trace, self.entry_point,
+             self.task_name, self.coroutine, self.suggested_rule),
+        )
+
+
+__all__ = ["HighSeverityBlockingIoException", "BlockingCallError"]

@@ -16,9 +16,7 @@ class RawBlockingEvent(TypedDict):
     severity: Optional[int]
 
 
-class BlockingEventInfo(TypedDict):
-    """One blocking call of a slow handle."""
-
+class _BlockingEventInfoBase(TypedDict):
     #: ``name(arg1, arg2)``, each argument cut to 100 characters.
     event: str
     #: ``file:line:function`` frames joined by `` <- ``, innermost first.
@@ -27,6 +25,15 @@ class BlockingEventInfo(TypedDict):
     entry_point: str
     #: The event's weight.
     severity: Optional[int]
+
+
+class BlockingEventInfo(_BlockingEventInfoBase, total=False):
+    """One blocking call of a slow handle (the first four keys are aiocop 1.2.1's)."""
+
+    #: The name of the asyncio task that made the call, or None for a plain callback.
+    task_name: Optional[str]
+    #: The qualified name of the task's coroutine, or of the callback.
+    coroutine: Optional[str]
 
 
 class CpuStackSample(TypedDict):
@@ -50,6 +57,10 @@ class SlowTaskEvent:
     blocking_events: list[BlockingEventInfo]
     context: dict[str, Any] = field(default_factory=dict)
     cpu_stack_samples: list[CpuStackSample] = field(default_factory=list)
+    #: The name of the asyncio task the handle stepped, or None for a plain callback.
+    task_name: Optional[str] = None
+    #: The qualified name of the task's coroutine, or of the plain callback.
+    coroutine: Optional[str] = None
 
 
 __all__ = ["RawBlockingEvent", "BlockingEventInfo", "CpuStackSample", "SlowTaskEvent"]

@@ -45,3 +45,26 @@ pub fn describe(obj: &Bound<'_, PyAny>) -> String {
         .map(|r| r.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "<callable>".to_owned())
 }
+
+/// Logs `message` at WARNING once per `key` (a call site) for the life of the process. The set
+/// of keys is bounded: past the cap, every message is logged.
+pub fn warning_once(py: Python<'_>, key: &str, message: &str) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    const CAP: usize = 10_000;
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let first = {
+        let mut seen = SEEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = seen.get_or_insert_with(HashSet::new);
+        if seen.len() >= CAP {
+            true
+        } else {
+            seen.insert(key.to_owned())
+        }
+    };
+    if first {
+        warning(py, message);
+    }
+}

@@ -1,0 +1,525 @@
+//! Allow rules: which blocking calls are accepted (not reported, never raised).
+//!
+//! A rule matches on any of: the event name, and — about the calling frame — its module, its
+//! file path, its function (qualname, or `module.qualname`). Every field is a glob (`*` any
+//! run of characters, `?` one character); a rule with several fields matches when all of them
+//! match. Frame fields are checked against the first frame that is not library code (the
+//! standard library or an installed package) by default, or against any frame
+//! (`frames=any`, all frame fields on the same frame).
+//!
+//! Written as a spec string, `key=value` pairs separated by commas; a bare value is an event
+//! glob:
+//!
+//! ```
+//! use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope};
+//!
+//! let rule = AllowRule::parse("event=open,module=myapp.legacy.*").unwrap();
+//! assert_eq!(rule.spec(), "event=open,module=myapp.legacy.*");
+//! let frames = [
+//!     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", library: true },
+//!     FrameFacts { filename: "/srv/myapp/legacy/io.py", module: Some("myapp.legacy.io"), function: "load", library: false },
+//! ];
+//! assert!(rule.matches(&Candidate { event: "open", frames: &frames }));
+//! assert!(!rule.matches(&Candidate { event: "os.stat", frames: &frames }));
+//! assert_eq!(AllowRule::parse("time.sleep").unwrap().spec(), "event=time.sleep");
+//! assert!(AllowRule::parse("colour=blue").is_err());
+//! # let _ = FrameScope::First;
+//! ```
+
+use std::fmt;
+
+/// Which frames a rule's module/path/function fields are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameScope {
+    /// The first (innermost) frame that is not library code.
+    First,
+    /// Any frame (all frame fields must match on the same frame).
+    Any,
+}
+
+/// A shell-style glob: `*` matches any run of characters (including `/` and `.`), `?` one
+/// character; everything else matches itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Glob(String);
+
+impl Glob {
+    /// A glob from its pattern.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        Self(pattern.into())
+    }
+
+    /// The pattern.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `text` matches the whole pattern.
+    ///
+    /// ```
+    /// use aiocop_events::rules::Glob;
+    ///
+    /// assert!(Glob::new("socket.*").matches("socket.getaddrinfo"));
+    /// assert!(Glob::new("*/migrations/*").matches("/srv/app/migrations/0001.py"));
+    /// assert!(Glob::new("os.?tat").matches("os.stat"));
+    /// assert!(!Glob::new("open").matches("open2"));
+    /// ```
+    pub fn matches(&self, text: &str) -> bool {
+        let pattern: Vec<char> = self.0.chars().collect();
+        let text: Vec<char> = text.chars().collect();
+        // Iterative wildcard matching with backtracking to the last '*'.
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+                p += 1;
+                t += 1;
+            } else if p < pattern.len() && pattern[p] == '*' {
+                star = Some((p, t));
+                p += 1;
+            } else if let Some((star_p, star_t)) = star {
+                p = star_p + 1;
+                t = star_t + 1;
+                star = Some((star_p, star_t + 1));
+            } else {
+                return false;
+            }
+        }
+        pattern[p..].iter().all(|&c| c == '*')
+    }
+}
+
+/// What is known of one frame when a rule is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameFacts<'a> {
+    /// The code's file name.
+    pub filename: &'a str,
+    /// The module the code belongs to, when known.
+    pub module: Option<&'a str>,
+    /// The function's qualified name (`Class.method`).
+    pub function: &'a str,
+    /// Whether the code is library code (standard library or an installed package).
+    pub library: bool,
+}
+
+/// A blocking call being checked against the rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The event name.
+    pub event: &'a str,
+    /// The stack at the call, innermost first.
+    pub frames: &'a [FrameFacts<'a>],
+}
+
+/// Why a rule could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The rule as given.
+    pub rule: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed allow rule {:?}: {}", self.rule, self.reason)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// One allow rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AllowRule {
+    event: Option<Glob>,
+    module: Option<Glob>,
+    path: Option<Glob>,
+    function: Option<Glob>,
+    frames: FrameScope,
+    spec: String,
+}
+
+/// The keys a spec may use.
+pub const RULE_KEYS: [&str; 5] = ["event", "module", "path", "function", "frames"];
+
+impl AllowRule {
+    /// Builds a rule from its fields; at least one of event/module/path/function is required.
+    pub fn from_fields(
+        event: Option<&str>,
+        module: Option<&str>,
+        path: Option<&str>,
+        function: Option<&str>,
+        frames: FrameScope,
+    ) -> Result<Self, RuleError> {
+        let fields = [
+            ("event", event),
+            ("module", module),
+            ("path", path),
+            ("function", function),
+        ];
+        let mut parts = Vec::new();
+        for (key, value) in fields {
+            if let Some(value) = value {
+                let trimmed = value.trim();
+                if trimmed.is_empty() {
+                    return Err(RuleError {
+                        rule: describe(&fields, frames),
+                        reason: format!("{key} is empty"),
+                    });
+                }
+                if trimmed.contains(',') || trimmed.contains(';') {
+                    return Err(RuleError {
+                        rule: describe(&fields, frames),
+                        reason: format!("{key} must not contain ',' or ';'"),
+                    });
+                }
+                parts.push(format!("{key}={trimmed}"));
+            }
+        }
+        if parts.is_empty() {
+            return Err(RuleError {
+                rule: describe(&fields, frames),
+                reason: "a rule needs at least one of event, module, path, function".into(),
+            });
+        }
+        if frames == FrameScope::Any {
+            parts.push("frames=any".into());
+        }
+        let glob = |v: Option<&str>| v.map(|v| Glob::new(v.trim()));
+        Ok(Self {
+            event: glob(event),
+            module: glob(module),
+            path: glob(path),
+            function: glob(function),
+            frames,
+            spec: parts.join(","),
+        })
+    }
+
+    /// Parses a spec: `key=value` pairs separated by commas (keys: event, module, path,
+    /// function, frames=first|any); a bare value is an event glob.
+    pub fn parse(spec: &str) -> Result<Self, RuleError> {
+        let error = |reason: String| RuleError {
+            rule: spec.to_owned(),
+            reason,
+        };
+        let mut values: [Option<&str>; 4] = [None; 4];
+        let mut frames = FrameScope::First;
+        let mut any_part = false;
+        for part in spec.split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            any_part = true;
+            let (key, value) = match part.split_once('=') {
+                Some((key, value)) => (key.trim(), value.trim()),
+                None => ("event", part),
+            };
+            if value.is_empty() {
+                return Err(error(format!("{key} is empty")));
+            }
+            let slot = match key {
+                "event" => 0,
+                "module" => 1,
+                "path" => 2,
+                "function" => 3,
+                "frames" => {
+                    frames = match value {
+                        "first" => FrameScope::First,
+                        "any" => FrameScope::Any,
+                        other => {
+                            return Err(error(format!(
+                                "frames must be 'first' or 'any', not {other:?}"
+                            )))
+                        }
+                    };
+                    continue;
+                }
+                other => {
+                    return Err(error(format!(
+                        "unknown key {other:?} (expected one of {})",
+                        RULE_KEYS.join(", ")
+                    )))
+                }
+            };
+            if values[slot].replace(value).is_some() {
+                return Err(error(format!("{key} is given twice")));
+            }
+        }
+        if !any_part {
+            return Err(error("the rule is empty".into()));
+        }
+        Self::from_fields(values[0], values[1], values[2], values[3], frames)
+            .map_err(|e| error(e.reason))
+    }
+
+    /// The rule in spec form (canonical: fields in the order event, module, path, function).
+    pub fn spec(&self) -> &str {
+        &self.spec
+    }
+
+    /// The event glob, if any.
+    pub fn event(&self) -> Option<&Glob> {
+        self.event.as_ref()
+    }
+
+    /// The module glob, if any.
+    pub fn module(&self) -> Option<&Glob> {
+        self.module.as_ref()
+    }
+
+    /// The path glob, if any.
+    pub fn path(&self) -> Option<&Glob> {
+        self.path.as_ref()
+    }
+
+    /// The function glob, if any.
+    pub fn function(&self) -> Option<&Glob> {
+        self.function.as_ref()
+    }
+
+    /// Which frames the frame fields are checked against.
+    pub fn frames(&self) -> FrameScope {
+        self.frames
+    }
+
+    /// Whether the rule checks frames at all (module, path or function).
+    pub fn needs_frames(&self) -> bool {
+        self.module.is_some() || self.path.is_some() || self.function.is_some()
+    }
+
+    fn frame_matches(&self, frame: &FrameFacts<'_>) -> bool {
+        let module_ok = self
+            .module
+            .as_ref()
+            .is_none_or(|g| frame.module.is_some_and(|m| g.matches(m)));
+        let path_ok = self.path.as_ref().is_none_or(|g| g.matches(frame.filename));
+        let function_ok = self.function.as_ref().is_none_or(|g| {
+            g.matches(frame.function)
+                || frame
+                    .module
+                    .is_some_and(|m| g.matches(&format!("{m}.{}", frame.function)))
+        });
+        module_ok && path_ok && function_ok
+    }
+
+    /// Whether the rule allows `candidate`.
+    pub fn matches(&self, candidate: &Candidate<'_>) -> bool {
+        if let Some(event) = &self.event {
+            if !event.matches(candidate.event) {
+                return false;
+            }
+        }
+        if !self.needs_frames() {
+            return true;
+        }
+        match self.frames {
+            FrameScope::First => {
+                first_user_frame(candidate.frames).is_some_and(|frame| self.frame_matches(frame))
+            }
+            FrameScope::Any => candidate.frames.iter().any(|f| self.frame_matches(f)),
+        }
+    }
+}
+
+impl fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec)
+    }
+}
+
+fn describe(fields: &[(&str, Option<&str>)], frames: FrameScope) -> String {
+    let mut parts: Vec<String> = fields
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+    if frames == FrameScope::Any {
+        parts.push("frames=any".into());
+    }
+    parts.join(",")
+}
+
+/// The innermost frame that is not library code.
+pub fn first_user_frame<'a, 'b>(frames: &'b [FrameFacts<'a>]) -> Option<&'b FrameFacts<'a>> {
+    frames.iter().find(|f| !f.library)
+}
+
+/// A rule that would allow `candidate`: its event and the function of its first non-library
+/// frame (`module.qualname`), or the event alone when there is no such frame.
+///
+/// ```
+/// use aiocop_events::rules::{suggest, Candidate, FrameFacts};
+///
+/// let frames = [FrameFacts { filename: "/srv/app/views.py", module: Some("app.views"), function: "index", library: false }];
+/// assert_eq!(suggest(&Candidate { event: "open", frames: &frames }), "event=open,function=app.views.index");
+/// assert_eq!(suggest(&Candidate { event: "open", frames: &[] }), "event=open");
+/// ```
+pub fn suggest(candidate: &Candidate<'_>) -> String {
+    match first_user_frame(candidate.frames) {
+        Some(frame) => match frame.module {
+            Some(module) => format!(
+                "event={},function={module}.{}",
+                candidate.event, frame.function
+            ),
+            None => format!("event={},path={}", candidate.event, frame.filename),
+        },
+        None => format!("event={}", candidate.event),
+    }
+}
+
+/// A rule that would allow a reported blocking event, from its formatted `event`
+/// (`name(args)`) and `trace` (`path:line:function <- ...`): the event name and the path of the
+/// first frame that looks like the user's code (an absolute path — the standard library shows
+/// as a bare file name — else the first path with a directory, as `*/dir/file.py`).
+///
+/// ```
+/// use aiocop_events::rules::suggest_from_trace;
+///
+/// let trace = "subprocess.py:1821:_execute_child <- /srv/app/jobs.py:12:spawn <- events.py:80:_run";
+/// assert_eq!(suggest_from_trace("subprocess.Popen(true)", trace), "event=subprocess.Popen,path=/srv/app/jobs.py");
+/// assert_eq!(suggest_from_trace("open(x, r)", "app/views.py:3:index"), "event=open,path=*/app/views.py");
+/// assert_eq!(suggest_from_trace("time.sleep(1)", ""), "event=time.sleep");
+/// ```
+pub fn suggest_from_trace(event: &str, trace: &str) -> String {
+    let name = event.split_once('(').map_or(event, |(name, _)| name);
+    let paths: Vec<&str> = trace
+        .split(" <- ")
+        .filter_map(|frame| frame.rsplitn(3, ':').nth(2))
+        .filter(|path| !path.is_empty())
+        .collect();
+    let path = paths
+        .iter()
+        .find(|p| p.starts_with('/'))
+        .map(|p| (*p).to_owned())
+        .or_else(|| {
+            paths
+                .iter()
+                .find(|p| p.contains('/'))
+                .map(|p| format!("*/{p}"))
+        });
+    match path {
+        Some(path) => format!("event={name},path={path}"),
+        None => format!("event={name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames() -> Vec<FrameFacts<'static>> {
+        vec![
+            FrameFacts {
+                filename: "/usr/lib/python3.11/subprocess.py",
+                module: Some("subprocess"),
+                function: "Popen._execute_child",
+                library: true,
+            },
+            FrameFacts {
+                filename: "/srv/app/src/app/jobs.py",
+                module: Some("app.jobs"),
+                function: "Runner.spawn",
+                library: false,
+            },
+            FrameFacts {
+                filename: "/srv/app/tests/test_jobs.py",
+                module: Some("test_jobs"),
+                function: "test_spawn",
+                library: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("*", "", true),
+            ("*", "anything", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("*.py", "/x/y.py", true),
+            ("?", "", false),
+            ("a?c", "abc", true),
+            ("**", "x", true),
+            ("*a*b*", "xaxxbx", true),
+            ("*a*b", "xaxxbx", false),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                Glob::new(pattern).matches(text),
+                expected,
+                "{pattern} vs {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_and_canonical_spec() {
+        let cases = [
+            ("open", "event=open"),
+            (" event = open ", "event=open"),
+            (
+                "module=app.*,event=subprocess.*",
+                "event=subprocess.*,module=app.*",
+            ),
+            ("path=*/jobs.py,frames=any", "path=*/jobs.py,frames=any"),
+            ("function=Runner.*,frames=first", "function=Runner.*"),
+        ];
+        for (spec, canonical) in cases {
+            assert_eq!(AllowRule::parse(spec).expect(spec).spec(), canonical);
+        }
+    }
+
+    #[test]
+    fn malformed_rules_name_the_rule() {
+        for spec in [
+            "",
+            " , ",
+            "colour=blue",
+            "event=",
+            "event=a,event=b",
+            "frames=some",
+            "frames=any",
+        ] {
+            let err = AllowRule::parse(spec).expect_err(spec);
+            assert_eq!(err.rule, spec);
+            assert!(err.to_string().contains("malformed allow rule"));
+        }
+    }
+
+    #[test]
+    fn matching_first_user_frame_by_default() {
+        let frames = frames();
+        let candidate = Candidate {
+            event: "subprocess.Popen",
+            frames: &frames,
+        };
+        let matches = |spec: &str| AllowRule::parse(spec).expect(spec).matches(&candidate);
+        assert!(matches("event=subprocess.*"));
+        assert!(matches("module=app.jobs"));
+        assert!(matches("function=Runner.spawn"));
+        assert!(matches("function=app.jobs.Runner.*"));
+        assert!(matches("path=*/src/app/*"));
+        assert!(!matches("module=subprocess")); // a library frame is not the first user frame
+        assert!(!matches("module=test_jobs")); // only the first user frame by default
+        assert!(matches("module=test_jobs,frames=any"));
+        assert!(matches("module=subprocess,frames=any"));
+        assert!(!matches("event=open,module=app.jobs"));
+        assert!(!matches("module=app.jobs,function=test_spawn,frames=any")); // same frame
+    }
+
+    #[test]
+    fn frame_rules_need_a_user_frame() {
+        let rule = AllowRule::parse("module=*").expect("valid");
+        assert!(!rule.matches(&Candidate {
+            event: "open",
+            frames: &[]
+        }));
+        assert!(AllowRule::parse("event=open")
+            .expect("valid")
+            .matches(&Candidate {
+                event: "open",
+                frames: &[]
+            }));
+    }
+}

@@ -1,0 +1,210 @@
+//! Test-time enforcement read from the audit hook: raising at the blocking call
+//! (`raise_on_violations(at_call=True)`), the raise/warn mode, scoped allow rules. Each setting
+//! is a Python `ContextVar`, so it applies to the task (context) that set it only.
+
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+use crate::rules::{PyAllowRule, RuleEntry};
+use crate::stack::Facts;
+use crate::{pylog, PendingRecord};
+
+/// What a violation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Raise (`HighSeverityBlockingIoException` / `BlockingCallError`).
+    Raise,
+    /// Log once per call site (logger `aiocop`), do not raise.
+    Warn,
+}
+
+impl Mode {
+    /// Parses `"raise"` / `"warn"`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "raise" => Some(Self::Raise),
+            "warn" => Some(Self::Warn),
+            _ => None,
+        }
+    }
+
+    /// The mode's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Raise => "raise",
+            Self::Warn => "warn",
+        }
+    }
+}
+
+static DEFAULT_MODE: AtomicU8 = AtomicU8::new(0);
+static AT_CALL_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+static MODE_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+static SCOPED_RULES_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+static BLOCKING_CALL_ERROR: OnceLock<Py<PyAny>> = OnceLock::new();
+
+/// Registers the context variables and the `BlockingCallError` class (once; kept alive).
+pub fn set_python_objects(
+    at_call_var: Py<PyAny>,
+    mode_var: Py<PyAny>,
+    scoped_rules_var: Py<PyAny>,
+    blocking_call_error: Py<PyAny>,
+) {
+    for (slot, var) in [
+        (&AT_CALL_VAR, at_call_var),
+        (&MODE_VAR, mode_var),
+        (&SCOPED_RULES_VAR, scoped_rules_var),
+    ] {
+        // The old value (if any) stays alive on purpose: a concurrent reader may hold it.
+        slot.store(var.into_ptr(), Ordering::Release);
+    }
+    let _ = BLOCKING_CALL_ERROR.set(blocking_call_error);
+}
+
+/// Sets the process-wide mode (`detect_slow_tasks(mode=...)`, `aiocop.set_mode`).
+pub fn set_default_mode(mode: Mode) {
+    DEFAULT_MODE.store(mode as u8, Ordering::Relaxed);
+}
+
+/// The process-wide mode.
+pub fn default_mode() -> Mode {
+    if DEFAULT_MODE.load(Ordering::Relaxed) == Mode::Warn as u8 {
+        Mode::Warn
+    } else {
+        Mode::Raise
+    }
+}
+
+/// The value of a registered context variable in the current context, if set and not None.
+fn get<'py>(py: Python<'py>, slot: &AtomicPtr<ffi::PyObject>) -> Option<Bound<'py, PyAny>> {
+    let var = slot.load(Ordering::Acquire);
+    if var.is_null() {
+        return None;
+    }
+    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: GIL held (`py`); `var` is a ContextVar kept alive forever; a new reference (or
+    // NULL) is stored in `value`.
+    let rc = unsafe { ffi::PyContextVar_Get(var, std::ptr::null_mut(), &mut value) };
+    if rc != 0 {
+        PyErr::take(py);
+        return None;
+    }
+    // SAFETY: `value` is a new reference or NULL.
+    let value = unsafe { Bound::from_owned_ptr_or_opt(py, value) }?;
+    (!value.is_none()).then_some(value)
+}
+
+/// The mode in force in the current context.
+pub fn mode(py: Python<'_>) -> Mode {
+    get(py, &MODE_VAR)
+        .and_then(|v| v.extract::<String>().ok())
+        .and_then(|v| Mode::parse(&v))
+        .unwrap_or_else(default_mode)
+}
+
+/// `Some(min_weight)` when blocking calls must be stopped at the call in this context.
+pub fn at_call_min_weight(py: Python<'_>) -> Option<u32> {
+    get(py, &AT_CALL_VAR).and_then(|v| v.extract::<u32>().ok())
+}
+
+/// The rules scoped to the current context (`aiocop.allowing`).
+pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
+    let Some(value) = get(py, &SCOPED_RULES_VAR) else {
+        return Vec::new();
+    };
+    let Ok(tuple) = value.cast::<PyTuple>() else {
+        return Vec::new();
+    };
+    tuple
+        .iter()
+        .filter_map(|item| {
+            item.cast::<PyAllowRule>()
+                .ok()
+                .map(|r| Arc::clone(r.get().entry()))
+        })
+        .collect()
+}
+
+/// The task running on this thread: `(name, coroutine qualname)`, if any.
+pub fn current_task(py: Python<'_>) -> (Option<String>, Option<String>) {
+    let task = py
+        .import("asyncio")
+        .and_then(|m| m.call_method0("current_task"))
+        .ok()
+        .filter(|t| !t.is_none());
+    let Some(task) = task else {
+        PyErr::take(py);
+        return (None, None);
+    };
+    task_identity(&task)
+}
+
+/// `(task.get_name(), task.get_coro().__qualname__)`.
+pub fn task_identity(task: &Bound<'_, PyAny>) -> (Option<String>, Option<String>) {
+    let name = task
+        .call_method0("get_name")
+        .and_then(|n| n.extract::<String>())
+        .ok();
+    let coroutine = task
+        .call_method0("get_coro")
+        .and_then(|c| c.getattr("__qualname__"))
+        .and_then(|q| q.extract::<String>())
+        .ok();
+    (name, coroutine)
+}
+
+struct Described {
+    event: String,
+    trace: String,
+    entry_point: String,
+    suggested: String,
+}
+
+fn describe(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) -> Described {
+    let info = aiocop_events::format_record(&record.resolve(py));
+    Described {
+        event: info.event,
+        trace: info.trace,
+        entry_point: info.entry_point,
+        suggested: crate::rules::suggest(record.spec.name, facts),
+    }
+}
+
+/// The `BlockingCallError` for `record`, raised at the call.
+pub fn blocking_call_error(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let cls = BLOCKING_CALL_ERROR.get().ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(
+                "aiocop's BlockingCallError is not registered",
+            )
+        })?;
+        let d = describe(py, record, facts);
+        let (task_name, coroutine) = current_task(py);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("event_name", record.spec.name)?;
+        kwargs.set_item("event", d.event)?;
+        kwargs.set_item("severity", record.spec.weight)?;
+        kwargs.set_item("trace", d.trace)?;
+        kwargs.set_item("entry_point", d.entry_point)?;
+        kwargs.set_item("task_name", task_name)?;
+        kwargs.set_item("coroutine", coroutine)?;
+        kwargs.set_item("suggested_rule", d.suggested)?;
+        Ok(PyErr::from_value(cls.bind(py).call((), Some(&kwargs))?))
+    };
+    build().unwrap_or_else(|err| err)
+}
+
+/// Warn mode at the call: log once per call site.
+pub fn warn_blocking_call(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) {
+    let d = describe(py, record, facts);
+    let key = format!("{}@{}", record.spec.name, d.entry_point);
+    let message = format!(
+        "blocking call {} (weight {}) at {}; allow it with aiocop.allow({:?})",
+        d.event, record.spec.weight, d.trace, d.suggested
+    );
+    pylog::warning_once(py, &key, &message);
+}

@@ -1,0 +1,270 @@
+//! The allow-rule registry: the rules in force for every thread, the scoped ones (a context
+//! variable holding a tuple of rules, set by `aiocop.allowing(...)`), hit counts, and the
+//! `AllowRule` Python type.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope};
+use pyo3::prelude::*;
+use pyo3::pyclass::CompareOp;
+
+use crate::stack::Facts;
+
+/// A rule with where it came from and how often it matched.
+#[derive(Debug)]
+pub struct RuleEntry {
+    /// The rule.
+    pub rule: AllowRule,
+    /// Where it came from: "api", "env", "pyproject", "marker", ...
+    pub source: String,
+    hits: AtomicU64,
+}
+
+impl RuleEntry {
+    /// How many blocking calls the rule allowed.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+}
+
+/// `aiocop.AllowRule`: an allow rule (see `aiocop.allow`).
+#[pyclass(frozen, module = "aiocop", name = "AllowRule")]
+#[derive(Debug)]
+pub struct PyAllowRule {
+    entry: Arc<RuleEntry>,
+}
+
+impl PyAllowRule {
+    /// The shared entry.
+    pub fn entry(&self) -> &Arc<RuleEntry> {
+        &self.entry
+    }
+}
+
+#[pymethods]
+impl PyAllowRule {
+    /// The rule as a spec string (`event=open,module=app.*`).
+    #[getter]
+    fn spec(&self) -> &str {
+        self.entry.rule.spec()
+    }
+
+    /// Where the rule came from.
+    #[getter]
+    fn source(&self) -> &str {
+        &self.entry.source
+    }
+
+    /// How many blocking calls the rule allowed so far.
+    #[getter]
+    fn hits(&self) -> u64 {
+        self.entry.hits()
+    }
+
+    #[getter]
+    fn event(&self) -> Option<&str> {
+        self.entry.rule.event().map(|g| g.as_str())
+    }
+
+    #[getter]
+    fn module(&self) -> Option<&str> {
+        self.entry.rule.module().map(|g| g.as_str())
+    }
+
+    #[getter]
+    fn path(&self) -> Option<&str> {
+        self.entry.rule.path().map(|g| g.as_str())
+    }
+
+    #[getter]
+    fn function(&self) -> Option<&str> {
+        self.entry.rule.function().map(|g| g.as_str())
+    }
+
+    /// `"first"` or `"any"`.
+    #[getter]
+    fn frames(&self) -> &'static str {
+        match self.entry.rule.frames() {
+            FrameScope::First => "first",
+            FrameScope::Any => "any",
+        }
+    }
+
+    fn __str__(&self) -> &str {
+        self.entry.rule.spec()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "AllowRule({:?}, source={:?}, hits={})",
+            self.entry.rule.spec(),
+            self.entry.source,
+            self.entry.hits()
+        )
+    }
+
+    fn __richcmp__(&self, other: &Bound<'_, PyAny>, op: CompareOp, py: Python<'_>) -> Py<PyAny> {
+        let Ok(other) = other.cast::<PyAllowRule>() else {
+            return py.NotImplemented();
+        };
+        let same = self.entry.rule == other.get().entry.rule;
+        match op {
+            CompareOp::Eq => same
+                .into_pyobject(py)
+                .map(|b| b.to_owned().into_any().unbind()),
+            CompareOp::Ne => (!same)
+                .into_pyobject(py)
+                .map(|b| b.to_owned().into_any().unbind()),
+            _ => return py.NotImplemented(),
+        }
+        .unwrap_or_else(|_| py.NotImplemented())
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.entry.rule.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+static ACTIVE: RwLock<Vec<Arc<RuleEntry>>> = RwLock::new(Vec::new());
+static ACTIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Every rule made (global or scoped), for the unused-rule report. Bounded.
+static LEDGER: Mutex<Vec<Arc<RuleEntry>>> = Mutex::new(Vec::new());
+const LEDGER_CAP: usize = 10_000;
+
+/// Makes a rule object (recorded for the unused-rule report, not yet in force).
+pub fn make(py: Python<'_>, rule: AllowRule, source: &str) -> PyResult<Py<PyAllowRule>> {
+    let entry = Arc::new(RuleEntry {
+        rule,
+        source: source.to_owned(),
+        hits: AtomicU64::new(0),
+    });
+    {
+        let mut ledger = LEDGER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ledger.len() < LEDGER_CAP {
+            ledger.push(Arc::clone(&entry));
+        }
+    }
+    Py::new(py, PyAllowRule { entry })
+}
+
+/// Puts a rule in force for every thread (a rule equal to one in force is not added twice).
+pub fn activate(rule: &PyAllowRule) {
+    let mut active = ACTIVE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !active.iter().any(|e| e.rule == rule.entry.rule) {
+        active.push(Arc::clone(&rule.entry));
+    }
+    ACTIVE_COUNT.store(active.len(), Ordering::Release);
+}
+
+/// Takes the rules equal to `rule` out of force (and out of the unused-rule report). Returns
+/// how many were removed.
+pub fn deactivate(rule: &AllowRule) -> usize {
+    let removed = {
+        let mut active = ACTIVE
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = active.len();
+        active.retain(|e| &e.rule != rule);
+        ACTIVE_COUNT.store(active.len(), Ordering::Release);
+        before - active.len()
+    };
+    LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|e| &e.rule != rule);
+    removed
+}
+
+/// Takes every rule out of force and forgets them.
+pub fn clear() {
+    ACTIVE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    ACTIVE_COUNT.store(0, Ordering::Release);
+    LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
+/// The rules in force, in the order they were added.
+pub fn active(py: Python<'_>) -> PyResult<Vec<Py<PyAllowRule>>> {
+    let entries: Vec<Arc<RuleEntry>> = ACTIVE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    entries
+        .into_iter()
+        .map(|entry| Py::new(py, PyAllowRule { entry }))
+        .collect()
+}
+
+/// Rules made so far that never matched.
+pub fn unused(py: Python<'_>) -> PyResult<Vec<Py<PyAllowRule>>> {
+    let entries: Vec<Arc<RuleEntry>> = LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|e| e.hits() == 0)
+        .cloned()
+        .collect();
+    entries
+        .into_iter()
+        .map(|entry| Py::new(py, PyAllowRule { entry }))
+        .collect()
+}
+
+/// Whether any rule is in force for every thread (one atomic load).
+#[inline]
+pub fn has_active() -> bool {
+    ACTIVE_COUNT.load(Ordering::Acquire) > 0
+}
+
+/// The first rule (scoped rules first) that allows `event` called through `facts`; its hit
+/// count is incremented.
+pub fn find_match(
+    event: &str,
+    facts: &[Facts],
+    scoped: &[Arc<RuleEntry>],
+) -> Option<Arc<RuleEntry>> {
+    let frames: Vec<FrameFacts<'_>> = facts.iter().map(Facts::as_frame_facts).collect();
+    let candidate = Candidate {
+        event,
+        frames: &frames,
+    };
+    let hit = scoped
+        .iter()
+        .find(|e| e.rule.matches(&candidate))
+        .cloned()
+        .or_else(|| {
+            if !has_active() {
+                return None;
+            }
+            ACTIVE
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .find(|e| e.rule.matches(&candidate))
+                .cloned()
+        })?;
+    hit.hits.fetch_add(1, Ordering::Relaxed);
+    Some(hit)
+}
+
+/// The spec of a rule that would allow `event` called through `facts`.
+pub fn suggest(event: &str, facts: &[Facts]) -> String {
+    let frames: Vec<FrameFacts<'_>> = facts.iter().map(Facts::as_frame_facts).collect();
+    aiocop_events::rules::suggest(&Candidate {
+        event,
+        frames: &frames,
+    })
+}

@@ -1,0 +1,96 @@
+"""The monitor under test, shared by every bench script.
+
+A bench process runs in one of three modes:
+
+- ``none``: no monitor, ``aiocop`` is never imported (the floor);
+- ``ours``: this repository's aiocop (the Rust extension), from ``.venv``;
+- ``incumbent``: the pure-Python aiocop 1.2.1 from PyPI, from ``.venvs/incumbent``.
+
+Both monitors are set up with the same code, exactly as their READMEs show: the three setup
+calls (``setup``), then ``activate()`` inside the running loop (``activate``). Only the
+callback is a no-op, so what is measured is the monitor, not the user's reporting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+MODES = ("none", "ours", "incumbent")
+LOOPS = ("asyncio", "uvloop")
+
+_aiocop: ModuleType | None = None
+
+
+def _on_slow_task(event: Any) -> None:
+    """The user's callback: receives every event and does nothing with it."""
+
+
+def setup(mode: str) -> None:
+    """Imports and configures the monitor of `mode` (nothing for ``none``)."""
+    global _aiocop
+    if mode not in MODES:
+        raise SystemExit(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "none":
+        return
+    import aiocop
+
+    is_ours = hasattr(aiocop, "_aiocop")
+    if is_ours != (mode == "ours"):
+        found = "this repository's aiocop" if is_ours else "aiocop from PyPI"
+        raise SystemExit(f"mode {mode!r} but `import aiocop` found {found} ({aiocop.__file__})")
+    aiocop.patch_audit_functions()
+    aiocop.start_blocking_io_detection()
+    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=_on_slow_task)
+    _aiocop = aiocop
+
+
+def activate() -> None:
+    """``aiocop.activate()``: call it inside the running loop, after ``setup``."""
+    if _aiocop is not None:
+        _aiocop.activate()
+
+
+def flush() -> None:
+    """Delivers pending events where the monitor has ``flush()`` (ours); else nothing."""
+    flush_fn = getattr(_aiocop, "flush", None)
+    if flush_fn is not None:
+        flush_fn()
+
+
+def mode_from_env() -> str:
+    """The mode named by ``AIOCOP_BENCH_MODE`` (default ``none``)."""
+    return os.environ.get("AIOCOP_BENCH_MODE", "none")
+
+
+def new_loop(kind: str) -> Any:
+    """A new event loop of `kind` (``asyncio`` or ``uvloop``)."""
+    import asyncio
+
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    raise SystemExit(f"unknown loop {kind!r}: expected one of {', '.join(LOOPS)}")
+
+
+def versions() -> dict[str, str]:
+    """What ran: the interpreter, uvloop and the monitor (for the report)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    monitor = "-" if _aiocop is None else installed("aiocop")
+    return {
+        "python": ".".join(str(part) for part in sys.version_info[:3]),
+        "uvloop": installed("uvloop"),
+        "aiocop": monitor,
+    }
