@@ -185,13 +185,16 @@ fn is_library(py: Python<'_>, filename: &str) -> bool {
 }
 
 thread_local! {
-    /// file name → module name, built from `sys.modules` (rebuilt when a file is not found and
-    /// `sys.modules` has changed size since).
-    static MODULES: RefCell<(usize, HashMap<String, Arc<str>>)> = RefCell::new((0, HashMap::new()));
+    /// file name → module name, built from `sys.modules`; rebuilt on a miss (a miss happens
+    /// once per code object: the answer is cached with the code object's facts).
+    static MODULES: RefCell<HashMap<String, Arc<str>>> = RefCell::new(HashMap::new());
 }
 
 fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
-    let hit = MODULES.with(|m| m.borrow().1.get(filename).cloned());
+    if filename.starts_with('<') {
+        return None;
+    }
+    let hit = MODULES.with(|m| m.borrow().get(filename).cloned());
     if hit.is_some() {
         return hit;
     }
@@ -199,10 +202,6 @@ fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
         .import("sys")
         .and_then(|sys| sys.getattr("modules"))
         .ok()?;
-    let len = modules.len().ok()?;
-    if MODULES.with(|m| m.borrow().0) == len {
-        return None;
-    }
     let mut index = HashMap::new();
     let items = modules.call_method0("items").ok()?;
     for item in items.try_iter().ok()? {
@@ -219,8 +218,9 @@ fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
                 .or_insert_with(|| Arc::from(name.as_str()));
         }
     }
+    PyErr::take(py);
     let found = index.get(filename).cloned();
-    MODULES.with(|m| *m.borrow_mut() = (len, index));
+    MODULES.with(|m| *m.borrow_mut() = index);
     found
 }
 

@@ -481,9 +481,18 @@ unsafe fn forward(
             }
         }
         let callback = positional[leading];
-        // SAFETY: GIL held; valid objects from the caller.
-        let wrapped =
-            unsafe { new_monitored(py, callback, &positional[leading + 1..], patch.shared())? };
+        // asyncio's `call_later` goes through `call_at` (uvloop's the other way round), both
+        // patched: a callback that is already monitored is passed through as it is.
+        // SAFETY: `callback` is a valid object.
+        let already = unsafe { ffi::Py_TYPE(callback) } == monitored_type()
+            && positional.len() == leading + 1;
+        let wrapped = if already {
+            // SAFETY: a new reference to hand to the original, released below like a fresh one.
+            unsafe { ffi::Py_NewRef(callback) }
+        } else {
+            // SAFETY: GIL held; valid objects from the caller.
+            unsafe { new_monitored(py, callback, &positional[leading + 1..], patch.shared())? }
+        };
         let mut call_args: [*mut ffi::PyObject; 3] = [null_mut(); 3];
         call_args[..leading].copy_from_slice(&positional[..leading]);
         call_args[leading] = wrapped;

@@ -169,19 +169,26 @@ fn slow_path(
     }
 }
 
-/// Warn mode at the end of a handle: log once per call site (the first blocking call's).
+/// Warn mode at the end of a handle: log once per call site (the first blocking call's event
+/// name and entry point), with a rule that would allow it.
 fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
     let Some(first) = task.blocking_events.first() else {
         return;
     };
-    let key = format!("handle:{}@{}", first.event, first.entry_point);
+    let name = first
+        .event
+        .split_once('(')
+        .map_or(first.event.as_str(), |(n, _)| n);
+    let key = format!("handle:{name}@{}", first.entry_point);
     let calls: Vec<String> = task
         .blocking_events
         .iter()
         .map(|e| format!("{} at {}", e.event, e.trace))
         .collect();
+    let suggestion = aiocop_events::rules::suggest_from_trace(&first.event, &first.trace);
     let message = format!(
-        "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}",
+        "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}; \
+         allow it with aiocop.allow({suggestion:?})",
         task.severity_score,
         task.elapsed_ms,
         task.threshold_ms,

@@ -39,8 +39,9 @@ from typing import Any, Optional, TypeVar, Union
 import pytest
 
 import aiocop
+from aiocop.types.events import BlockingEventInfo
 
-__all__ = ["AiocopStrict", "Violation"]
+__all__ = ["AiocopStrict", "SettingsError", "Violation", "format_report"]
 
 _T = TypeVar("_T")
 
@@ -81,7 +82,9 @@ class _Settings:
     """How one test (or one strict block) is checked."""
 
     mode: str = _DEFAULT_MODE
-    at_call: bool = False
+    #: Raise ``BlockingCallError`` at the call (raise mode); None: the default of the place
+    #: (off for a whole test, on in an ``aiocop_strict`` block).
+    at_call: Optional[bool] = None
     min_weight: int = aiocop.WEIGHT_MODERATE
     allow: tuple[Union[str, Mapping[str, Any]], ...] = ()
 
@@ -114,9 +117,13 @@ def _state(config: pytest.Config) -> _PluginState:
     return config.stash[_STATE_KEY]
 
 
+class SettingsError(ValueError):
+    """A bad ``@pytest.mark.aiocop``, ``aiocop_strict(...)`` or aiocop option value."""
+
+
 def _mode_value(value: object, where: str) -> str:
     if value not in _MODES:
-        raise pytest.UsageError(f"{where} must be 'raise' or 'warn', got {value!r}")
+        raise SettingsError(f"{where} must be 'raise' or 'warn', got {value!r}")
     return str(value)
 
 
@@ -124,14 +131,21 @@ def _threshold_value(value: object, where: str) -> float:
     try:
         threshold = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise pytest.UsageError(f"{where} must be a number of milliseconds, got {value!r}") from None
+        raise SettingsError(f"{where} must be a number of milliseconds, got {value!r}") from None
     if threshold < 0:
-        raise pytest.UsageError(f"{where} must be >= 0, got {value!r}")
+        raise SettingsError(f"{where} must be >= 0, got {value!r}")
     return threshold
 
 
 def _read_state(config: pytest.Config) -> _PluginState:
     """The plugin's settings from the command line, falling back to the ini file."""
+    try:
+        return _read_state_or_raise(config)
+    except SettingsError as exc:
+        raise pytest.UsageError(f"aiocop: {exc}") from None
+
+
+def _read_state_or_raise(config: pytest.Config) -> _PluginState:
     enabled = bool(config.getoption("aiocop") or config.getini("aiocop"))
     mode_opt = config.getoption("aiocop_mode")
     if mode_opt is not None:
@@ -144,7 +158,9 @@ def _read_state(config: pytest.Config) -> _PluginState:
     else:
         ini = config.getini("aiocop_threshold_ms")
         threshold = (
-            _threshold_value(ini, "ini option aiocop_threshold_ms") if ini else _DEFAULT_THRESHOLD_MS
+            _threshold_value(ini, "ini option aiocop_threshold_ms")
+            if ini
+            else _DEFAULT_THRESHOLD_MS
         )
     return _PluginState(enabled=enabled, mode=mode, threshold_ms=threshold)
 
@@ -162,10 +178,10 @@ def _settings_for(node: pytest.Item, state: _PluginState) -> _Settings:
     for marker in node.iter_markers("aiocop"):  # closest first
         where = f"@pytest.mark.aiocop on {node.nodeid}"
         if marker.args:
-            raise pytest.UsageError(f"{where}: takes keyword arguments only, got {marker.args!r}")
+            raise SettingsError(f"{where}: takes keyword arguments only, got {marker.args!r}")
         unknown = set(marker.kwargs) - _MARKER_KWARGS
         if unknown:
-            raise pytest.UsageError(
+            raise SettingsError(
                 f"{where}: unknown argument(s) {sorted(unknown)}; expected {sorted(_MARKER_KWARGS)}"
             )
         kwargs = marker.kwargs
@@ -174,17 +190,20 @@ def _settings_for(node: pytest.Item, state: _PluginState) -> _Settings:
         if at_call is None and kwargs.get("at_call") is not None:
             at_call = bool(kwargs["at_call"])
         if min_weight is None and kwargs.get("min_weight") is not None:
-            value = kwargs["min_weight"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise pytest.UsageError(f"{where}: min_weight must be an int >= 0, got {value!r}")
-            min_weight = value
+            min_weight = _min_weight_value(kwargs["min_weight"], where)
         allow.extend(_allow_specs(kwargs.get("allow"), where))
     return _Settings(
         mode=state.mode if mode is None else mode,
-        at_call=bool(at_call),
+        at_call=at_call,
         min_weight=aiocop.WEIGHT_MODERATE if min_weight is None else min_weight,
         allow=tuple(allow),
     )
+
+
+def _min_weight_value(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingsError(f"{where}: min_weight must be an int >= 0, got {value!r}")
+    return value
 
 
 def _allow_specs(value: object, where: str) -> list[Union[str, Mapping[str, Any]]]:
@@ -194,12 +213,17 @@ def _allow_specs(value: object, where: str) -> list[Union[str, Mapping[str, Any]
     if isinstance(value, (str, Mapping)):
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise pytest.UsageError(f"{where}: allow must be a list of rule specs, got {value!r}")
+        raise SettingsError(f"{where}: allow must be a list of rule specs, got {value!r}")
     for spec in value:
         if not isinstance(spec, (str, Mapping)):
-            raise pytest.UsageError(
+            raise SettingsError(
                 f"{where}: an allow rule is a spec string or a dict of fields, got {spec!r}"
             )
+        try:
+            with aiocop.allowing(spec, source="marker"):  # parses it; nothing runs inside
+                pass
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"{where}: {exc}") from None
     return list(value)
 
 
@@ -288,6 +312,24 @@ def pytest_configure(config: pytest.Config) -> None:
         _load_pyproject_rules(config)
 
 
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Check the ``aiocop`` markers of the tests the plugin will see: a bad one is a usage error."""
+    if _STATE_KEY not in config.stash:
+        return
+    state = _state(config)
+    errors: list[str] = []
+    for item in items:
+        if state.enabled or "aiocop_strict" in getattr(item, "fixturenames", ()):
+            try:
+                _settings_for(item, state)
+            except SettingsError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise pytest.UsageError("aiocop: bad marker(s):\n  " + "\n  ".join(errors))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Run the body of an async test wrapped in aiocop's check (fixtures are not in it)."""
@@ -297,11 +339,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         return
     assert isinstance(item, pytest.Function)
     state = _state(item.config)
-    strict_only = "aiocop_strict" in item.fixturenames or not state.enabled
-    if not strict_only and item.get_closest_marker("no_aiocop") is not None:
-        strict_only = True
-    settings = _settings_for(item, state)
-    item.obj = _monitored(original, item, settings, check=not strict_only)
+    # A test with aiocop_strict blocks is checked in them only; otherwise the body is checked
+    # (the plugin is on, and no_aiocop is not set: see _monitoring_target).
+    check = state.enabled and "aiocop_strict" not in item.fixturenames
+    if item.get_closest_marker("no_aiocop") is not None:
+        check = False
+    item.obj = _monitored(original, item, _settings_for(item, state), check=check)
     try:
         yield
     finally:
@@ -329,7 +372,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if _STATE_KEY not in config.stash:
         return
     state = _state(config)
-    if not state.setup_done:
+    if not state.enabled:
         return
     lines: list[str] = []
     try:
@@ -379,10 +422,11 @@ class Violation:
         return (self.event_name, self.trace or self.entry_point)
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], elapsed_ms: float) -> Violation:
+    def from_record(cls, record: BlockingEventInfo, elapsed_ms: float) -> Violation:
+        """The violation of one ``blocking_events`` record of a ``SlowTaskEvent``."""
         severity = record.get("severity")
         try:
-            suggestion: Optional[str] = aiocop.suggest_allow_rule(dict(record))
+            suggestion: Optional[str] = aiocop.suggest_allow_rule(record)
         except Exception:  # noqa: BLE001 - a missing suggestion must not hide the call
             suggestion = None
         return cls(
@@ -553,10 +597,7 @@ def _allowing(settings: _Settings, state: _PluginState, where: str) -> Generator
     with contextlib.ExitStack() as stack:
         entered: list[tuple[str, Any]] = []
         for spec in settings.allow:
-            try:
-                rule = stack.enter_context(aiocop.allowing(spec, source="marker"))
-            except (TypeError, ValueError) as exc:
-                raise pytest.UsageError(f"@pytest.mark.aiocop on {where}: {exc}") from None
+            rule = stack.enter_context(aiocop.allowing(spec, source="marker"))
             entered.append((str(rule.spec), rule))
         try:
             yield
@@ -570,10 +611,16 @@ def _allowing(settings: _Settings, state: _PluginState, where: str) -> Generator
                     use.hits += hits
 
 
-def _at_call(settings: _Settings) -> contextlib.AbstractContextManager[Any]:
-    """``raise_on_violations(at_call=True)`` when asked for (raise mode only), else nothing."""
-    if settings.at_call and settings.mode == "raise":
-        return aiocop.raise_on_violations(at_call=True, min_weight=settings.min_weight, mode="raise")
+def _at_call(settings: _Settings, default: bool) -> contextlib.AbstractContextManager[Any]:
+    """``raise_on_violations(at_call=True)`` when on (raise mode only), else nothing.
+
+    Warn mode never raises: its collector logs the calls once the loop delivers them.
+    """
+    at_call = default if settings.at_call is None else settings.at_call
+    if at_call and settings.mode == "raise":
+        return aiocop.raise_on_violations(
+            at_call=True, min_weight=settings.min_weight, mode="raise"
+        )
     return contextlib.nullcontext()
 
 
@@ -617,7 +664,7 @@ def _monitored(
             if not check:  # its aiocop_strict blocks do the checking
                 return await original(*args, **kwargs)
             collector.collect()
-            with _allowing(settings, state, where), _at_call(settings):
+            with _allowing(settings, state, where), _at_call(settings, default=False):
                 return await original(*args, **kwargs)
         except BaseException as exc:
             raised = exc
@@ -656,15 +703,15 @@ class AiocopStrict:
                 response = await client.get("/items")
 
     In raise mode a blocking call made by the block's own code (its task and the tasks it
-    starts) raises :class:`aiocop.BlockingCallError` where it happens, and at the end of the
-    block the blocking calls of every handle of the loop that ended inside it (a server task
-    too) fail the test with the report. In warn mode they are logged once per call site. The
-    test's ``@pytest.mark.aiocop`` settings apply; ``aiocop_strict(allow=[...], mode=...,
-    at_call=..., min_weight=...)`` returns a copy with other settings.
+    starts) raises :class:`aiocop.BlockingCallError` where it happens (unless ``at_call=False``),
+    and at the end of the block the blocking calls of every loop step that ended inside it (a
+    server task's too) fail the test with the report. In warn mode they are logged once per
+    call site. The test's ``@pytest.mark.aiocop`` settings apply; ``aiocop_strict(allow=[...],
+    mode=..., at_call=..., min_weight=...)`` returns a copy with other settings.
 
     ``async with`` ends the loop step on entry and on exit, so the block is exactly what is
-    checked; with a plain ``with`` the step running at entry and the one running at exit are
-    checked whole (and the latter only at call time).
+    checked. With a plain ``with`` the step running at entry is checked whole, and the one
+    still running at exit only through ``at_call`` (its events come after the block).
     """
 
     def __init__(self, item: pytest.Item, settings: _Settings, state: _PluginState) -> None:
@@ -690,7 +737,9 @@ class AiocopStrict:
         settings = _Settings(
             mode=base.mode if mode is None else _mode_value(mode, f"{where}: mode"),
             at_call=base.at_call if at_call is None else bool(at_call),
-            min_weight=base.min_weight if min_weight is None else int(min_weight),
+            min_weight=(
+                base.min_weight if min_weight is None else _min_weight_value(min_weight, where)
+            ),
             allow=base.allow + tuple(extra),
         )
         return AiocopStrict(self._item, settings, self._state)
@@ -713,7 +762,7 @@ class AiocopStrict:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(_allowing(self._settings, self._state, self._item.nodeid))
-            stack.enter_context(_strict_at_call(self._settings))
+            stack.enter_context(_at_call(self._settings, default=True))
         except BaseException:
             stack.close()
             collector.stop()
@@ -771,13 +820,6 @@ class AiocopStrict:
         self._exit(exc)
 
 
-def _strict_at_call(settings: _Settings) -> contextlib.AbstractContextManager[Any]:
-    """Inside a strict block, raise mode raises at the call site (its own context only)."""
-    if settings.mode == "raise":
-        return aiocop.raise_on_violations(at_call=True, min_weight=settings.min_weight, mode="raise")
-    return contextlib.nullcontext()
-
-
 def _caller(depth: int) -> str:
     """``file:line`` of the frame ``depth`` levels up (where the block is entered)."""
     frame = sys._getframe(depth)
@@ -791,10 +833,15 @@ def aiocop_strict(request: pytest.FixtureRequest) -> AiocopStrict:
     Works with or without ``--aiocop`` (aiocop is set up on first use); the test's
     ``@pytest.mark.aiocop`` settings apply. See :class:`AiocopStrict`.
     """
+    __tracebackhide__ = True
     config = request.config
     if _STATE_KEY not in config.stash:  # plugin configured late (pytester in-process runs)
         config.stash[_STATE_KEY] = _read_state(config)
     _ensure_setup(config)
     state = _state(config)
     item = request.node
-    return AiocopStrict(item, _settings_for(item, state), state)
+    try:
+        settings = _settings_for(item, state)
+    except SettingsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return AiocopStrict(item, settings, state)
