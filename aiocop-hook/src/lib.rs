@@ -25,5 +25,6 @@ pub use audited::audited;
 pub use compat::{Current as CurrentPython, PythonVersion};
 pub use hook::{install, is_installed, set_first_record_context, set_raise_var, trace_depth};
 pub use state::{
-    enter_handle, exit_handle, in_handle, reset_records, HandleToken, PendingRecord, Recorded,
+    dropped_records, enter_handle, exit_handle, in_handle, reset_records, HandleToken,
+    PendingRecord, Recorded,
 };

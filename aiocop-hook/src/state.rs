@@ -166,6 +166,18 @@ pub(crate) fn in_hook<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+static DROPPED_RECORDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records dropped because a handle already had [`MAX_RECORDS_PER_HANDLE`], since the start.
+pub fn dropped_records() -> u64 {
+    DROPPED_RECORDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_dropped_record(r: &ThreadRecords) {
+    r.dropped.set(r.dropped.get().saturating_add(1));
+    DROPPED_RECORDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Everything the hook needs to take a record; the closures run only when the queue has room.
 pub(crate) fn push_record(
     make: impl FnOnce() -> PendingRecord,
@@ -175,7 +187,7 @@ pub(crate) fn push_record(
     TOUCHED.set(true);
     RECORDS.with(|r| {
         if r.queue.is_full() {
-            r.dropped.set(r.dropped.get().saturating_add(1));
+            count_dropped_record(r);
             return;
         }
         let first = r.queue.is_empty();
@@ -188,7 +200,7 @@ pub(crate) fn push_record(
         }
         if let Err(rejected) = r.queue.push(make()) {
             drop(rejected);
-            r.dropped.set(r.dropped.get().saturating_add(1));
+            count_dropped_record(r);
         }
     });
 }

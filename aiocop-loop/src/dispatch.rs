@@ -83,6 +83,7 @@ impl LoopShared {
 
     /// Delivers every pending event now, on the calling thread.
     pub fn deliver_pending(&self, py: Python<'_>) {
+        report_drops(py);
         self.scheduled.store(false, Ordering::Release);
         while let Some(p) = self.pending.pop() {
             deliver(py, &p.task, p.context);
@@ -204,6 +205,33 @@ pub fn send(slice: Slice, context: Option<Py<PyAny>>, target: &Arc<LoopShared>) 
     if d.asleep.swap(false, Ordering::AcqRel) {
         let _ = d.wake.send(Wake::Work);
     }
+}
+
+/// Logs (logger `aiocop`, at most once a second) how many events were dropped since the last
+/// report, if any.
+fn report_drops(py: Python<'_>) {
+    static REPORTED: AtomicU64 = AtomicU64::new(0);
+    static LAST_NS: AtomicU64 = AtomicU64::new(0);
+    let dropped = DROPPED.load(Ordering::Relaxed);
+    let reported = REPORTED.load(Ordering::Relaxed);
+    if dropped <= reported {
+        return;
+    }
+    let now = crate::config::now_ns();
+    let last = LAST_NS.load(Ordering::Relaxed);
+    if last != 0 && now.saturating_sub(last) < 1_000_000_000 {
+        return;
+    }
+    LAST_NS.store(now, Ordering::Relaxed);
+    REPORTED.store(dropped, Ordering::Relaxed);
+    crate::pylog::warning(
+        py,
+        &format!(
+            "aiocop dropped {} slow-task event(s) (a bounded queue was full or the loop had gone); \
+             {dropped} in all, see aiocop.stats()",
+            dropped - reported
+        ),
+    );
 }
 
 /// Events dropped because a queue was full or their loop had gone.

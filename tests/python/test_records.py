@@ -17,9 +17,11 @@ def test_at_most_50_records_per_handle(loop_kind, tmp_path):
     async def body():
         many_stats()
 
+    before = aiocop.stats()["dropped_records"]
     result = run_monitored(body, loop_kind)
     (evt,) = result.io_events
     check_event_invariants(evt)
+    assert aiocop.stats()["dropped_records"] - before == 30  # counted, and reported by stats()
     assert len(evt.blocking_events) == 50
     assert evt.severity_score == 50
     assert evt.severity_level == "high"
