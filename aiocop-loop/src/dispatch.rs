@@ -23,6 +23,8 @@ const PENDING_CAPACITY: usize = 4_096;
 
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Events whose loop had closed or gone before they could be delivered.
+static UNDELIVERED: AtomicU64 = AtomicU64::new(0);
 
 /// What aiocop knows about one monitored loop, shared with the background thread. Holds no
 /// strong reference to the loop (only a weak one), so it never keeps a loop alive.
@@ -92,7 +94,7 @@ impl LoopShared {
 
     fn discard_pending(&self) {
         while let Some(p) = self.pending.pop() {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            UNDELIVERED.fetch_add(1, Ordering::Relaxed);
             drop(p);
         }
         self.scheduled.store(false, Ordering::Release);
@@ -227,21 +229,21 @@ fn report_drops(py: Python<'_>) {
     crate::pylog::warning(
         py,
         &format!(
-            "aiocop dropped {} slow-task event(s) (a bounded queue was full or the loop had gone); \
-             {dropped} in all, see aiocop.stats()",
+            "aiocop dropped {} slow-task event(s): a bounded queue was full; {dropped} in all, \
+             see aiocop.stats()",
             dropped - reported
         ),
     );
 }
 
-/// Events dropped because a queue was full or their loop had gone.
+/// Events dropped because a bounded queue was full.
 pub fn dropped_events() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Counts an event dropped elsewhere.
-pub fn count_dropped() {
-    DROPPED.fetch_add(1, Ordering::Relaxed);
+/// Events not delivered because their loop had closed or gone first.
+pub fn undelivered_events() -> u64 {
+    UNDELIVERED.load(Ordering::Relaxed)
 }
 
 /// Waits (without the GIL) until the background thread has assembled everything sent so far,

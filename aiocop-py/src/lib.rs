@@ -462,12 +462,13 @@ fn flush(py: Python<'_>) {
     dispatch::flush(py, target.as_ref());
 }
 
-/// Counters: events dropped because a bounded queue was full or their loop had gone, and
-/// blocking records dropped because a handle already had 50.
+/// Counters: events dropped because a bounded queue was full, events not delivered because
+/// their loop closed first, and blocking records dropped because a handle already had 50.
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("dropped_events", dispatch::dropped_events())?;
+    dict.set_item("undelivered_events", dispatch::undelivered_events())?;
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
     Ok(dict)
