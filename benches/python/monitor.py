@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from types import ModuleType
 from typing import Any
 
@@ -79,7 +80,7 @@ def new_loop(kind: str) -> Any:
 
 
 def versions() -> dict[str, str]:
-    """What ran: the interpreter, uvloop and the monitor (for the report)."""
+    """What ran: the interpreter, uvloop, the monitor and the build of ours (for the report)."""
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(name: str) -> str:
@@ -88,9 +89,15 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             return "-"
 
-    monitor = "-" if _aiocop is None else installed("aiocop")
-    return {
+    result = {
         "python": ".".join(str(part) for part in sys.version_info[:3]),
         "uvloop": installed("uvloop"),
-        "aiocop": monitor,
+        "aiocop": "-" if _aiocop is None else installed("aiocop"),
     }
+    native = getattr(_aiocop, "_aiocop", None)
+    if native is not None:
+        # Which build of the extension ran: a rebuild during a bench run shows up as two.
+        result["build"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(native.__file__).st_mtime)
+        )
+    return result

@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod demo;
 mod lint;
 mod test;
@@ -26,9 +27,16 @@ commands:
   demo [--loop asyncio|uvloop|both]  build into .venv and run examples/quickstart.py
                                      on each loop kind (default: both)
   test [-- <pytest args>]            cargo test --workspace, then build into .venv and run
-                                     pytest tests/python (args after `--` go to pytest)
+                                     pytest tests/python (args after `--` go to pytest),
+                                     then bench --smoke
   venv                               create .venv, install the Python tools, and build and
                                      install aiocop into it (maturin develop --release)
+  bench [--smoke] [--rounds N] [--only PART]
+                                     measure the overhead next to no monitor and to aiocop
+                                     1.2.1 (criterion, Python scenarios, a uvicorn server,
+                                     memory); writes results/ and docs/benchmarks.md.
+                                     --smoke: tiny and fast, results/smoke/ only; PART: a
+                                     scenario, criterion, server or memory
   lint                               cargo fmt --check and cargo clippy -D warnings
   help                               this text
 
@@ -61,6 +69,7 @@ fn main() -> ExitCode {
         "demo" => root().and_then(|root| demo::run(&root, rest)),
         "test" => root().and_then(|root| test::run(&root, rest)),
         "lint" => no_args(command, rest).and_then(|()| lint::run(&root()?)),
+        "bench" => root().and_then(|root| bench::run(&root, rest)),
         unknown => {
             eprintln!("xtask: unknown command `{unknown}`\n");
             eprint!("{USAGE}");

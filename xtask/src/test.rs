@@ -1,20 +1,23 @@
 //! `cargo xtask test`: every test of the project — the Rust workspace's, then the Python suite
-//! against a release build installed in `.venv`.
+//! against a release build installed in `.venv`, then the bench in smoke mode (so the harness
+//! keeps working).
 
 use std::path::Path;
 
-use crate::{cargo, exec, step, venv, Result};
+use crate::{bench, cargo, exec, step, venv, Result};
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let pytest_args = pytest_args(args)?;
 
-    step("[1/3] cargo test --workspace");
+    step("[1/4] cargo test --workspace");
     exec(cargo(root).args(["test", "--workspace"]))?;
 
-    step("[2/3] prepare .venv and build aiocop");
+    step("[2/4] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
     let venv = venv::prepare(root)?;
+    // The differential test runs the same program on aiocop 1.2.1 and on ours.
+    let incumbent = venv::ensure_at(root, bench::INCUMBENT_VENV, bench::INCUMBENT_PACKAGES)?;
 
-    step("[3/3] pytest tests/python");
+    step("[3/4] pytest tests/python");
     exec(
         venv.command("python")?
             .args([
@@ -26,8 +29,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
                 "no:cacheprovider",
             ])
             .args(pytest_args)
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-    )
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python")),
+    )?;
+
+    step("[4/4] cargo xtask bench --smoke");
+    bench::run_with(root, &venv, &bench::Options::smoke())
 }
 
 /// Everything after `--` goes to pytest; nothing else is accepted.

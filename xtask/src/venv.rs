@@ -8,9 +8,21 @@ use std::process::Command;
 
 use crate::{display, exec, step, Result};
 
-/// What the venv needs from PyPI: the build tool, the test runner and what the tests and the
-/// example import. Changing this list changes the stamp, so the next run reinstalls.
-const TOOLS: &[&str] = &["maturin", "pytest", "uvloop", "starlette", "httpx"];
+/// What the venv needs from PyPI: the build tool, the test runner, the async test plugins the
+/// pytest plugin is tested with (`pytest-asyncio`, `anyio`) and what the tests, the example and
+/// the benches (`uvicorn`, `httptools`) import. Changing this list changes the stamp, so the
+/// next run reinstalls.
+const TOOLS: &[&str] = &[
+    "maturin",
+    "pytest",
+    "pytest-asyncio",
+    "anyio",
+    "uvloop",
+    "starlette",
+    "httpx",
+    "uvicorn",
+    "httptools",
+];
 
 /// Stamp files are named `<prefix><hash of TOOLS>`, inside the venv.
 const STAMP_PREFIX: &str = ".aiocop-tools-";
@@ -71,15 +83,21 @@ pub(crate) fn prepare(root: &Path) -> Result<Venv> {
 /// Creates `.venv` if it has no interpreter, and installs `TOOLS` unless the stamp says they are
 /// there already.
 fn ensure(root: &Path) -> Result<Venv> {
+    ensure_at(root, ".venv", TOOLS)
+}
+
+/// Creates the venv `<root>/<name>` if it has no interpreter, and installs `packages` (pip
+/// requirement specifiers) unless the stamp says they are there already.
+pub(crate) fn ensure_at(root: &Path, name: &str, packages: &[&str]) -> Result<Venv> {
     let venv = Venv {
         root: root.to_path_buf(),
-        dir: root.join(".venv"),
+        dir: root.join(name),
     };
     if !venv.bin("python").exists() {
         let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
         let mut cmd = Command::new(python);
         cmd.current_dir(root).args(["-m", "venv"]).arg(&venv.dir);
-        step(&format!("create .venv ({})", display(&cmd)));
+        step(&format!("create {name} ({})", display(&cmd)));
         exec(&mut cmd).map_err(|err| {
             format!("{err}\n(needs Python >= 3.10 with the venv module; set PYTHON to pick one)")
         })?;
@@ -87,20 +105,20 @@ fn ensure(root: &Path) -> Result<Venv> {
 
     let stamp = venv.dir.join(format!(
         "{STAMP_PREFIX}{:016x}",
-        fnv1a(TOOLS.join("\n").as_bytes())
+        fnv1a(packages.join("\n").as_bytes())
     ));
     if !stamp.exists() {
         step(&format!(
-            "install Python tools into .venv: {}",
-            TOOLS.join(" ")
+            "install Python tools into {name}: {}",
+            packages.join(" ")
         ));
         exec(
             venv.command("python")?
                 .args(["-m", "pip", "install", "-q"])
-                .args(TOOLS),
+                .args(packages),
         )?;
         remove_stale_stamps(&venv.dir)?;
-        fs::write(&stamp, TOOLS.join("\n") + "\n")?;
+        fs::write(&stamp, packages.join("\n") + "\n")?;
     }
     Ok(venv)
 }
