@@ -1,14 +1,17 @@
-//! The background thread: slices arrive over a flume channel, are assembled into events without
-//! the GIL, and are handed back to their loop's thread in batches with `call_soon_threadsafe`.
+//! The background thread: slices arrive in a lock-free inbox, are assembled into events without
+//! the GIL, and wait in their loop's pending queue for delivery on the loop's own thread.
 //!
-//! The loop thread never waits here: it `try_send`s and goes on; when the channel is full the
-//! slice is dropped and counted. The background thread takes the GIL once per batch, only to
-//! schedule delivery, and only for loops that have nothing scheduled yet.
+//! The loop thread never waits here: it pushes and goes on; when the inbox is full the slice is
+//! dropped and counted. Delivery is picked up by the loop thread itself at the end of its next
+//! monitored handle (one atomic load per handle; it schedules a delivery handle with the plain,
+//! non-threadsafe `call_soon`). Only when the loop stays idle for [`PICKUP_GRACE`] does the
+//! background thread take the GIL to schedule delivery with `call_soon_threadsafe`: a busy loop
+//! never pays for a GIL hand-off or a self-pipe wake-up per event.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aiocop_events::{assemble, Slice, SlowTask};
 use crossbeam_queue::ArrayQueue;
@@ -20,6 +23,9 @@ use crate::deliver::deliver;
 const CHANNEL_CAPACITY: usize = 16_384;
 /// Assembled events that may wait for delivery, per loop.
 const PENDING_CAPACITY: usize = 4_096;
+/// How long events may wait for the loop thread to pick them up before the background thread
+/// schedules their delivery itself.
+pub const PICKUP_GRACE: Duration = Duration::from_millis(2);
 
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -32,9 +38,11 @@ static UNDELIVERED: AtomicU64 = AtomicU64::new(0);
 pub struct LoopShared {
     loop_ref: Py<PyAny>,
     weak: bool,
+    call_soon: Py<PyAny>,
     call_soon_threadsafe: Py<PyAny>,
     pending: ArrayQueue<Pending>,
-    scheduled: AtomicBool,
+    /// Events are pending and no delivery has been scheduled for them yet.
+    ready: AtomicBool,
     thread: ThreadId,
 }
 
@@ -54,7 +62,8 @@ impl LoopShared {
             Ok(weak) => (weak.unbind(), true),
             Err(_) => (event_loop.clone().unbind(), false),
         };
-        // The class attribute is the unpatched method and holds no reference to the loop.
+        // The class attributes are the unpatched methods and hold no reference to the loop.
+        let call_soon = event_loop.get_type().getattr("call_soon")?.unbind();
         let call_soon_threadsafe = event_loop
             .get_type()
             .getattr("call_soon_threadsafe")?
@@ -62,9 +71,10 @@ impl LoopShared {
         let shared = Arc::new(Self {
             loop_ref,
             weak,
+            call_soon,
             call_soon_threadsafe,
             pending: ArrayQueue::new(PENDING_CAPACITY),
-            scheduled: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
             thread: std::thread::current().id(),
         });
         let mut loops = LOOPS
@@ -86,10 +96,52 @@ impl LoopShared {
     /// Delivers every pending event now, on the calling thread.
     pub fn deliver_pending(&self, py: Python<'_>) {
         report_drops(py);
-        self.scheduled.store(false, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
         while let Some(p) = self.pending.pop() {
             deliver(py, &p.task, p.context);
         }
+    }
+
+    /// Whether events wait for a delivery to be scheduled (one atomic load: checked at the end
+    /// of every monitored handle).
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// On the loop's thread: schedules the delivery of the pending events as a handle of its
+    /// own, with the loop's plain `call_soon` (no self-pipe wake-up, no GIL hand-off).
+    pub fn pick_up(self: &Arc<Self>, py: Python<'_>) {
+        if !self.ready.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if self.schedule_with(py, &self.call_soon).is_err() {
+            PyErr::take(py);
+            // Let the background thread try (and report) instead.
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+
+    fn schedule_with(self: &Arc<Self>, py: Python<'_>, method: &Py<PyAny>) -> PyResult<()> {
+        let event_loop = self
+            .event_loop(py)
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the loop is gone"))?;
+        let delivery = Py::new(
+            py,
+            Delivery {
+                target: Arc::clone(self),
+            },
+        )?;
+        // Deliver in a fresh, empty context: not in a copy of whichever task's context was
+        // current when the delivery was scheduled.
+        // SAFETY: GIL held; returns a new reference or NULL with an exception set.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_New()) }?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        method
+            .bind(py)
+            .call((event_loop, delivery), Some(&kwargs))?;
+        Ok(())
     }
 
     fn discard_pending(&self) {
@@ -97,7 +149,7 @@ impl LoopShared {
             UNDELIVERED.fetch_add(1, Ordering::Relaxed);
             drop(p);
         }
-        self.scheduled.store(false, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
     }
 }
 
@@ -288,15 +340,30 @@ pub fn after_fork_child() {
 }
 
 fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
-    let mut to_schedule: Vec<Arc<LoopShared>> = Vec::new();
+    // Loops with events waiting to be picked up, and since when.
+    let mut waiting: Vec<(Arc<LoopShared>, Instant)> = Vec::new();
+    let mut due: Vec<Arc<LoopShared>> = Vec::new();
     loop {
-        drain(d, &mut to_schedule);
+        drain(d, &mut waiting);
+        let now = Instant::now();
+        waiting.retain(|(target, since)| {
+            if !target.has_ready() {
+                return false; // picked up by its loop thread
+            }
+            if now.duration_since(*since) < PICKUP_GRACE {
+                return true;
+            }
+            if target.ready.swap(false, Ordering::AcqRel) {
+                due.push(Arc::clone(target));
+            }
+            false
+        });
         let guarded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            schedule(&mut to_schedule);
+            schedule(&mut due);
         }));
         if guarded.is_err() {
             tracing::error!("panic while scheduling aiocop event delivery");
-            to_schedule.clear();
+            due.clear();
         }
         // Announce the nap, then look again: a slice pushed before the announcement is seen
         // here, one pushed after it finds `asleep` set and sends a wake-up.
@@ -304,18 +371,27 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
         if !d.inbox.is_empty() {
             continue;
         }
-        match wake.recv() {
+        let next = match waiting.iter().map(|(_, since)| *since).min() {
+            None => wake
+                .recv()
+                .map_err(|_| flume::RecvTimeoutError::Disconnected),
+            Some(oldest) => {
+                wake.recv_timeout((oldest + PICKUP_GRACE).saturating_duration_since(Instant::now()))
+            }
+        };
+        match next {
             Ok(Wake::Work) => std::thread::sleep(COALESCE),
             Ok(Wake::Flush(ack)) => {
-                drain(d, &mut to_schedule);
+                drain(d, &mut waiting);
                 let _ = ack.send(());
             }
-            Err(_) => return,
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
 
-fn drain(d: &Dispatcher, to_schedule: &mut Vec<Arc<LoopShared>>) {
+fn drain(d: &Dispatcher, waiting: &mut Vec<(Arc<LoopShared>, Instant)>) {
     while let Some(SliceMsg {
         slice,
         context,
@@ -327,24 +403,18 @@ fn drain(d: &Dispatcher, to_schedule: &mut Vec<Arc<LoopShared>>) {
         };
         if target.pending.push(Pending { task, context }).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-        } else if !target.scheduled.swap(true, Ordering::AcqRel) {
-            to_schedule.push(target);
+        } else if !target.ready.swap(true, Ordering::AcqRel) {
+            waiting.push((target, Instant::now()));
         }
     }
 }
 
+/// Schedules delivery with `call_soon_threadsafe` for loops that did not pick their events up.
 fn schedule(targets: &mut Vec<Arc<LoopShared>>) {
     if targets.is_empty() {
         return;
     }
-    if SHUTTING_DOWN.load(Ordering::Acquire) {
-        for t in targets.drain(..) {
-            t.discard_pending();
-        }
-        return;
-    }
-    let alive = aiocop_hook::compat::interpreter_alive();
-    if !alive {
+    if SHUTTING_DOWN.load(Ordering::Acquire) || !aiocop_hook::compat::interpreter_alive() {
         for t in targets.drain(..) {
             t.discard_pending();
         }
@@ -352,28 +422,11 @@ fn schedule(targets: &mut Vec<Arc<LoopShared>>) {
     }
     Python::attach(|py| {
         for target in targets.drain(..) {
-            let Some(event_loop) = target.event_loop(py) else {
-                target.discard_pending();
-                continue;
-            };
-            let delivery = match Py::new(
-                py,
-                Delivery {
-                    target: Arc::clone(&target),
-                },
-            ) {
-                Ok(d) => d,
-                Err(_) => {
-                    target.discard_pending();
-                    continue;
-                }
-            };
-            let scheduled = target
-                .call_soon_threadsafe
-                .bind(py)
-                .call1((event_loop, delivery));
-            if scheduled.is_err() {
-                // The loop is closed: nobody will run the delivery.
+            if target
+                .schedule_with(py, &target.call_soon_threadsafe)
+                .is_err()
+            {
+                // The loop is closed or gone: nobody will run the delivery.
                 PyErr::take(py);
                 target.discard_pending();
             }

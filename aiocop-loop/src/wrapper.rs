@@ -56,12 +56,18 @@ pub(crate) fn run_monitored(
     let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     let threshold_ns = config::threshold_ns();
     if recorded.is_none() && elapsed_ns < threshold_ns {
+        if target.has_ready() {
+            Python::attach(|py| target.pick_up(py));
+        }
         return result; // the fast path
     }
     let identity = identify(py, callback);
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
     Python::attach(|py| {
+        if target.has_ready() {
+            target.pick_up(py);
+        }
         slow_path(
             py,
             target,
