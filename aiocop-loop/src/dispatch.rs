@@ -22,7 +22,7 @@ use crate::deliver::deliver;
 /// Slices that may wait for the background thread (all loops together).
 const CHANNEL_CAPACITY: usize = 16_384;
 /// Assembled events that may wait for delivery, per loop.
-const PENDING_CAPACITY: usize = 4_096;
+const PENDING_CAPACITY: usize = 16_384;
 /// How long events may wait for the loop thread to pick them up before the background thread
 /// schedules their delivery itself.
 pub const PICKUP_GRACE: Duration = Duration::from_millis(2);
