@@ -52,14 +52,79 @@ pub fn shorten_path(path: &str) -> &str {
 }
 
 fn write_frame(out: &mut String, frame: &Frame) {
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{}:{}:{}",
-        shorten_path(&frame.filename),
+    let key = (
+        std::sync::Arc::as_ptr(&frame.filename).cast::<u8>() as usize,
+        std::sync::Arc::as_ptr(&frame.function).cast::<u8>() as usize,
         frame.line,
-        frame.function
     );
+    FRAME_TEXT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, text)) = cache.get(&key) {
+            out.push_str(text);
+            return;
+        }
+        let mut text = String::with_capacity(frame.filename.len() + frame.function.len() + 12);
+        // Writing to a String cannot fail.
+        let _ = write!(
+            text,
+            "{}:{}:{}",
+            shorten_path(&frame.filename),
+            frame.line,
+            frame.function
+        );
+        out.push_str(&text);
+        if cache.len() >= FRAME_TEXT_CAP {
+            cache.clear();
+        }
+        cache.insert(key, (frame.clone(), Box::from(text)));
+    });
+}
+
+/// Formatted frames, per thread: a hot call site is formatted once. Keyed by the addresses of
+/// the frame's `Arc`s and its line; the entry keeps those `Arc`s alive, so an address cannot be
+/// reused while its entry exists. Bounded.
+const FRAME_TEXT_CAP: usize = 16_384;
+
+type FrameTextKey = (usize, usize, i32);
+
+/// A multiply-rotate hasher for the cache's small integer keys (SipHash would cost more than
+/// the formatting it saves).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(u64::from(n as u32));
+    }
+}
+
+type FrameTextCache = std::collections::HashMap<
+    FrameTextKey,
+    (Frame, Box<str>),
+    std::hash::BuildHasherDefault<FastHasher>,
+>;
+
+thread_local! {
+    static FRAME_TEXT: std::cell::RefCell<FrameTextCache> =
+        std::cell::RefCell::new(FrameTextCache::default());
 }
 
 /// Formats one frame as `short_path:line:function` (path shortened by [`shorten_path`]).
