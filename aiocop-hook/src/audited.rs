@@ -10,16 +10,17 @@
 //! a trace. Unknown attributes (`__name__`, `__doc__`, ...) are read from the original;
 //! `__wrapped__` is the original.
 
-use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::mem::offset_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, null_mut};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::AtomicPtr;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::heaptype::{create_once, dealloc, member, slot, Table, MEMBER_END};
 use crate::state::in_handle;
 
 extern "C" {
@@ -40,81 +41,40 @@ struct AuditedObject {
     is_socket: bool,
 }
 
-struct Table<T>(T);
-// SAFETY: the wrapped tables are immutable after construction and only read by CPython.
-unsafe impl<T> Sync for Table<T> {}
-
 static MEMBERS: Table<[ffi::PyMemberDef; 3]> = Table([
-    ffi::PyMemberDef {
-        name: c"__vectorcalloffset__".as_ptr(),
-        type_code: ffi::Py_T_PYSSIZET,
-        offset: offset_of!(AuditedObject, vectorcall) as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
-        doc: ptr::null(),
-    },
-    ffi::PyMemberDef {
-        name: c"__wrapped__".as_ptr(),
-        type_code: ffi::Py_T_OBJECT_EX,
-        offset: offset_of!(AuditedObject, original) as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
-        doc: ptr::null(),
-    },
-    ffi::PyMemberDef {
-        name: ptr::null(),
-        type_code: 0,
-        offset: 0,
-        flags: 0,
-        doc: ptr::null(),
-    },
+    member(
+        c"__vectorcalloffset__",
+        ffi::Py_T_PYSSIZET,
+        offset_of!(AuditedObject, vectorcall),
+    ),
+    member(
+        c"__wrapped__",
+        ffi::Py_T_OBJECT_EX,
+        offset_of!(AuditedObject, original),
+    ),
+    MEMBER_END,
 ]);
 
 static AUDITED_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
 
-fn slot(id: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot: id, pfunc }
-}
-
 fn audited_type(py: Python<'_>) -> PyResult<*mut ffi::PyTypeObject> {
-    let existing = AUDITED_TYPE.load(Ordering::Acquire);
-    if !existing.is_null() {
-        return Ok(existing);
-    }
-    let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
-        slot(ffi::Py_tp_dealloc, audited_dealloc as *mut c_void),
-        slot(ffi::Py_tp_traverse, audited_traverse as *mut c_void),
-        slot(ffi::Py_tp_clear, audited_clear as *mut c_void),
-        slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
-        slot(ffi::Py_tp_descr_get, audited_descr_get as *mut c_void),
-        slot(ffi::Py_tp_getattro, audited_getattro as *mut c_void),
-        slot(ffi::Py_tp_repr, audited_repr as *mut c_void),
-        slot(ffi::Py_tp_members, MEMBERS.0.as_ptr().cast_mut().cast()),
-        slot(0, null_mut()),
-    ]));
-    let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
-        name: c"aiocop._aiocop.AuditedFunction".as_ptr(),
-        basicsize: c_int::try_from(std::mem::size_of::<AuditedObject>()).unwrap_or(c_int::MAX),
-        itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT
-            | ffi::Py_TPFLAGS_HAVE_GC
-            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
-            | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
-            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION) as c_uint,
-        slots: slots.as_mut_ptr(),
-    }));
-    // SAFETY: GIL held (`py`); the spec and its tables are 'static.
-    let tp = unsafe { ffi::PyType_FromSpec(spec) };
-    if tp.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    match AUDITED_TYPE.compare_exchange(null_mut(), tp.cast(), Ordering::AcqRel, Ordering::Acquire)
-    {
-        Ok(_) => Ok(tp.cast()),
-        Err(winner) => {
-            // SAFETY: another call won the race; release ours.
-            unsafe { ffi::Py_DECREF(tp) };
-            Ok(winner)
-        }
-    }
+    create_once(
+        py,
+        &AUDITED_TYPE,
+        c"aiocop._aiocop.AuditedFunction",
+        std::mem::size_of::<AuditedObject>(),
+        ffi::Py_TPFLAGS_METHOD_DESCRIPTOR,
+        vec![
+            slot(ffi::Py_tp_dealloc, audited_dealloc as *mut c_void),
+            slot(ffi::Py_tp_traverse, audited_traverse as *mut c_void),
+            slot(ffi::Py_tp_clear, audited_clear as *mut c_void),
+            slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
+            slot(ffi::Py_tp_descr_get, audited_descr_get as *mut c_void),
+            slot(ffi::Py_tp_getattro, audited_getattro as *mut c_void),
+            slot(ffi::Py_tp_repr, audited_repr as *mut c_void),
+            slot(ffi::Py_tp_members, MEMBERS.0.as_ptr().cast_mut().cast()),
+        ],
+    )
 }
 
 /// Wraps `original` so that, inside a monitored handle, calling it raises the audit event
@@ -334,19 +294,13 @@ unsafe extern "C" fn audited_clear(slf: *mut ffi::PyObject) -> c_int {
 }
 
 unsafe extern "C" fn audited_dealloc(slf: *mut ffi::PyObject) {
-    // SAFETY: called once when the refcount drops to zero, GIL held.
+    // SAFETY: called once when the refcount drops to zero, GIL held; the event name is taken
+    // out before the object is freed.
     unsafe {
-        let tp = ffi::Py_TYPE(slf);
-        ffi::PyObject_GC_UnTrack(slf.cast());
-        audited_clear(slf);
         let event = std::mem::replace(&mut (*slf.cast::<AuditedObject>()).event, ptr::null());
         if !event.is_null() {
             drop(CString::from_raw(event.cast_mut()));
         }
-        match (*tp).tp_free {
-            Some(free) => free(slf.cast()),
-            None => ffi::PyObject_GC_Del(slf.cast()),
-        }
-        ffi::Py_DECREF(tp.cast());
+        dealloc(slf, audited_clear);
     }
 }

@@ -15,6 +15,7 @@ pub mod args;
 mod audited;
 pub mod compat;
 pub mod enforce;
+pub mod heaptype;
 mod hook;
 pub mod pylog;
 pub mod rules;

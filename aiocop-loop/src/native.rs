@@ -10,7 +10,7 @@
 //!
 //! Every `extern "C"` entry here catches panics and turns them into a Python `RuntimeError`.
 
-use std::ffi::{c_int, c_uint, c_void};
+use std::ffi::{c_int, c_void};
 use std::mem::offset_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, null_mut};
@@ -20,6 +20,8 @@ use std::sync::Arc;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
+
+use aiocop_hook::heaptype::{create_once, dealloc, member, slot, Table, MEMBER_END};
 
 use crate::dispatch::LoopShared;
 use crate::wrapper::{run_monitored, LoopPatch};
@@ -41,26 +43,13 @@ struct MonitoredObject {
 
 static MONITORED_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
 
-/// Makes `T` usable in a `static` (the FFI tables below are never mutated by CPython).
-struct Table<T>(T);
-// SAFETY: the wrapped tables are immutable after construction and only read by CPython.
-unsafe impl<T> Sync for Table<T> {}
-
 static MEMBERS: Table<[ffi::PyMemberDef; 2]> = Table([
-    ffi::PyMemberDef {
-        name: c"__vectorcalloffset__".as_ptr(),
-        type_code: ffi::Py_T_PYSSIZET,
-        offset: offset_of!(MonitoredObject, vectorcall) as ffi::Py_ssize_t,
-        flags: ffi::Py_READONLY,
-        doc: ptr::null(),
-    },
-    ffi::PyMemberDef {
-        name: ptr::null(),
-        type_code: 0,
-        offset: 0,
-        flags: 0,
-        doc: ptr::null(),
-    },
+    member(
+        c"__vectorcalloffset__",
+        ffi::Py_T_PYSSIZET,
+        offset_of!(MonitoredObject, vectorcall),
+    ),
+    MEMBER_END,
 ]);
 
 static GETSET: Table<[ffi::PyGetSetDef; 2]> = Table([
@@ -82,53 +71,30 @@ static GETSET: Table<[ffi::PyGetSetDef; 2]> = Table([
 
 /// Creates the `MonitoredCallback` type (once; the type lives for the rest of the process).
 pub(crate) fn init_types(py: Python<'_>) -> PyResult<()> {
-    if !MONITORED_TYPE.load(Ordering::Acquire).is_null() {
-        return Ok(());
-    }
-    let slots: &'static mut [ffi::PyType_Slot] = Box::leak(Box::new([
-        slot(ffi::Py_tp_dealloc, monitored_dealloc as *mut c_void),
-        slot(ffi::Py_tp_traverse, monitored_traverse as *mut c_void),
-        slot(ffi::Py_tp_clear, monitored_clear as *mut c_void),
-        slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
-        slot(ffi::Py_tp_repr, monitored_repr as *mut c_void),
-        slot(ffi::Py_tp_members, MEMBERS.0.as_ptr().cast_mut().cast()),
-        slot(ffi::Py_tp_getset, GETSET.0.as_ptr().cast_mut().cast()),
-        slot(
-            ffi::Py_tp_doc,
-            c"A callback scheduled on a loop monitored by aiocop."
-                .as_ptr()
-                .cast_mut()
-                .cast(),
-        ),
-        slot(0, null_mut()),
-    ]));
-    let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
-        name: c"aiocop._aiocop.MonitoredCallback".as_ptr(),
-        basicsize: c_int::try_from(std::mem::size_of::<MonitoredObject>()).unwrap_or(c_int::MAX),
-        itemsize: 0,
-        flags: (ffi::Py_TPFLAGS_DEFAULT
-            | ffi::Py_TPFLAGS_HAVE_GC
-            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
-            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION) as c_uint,
-        slots: slots.as_mut_ptr(),
-    }));
-    // SAFETY: GIL held (`py`); the spec and its tables are 'static.
-    let tp = unsafe { ffi::PyType_FromSpec(spec) };
-    if tp.is_null() {
-        return Err(PyErr::fetch(py));
-    }
-    if MONITORED_TYPE
-        .compare_exchange(null_mut(), tp.cast(), Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // SAFETY: another call won the race; release the type we made.
-        unsafe { ffi::Py_DECREF(tp) };
-    }
-    Ok(())
-}
-
-fn slot(id: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
-    ffi::PyType_Slot { slot: id, pfunc }
+    create_once(
+        py,
+        &MONITORED_TYPE,
+        c"aiocop._aiocop.MonitoredCallback",
+        std::mem::size_of::<MonitoredObject>(),
+        0,
+        vec![
+            slot(ffi::Py_tp_dealloc, monitored_dealloc as *mut c_void),
+            slot(ffi::Py_tp_traverse, monitored_traverse as *mut c_void),
+            slot(ffi::Py_tp_clear, monitored_clear as *mut c_void),
+            slot(ffi::Py_tp_call, ffi::PyVectorcall_Call as *mut c_void),
+            slot(ffi::Py_tp_repr, monitored_repr as *mut c_void),
+            slot(ffi::Py_tp_members, MEMBERS.0.as_ptr().cast_mut().cast()),
+            slot(ffi::Py_tp_getset, GETSET.0.as_ptr().cast_mut().cast()),
+            slot(
+                ffi::Py_tp_doc,
+                c"A callback scheduled on a loop monitored by aiocop."
+                    .as_ptr()
+                    .cast_mut()
+                    .cast(),
+            ),
+        ],
+    )
+    .map(|_| ())
 }
 
 /// The `MonitoredCallback` type object, once [`init_types`] has run.
@@ -322,16 +288,7 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
 
 unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
     // SAFETY: called once by CPython when the refcount drops to zero, GIL held.
-    unsafe {
-        let tp = ffi::Py_TYPE(obj);
-        ffi::PyObject_GC_UnTrack(obj.cast());
-        monitored_clear(obj);
-        match (*tp).tp_free {
-            Some(free) => free(obj.cast()),
-            None => ffi::PyObject_GC_Del(obj.cast()),
-        }
-        ffi::Py_DECREF(tp.cast());
-    }
+    unsafe { dealloc(obj, monitored_clear) }
 }
 
 unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {

@@ -1,0 +1,106 @@
+//! Helpers for the hand-built heap types (`AuditedFunction` here, `MonitoredCallback` in
+//! `aiocop-loop`): static tables CPython reads, type creation from a spec, and the GC-aware
+//! deallocation every such type needs.
+
+use std::ffi::{c_int, c_ulong, c_void, CStr};
+use std::ptr::{self, null_mut};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Makes an FFI table usable in a `static` (CPython only reads these tables).
+#[derive(Debug)]
+pub struct Table<T>(pub T);
+// SAFETY: the wrapped tables are immutable after construction and only read by CPython.
+unsafe impl<T> Sync for Table<T> {}
+
+/// A read-only member (`PyMemberDef`) at `offset` of the object.
+pub const fn member(name: &'static CStr, type_code: c_int, offset: usize) -> ffi::PyMemberDef {
+    ffi::PyMemberDef {
+        name: name.as_ptr(),
+        type_code,
+        offset: offset as ffi::Py_ssize_t,
+        flags: ffi::Py_READONLY,
+        doc: ptr::null(),
+    }
+}
+
+/// The terminating entry of a member table.
+pub const MEMBER_END: ffi::PyMemberDef = ffi::PyMemberDef {
+    name: ptr::null(),
+    type_code: 0,
+    offset: 0,
+    flags: 0,
+    doc: ptr::null(),
+};
+
+/// A type slot.
+pub fn slot(id: c_int, pfunc: *mut c_void) -> ffi::PyType_Slot {
+    ffi::PyType_Slot { slot: id, pfunc }
+}
+
+/// Creates the heap type described by the arguments once, and keeps it in `cell` for the life
+/// of the process; later calls return it. `slots` need no terminator. The type is GC-aware,
+/// implements vectorcall and cannot be instantiated from Python; `extra_flags` are added.
+pub fn create_once(
+    py: Python<'_>,
+    cell: &AtomicPtr<ffi::PyTypeObject>,
+    name: &'static CStr,
+    basicsize: usize,
+    extra_flags: c_ulong,
+    mut slots: Vec<ffi::PyType_Slot>,
+) -> PyResult<*mut ffi::PyTypeObject> {
+    let existing = cell.load(Ordering::Acquire);
+    if !existing.is_null() {
+        return Ok(existing);
+    }
+    slots.push(slot(0, null_mut()));
+    let slots: &'static mut [ffi::PyType_Slot] = Box::leak(slots.into_boxed_slice());
+    let spec: &'static mut ffi::PyType_Spec = Box::leak(Box::new(ffi::PyType_Spec {
+        name: name.as_ptr(),
+        basicsize: c_int::try_from(basicsize).unwrap_or(c_int::MAX),
+        itemsize: 0,
+        flags: (ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_GC
+            | ffi::Py_TPFLAGS_HAVE_VECTORCALL
+            | ffi::Py_TPFLAGS_DISALLOW_INSTANTIATION
+            | extra_flags) as std::ffi::c_uint,
+        slots: slots.as_mut_ptr(),
+    }));
+    // SAFETY: GIL held (`py`); the spec and its tables are 'static.
+    let tp = unsafe { ffi::PyType_FromSpec(spec) };
+    if tp.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    match cell.compare_exchange(null_mut(), tp.cast(), Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(tp.cast()),
+        Err(winner) => {
+            // SAFETY: another call won the race; release ours.
+            unsafe { ffi::Py_DECREF(tp) };
+            Ok(winner)
+        }
+    }
+}
+
+/// The body of a GC-aware heap type's `tp_dealloc`: untrack, clear, free, release the type.
+///
+/// # Safety
+/// Called once from `tp_dealloc` (refcount zero, GIL held) on an object of a type made by
+/// [`create_once`]; `clear` is that type's `tp_clear`.
+pub unsafe fn dealloc(
+    obj: *mut ffi::PyObject,
+    clear: unsafe extern "C" fn(*mut ffi::PyObject) -> c_int,
+) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        let tp = ffi::Py_TYPE(obj);
+        ffi::PyObject_GC_UnTrack(obj.cast());
+        clear(obj);
+        match (*tp).tp_free {
+            Some(free) => free(obj.cast()),
+            None => ffi::PyObject_GC_Del(obj.cast()),
+        }
+        ffi::Py_DECREF(tp.cast());
+    }
+}
