@@ -39,11 +39,6 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
     Ok(list)
 }
 
-/// The `BlockingEventInfo` dicts of `task`.
-pub fn blocking_event_dicts<'py>(py: Python<'py>, task: &SlowTask) -> PyResult<Bound<'py, PyList>> {
-    blocking_events(py, &task.blocking_events, task)
-}
-
 /// Builds the Python `SlowTaskEvent`. The frozen dataclass's generated `__init__` sets each
 /// field through `object.__setattr__`, nine Python-level calls; we build the instance with
 /// `object.__new__` and fill its `__dict__` directly, which is what that `__init__` ends with.
