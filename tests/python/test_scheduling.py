@@ -10,7 +10,8 @@ import threading
 
 import pytest
 
-from conftest import assert_record, run_monitored
+import aiocop
+from conftest import assert_record, new_loop, run_monitored
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="default")
 
@@ -192,3 +193,31 @@ def test_timer_handle_when_is_kept(loop_kind):
 
     got, wanted = run_monitored(body, loop_kind).value
     assert got == pytest.approx(wanted, abs=0.01)  # uvloop rounds timers to 1 ms
+
+
+def test_reference_cycles_through_a_monitored_callback_are_collected(loop_kind):
+    """holder -> timer handle -> aiocop's wrapper -> bound method -> holder: the collector
+    must see through the wrapper, or the whole cycle leaks."""
+    import gc
+    import weakref
+
+    class Holder:
+        def fire(self) -> None:  # pragma: no cover - never runs
+            pass
+
+    loop = new_loop(loop_kind)
+    try:
+
+        async def body() -> weakref.ref:
+            aiocop.activate()
+            holder = Holder()
+            holder.timer = asyncio.get_running_loop().call_later(3600, holder.fire)
+            return weakref.ref(holder)
+
+        ref = loop.run_until_complete(body())
+    finally:
+        aiocop.deactivate()
+        loop.close()  # drops the scheduled timer: only the cycle keeps the holder alive
+    del loop
+    gc.collect()
+    assert ref() is None
