@@ -87,10 +87,14 @@ const FRAME_TEXT_CAP: usize = 16_384;
 
 type FrameTextKey = (usize, usize, i32);
 
-/// A multiply-rotate hasher for the cache's small integer keys (SipHash would cost more than
-/// the formatting it saves).
-#[derive(Default)]
-struct FastHasher(u64);
+/// A multiply-rotate hasher for caches keyed by small integers (addresses, offsets), where
+/// SipHash would cost more than the lookups it guards. Not DoS-resistant: keys must not come
+/// from untrusted input.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+/// `BuildHasher` for [`FastHasher`].
+pub type FastBuildHasher = std::hash::BuildHasherDefault<FastHasher>;
 
 impl std::hash::Hasher for FastHasher {
     fn finish(&self) -> u64 {
@@ -116,11 +120,7 @@ impl std::hash::Hasher for FastHasher {
     }
 }
 
-type FrameTextCache = std::collections::HashMap<
-    FrameTextKey,
-    (Frame, Box<str>),
-    std::hash::BuildHasherDefault<FastHasher>,
->;
+type FrameTextCache = std::collections::HashMap<FrameTextKey, (Frame, Box<str>), FastBuildHasher>;
 
 thread_local! {
     static FRAME_TEXT: std::cell::RefCell<FrameTextCache> =

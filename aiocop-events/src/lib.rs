@@ -51,7 +51,8 @@ mod samples;
 mod slice;
 
 pub use format::{
-    entry_point, format_args, format_event, format_frame, format_record, format_trace, shorten_path,
+    entry_point, format_args, format_event, format_frame, format_record, format_trace,
+    shorten_path, FastBuildHasher, FastHasher,
 };
 pub use record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS, MAX_RECORDS_PER_HANDLE};
 pub use samples::{aggregate_samples, CpuSample};

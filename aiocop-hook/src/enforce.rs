@@ -133,7 +133,7 @@ pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
 pub fn current_task(py: Python<'_>) -> (Option<String>, Option<String>) {
     let task = py
         .import("asyncio")
-        .and_then(|m| m.call_method0("current_task"))
+        .and_then(|m| m.call_method0(pyo3::intern!(py, "current_task")))
         .ok()
         .filter(|t| !t.is_none());
     let Some(task) = task else {
@@ -145,13 +145,14 @@ pub fn current_task(py: Python<'_>) -> (Option<String>, Option<String>) {
 
 /// `(task.get_name(), task.get_coro().__qualname__)`.
 pub fn task_identity(task: &Bound<'_, PyAny>) -> (Option<String>, Option<String>) {
+    let py = task.py();
     let name = task
-        .call_method0("get_name")
+        .call_method0(pyo3::intern!(py, "get_name"))
         .and_then(|n| n.extract::<String>())
         .ok();
     let coroutine = task
-        .call_method0("get_coro")
-        .and_then(|c| c.getattr("__qualname__"))
+        .call_method0(pyo3::intern!(py, "get_coro"))
+        .and_then(|c| c.getattr(pyo3::intern!(py, "__qualname__")))
         .and_then(|q| q.extract::<String>())
         .ok();
     (name, coroutine)

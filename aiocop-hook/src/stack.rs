@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aiocop_events::Frame;
+use aiocop_events::{FastBuildHasher, Frame};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -99,7 +99,7 @@ struct CodeInfo {
     facts: Option<Facts>,
     /// Instruction offset → line: `PyCode_Addr2Line` scans the line table from the start, so a
     /// hot frame is resolved once.
-    lines: HashMap<i32, i32>,
+    lines: HashMap<i32, i32, FastBuildHasher>,
 }
 
 /// Per-thread cache of code object → names and lines. The code object is kept alive by the
@@ -109,7 +109,8 @@ const CODE_CACHE_CAP: usize = 8192;
 const LINES_PER_CODE_CAP: usize = 512;
 
 thread_local! {
-    static CODE_CACHE: RefCell<HashMap<usize, CodeInfo>> = RefCell::new(HashMap::new());
+    static CODE_CACHE: RefCell<HashMap<usize, CodeInfo, FastBuildHasher>> =
+        RefCell::new(HashMap::default());
 }
 
 fn code_info(py: Python<'_>, code: &Py<PyAny>) -> CodeInfo {
@@ -126,7 +127,7 @@ fn code_info(py: Python<'_>, code: &Py<PyAny>) -> CodeInfo {
         filename: text("co_filename"),
         function: text("co_name"),
         facts: None,
-        lines: HashMap::new(),
+        lines: HashMap::default(),
     }
 }
 
@@ -271,7 +272,7 @@ pub fn facts(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Facts> {
 
 fn resolve_one(
     py: Python<'_>,
-    cache: &mut HashMap<usize, CodeInfo>,
+    cache: &mut HashMap<usize, CodeInfo, FastBuildHasher>,
     frame: &CapturedFrame,
 ) -> Frame {
     let key = frame.code.as_ptr() as usize;
