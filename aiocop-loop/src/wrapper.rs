@@ -1,8 +1,8 @@
 //! The loop wrapper: `call_soon`, `call_later`, `call_at` and `call_soon_threadsafe` of a loop
 //! are replaced (as instance attributes, which the C Task and uvloop both look up) by native
-//! methods that wrap the callback in a [`Monitored`] callable. Running it times the handle,
-//! marks the thread as "inside a monitored handle" for the audit hook, and on the slow path
-//! only builds the slice and hands it over.
+//! methods (`crate::native`) that wrap the callback in a `MonitoredCallback`. Running it
+//! ([`run_monitored`]) times the handle, marks the thread as "inside a monitored handle" for the
+//! audit hook, and on the slow path only builds the slice and hands it over.
 
 use std::sync::Arc;
 use std::time::Instant;
