@@ -2,8 +2,8 @@
 //! user's callbacks, on the loop's thread.
 
 use aiocop_events::{BlockingEvent, CpuSample, SlowTask};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList};
 
 use crate::{pylog, registry};
@@ -40,52 +40,95 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
 }
 
 /// Builds the Python `SlowTaskEvent`. The frozen dataclass's generated `__init__` sets each
-/// field through `object.__setattr__`, nine Python-level calls; we build the instance with
-/// `object.__new__` and fill its `__dict__` directly, which is what that `__init__` ends with.
+/// field through `object.__setattr__`, one Python-level call per field; we do what it ends up
+/// doing — `object.__new__`, then `PyObject_GenericSetAttr` per field — without the calls.
 pub fn to_python(
     py: Python<'_>,
     task: &SlowTask,
     context: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    static OBJECT_NEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let types = registry::python_types().ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("aiocop's Python types are not registered")
     })?;
-    let object_new = OBJECT_NEW.get_or_try_init(py, || {
-        py.get_type::<pyo3::types::PyAny>()
-            .getattr("__new__")
-            .map(Bound::unbind)
-    })?;
     let cls = types.slow_task_event.bind(py);
-    let event = object_new.bind(py).call1((cls,))?;
-    let fields = event.getattr(pyo3::intern!(py, "__dict__"))?;
-    let fields = fields.cast::<PyDict>().map_err(PyErr::from)?;
-    fields.set_item(pyo3::intern!(py, "elapsed_ms"), task.elapsed_ms)?;
-    fields.set_item(pyo3::intern!(py, "threshold_ms"), task.threshold_ms)?;
-    fields.set_item(
+    let empty = pyo3::types::PyTuple::empty(py);
+    // SAFETY: GIL held; `cls` is a class (checked when it was registered) and `object`'s
+    // tp_new accepts any subtype with no arguments; it returns a new reference or NULL with an
+    // exception set.
+    let event = unsafe {
+        let object = &raw mut ffi::PyBaseObject_Type;
+        let new = (*object)
+            .tp_new
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("object has no tp_new"))?;
+        Bound::from_owned_ptr_or_err(
+            py,
+            new(cls.as_ptr().cast(), empty.as_ptr(), std::ptr::null_mut()),
+        )?
+    };
+    let set = |name: &Bound<'_, pyo3::types::PyString>, value: Bound<'_, PyAny>| -> PyResult<()> {
+        // SAFETY: GIL held; all three are valid objects; the generic setter bypasses the frozen
+        // dataclass's `__setattr__`, exactly as its own `__init__` does.
+        if unsafe { ffi::PyObject_GenericSetAttr(event.as_ptr(), name.as_ptr(), value.as_ptr()) }
+            != 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    };
+    set(
+        pyo3::intern!(py, "elapsed_ms"),
+        task.elapsed_ms.into_pyobject(py)?.into_any(),
+    )?;
+    set(
+        pyo3::intern!(py, "threshold_ms"),
+        task.threshold_ms.into_pyobject(py)?.into_any(),
+    )?;
+    set(
         pyo3::intern!(py, "exceeded_threshold"),
-        task.exceeded_threshold,
+        task.exceeded_threshold
+            .into_pyobject(py)?
+            .to_owned()
+            .into_any(),
     )?;
-    fields.set_item(pyo3::intern!(py, "severity_score"), task.severity_score)?;
-    fields.set_item(
+    set(
+        pyo3::intern!(py, "severity_score"),
+        task.severity_score.into_pyobject(py)?.into_any(),
+    )?;
+    let level = match task.severity_level {
+        aiocop_severity::Level::Low => pyo3::intern!(py, "low"),
+        aiocop_severity::Level::Medium => pyo3::intern!(py, "medium"),
+        aiocop_severity::Level::High => pyo3::intern!(py, "high"),
+    };
+    set(
         pyo3::intern!(py, "severity_level"),
-        task.severity_level.as_str(),
+        level.clone().into_any(),
     )?;
-    fields.set_item(pyo3::intern!(py, "reason"), task.reason.as_str())?;
-    fields.set_item(
+    let reason = match task.reason {
+        aiocop_events::Reason::IoBlocking => pyo3::intern!(py, "io_blocking"),
+        aiocop_events::Reason::CpuBlocking => pyo3::intern!(py, "cpu_blocking"),
+    };
+    set(pyo3::intern!(py, "reason"), reason.clone().into_any())?;
+    set(
         pyo3::intern!(py, "blocking_events"),
-        blocking_events(py, &task.blocking_events, task)?,
+        blocking_events(py, &task.blocking_events, task)?.into_any(),
     )?;
-    match context {
-        Some(context) => fields.set_item(pyo3::intern!(py, "context"), context)?,
-        None => fields.set_item(pyo3::intern!(py, "context"), PyDict::new(py))?,
-    }
-    fields.set_item(
+    let context = match context {
+        Some(context) => context.into_bound(py),
+        None => PyDict::new(py).into_any(),
+    };
+    set(pyo3::intern!(py, "context"), context)?;
+    set(
         pyo3::intern!(py, "cpu_stack_samples"),
-        cpu_samples(py, &task.cpu_stack_samples)?,
+        cpu_samples(py, &task.cpu_stack_samples)?.into_any(),
     )?;
-    fields.set_item(pyo3::intern!(py, "task_name"), task.task_name.as_deref())?;
-    fields.set_item(pyo3::intern!(py, "coroutine"), task.coroutine.as_deref())?;
+    set(
+        pyo3::intern!(py, "task_name"),
+        task.task_name.as_deref().into_pyobject(py)?.into_any(),
+    )?;
+    set(
+        pyo3::intern!(py, "coroutine"),
+        task.coroutine.as_deref().into_pyobject(py)?.into_any(),
+    )?;
     Ok(event.unbind())
 }
 

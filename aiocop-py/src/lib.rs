@@ -499,13 +499,13 @@ fn _audited<'py>(
 
 #[pyfunction]
 fn _set_python_types(
-    slow_task_event: &Bound<'_, PyAny>,
-    high_severity_exception: &Bound<'_, PyAny>,
+    slow_task_event: &Bound<'_, pyo3::types::PyType>,
+    high_severity_exception: &Bound<'_, pyo3::types::PyType>,
     raise_var: &Bound<'_, PyAny>,
 ) {
     registry::set_python_types(registry::PythonTypes {
-        slow_task_event: slow_task_event.clone().unbind(),
-        high_severity_exception: high_severity_exception.clone().unbind(),
+        slow_task_event: slow_task_event.clone().into_any().unbind(),
+        high_severity_exception: high_severity_exception.clone().into_any().unbind(),
     });
     aiocop_hook::set_raise_var(raise_var.clone().unbind());
 }
