@@ -290,10 +290,9 @@ fn resolve_one(
         Position::Lasti(lasti) => match info.lines.get(&lasti) {
             Some(&line) => line,
             None => {
-                // SAFETY: `code` came from PyFrame_GetCode, so it is a live code object, and
-                // the GIL is held.
-                let line =
-                    unsafe { Current::resolve_line(frame.code.as_ptr().cast(), frame.position) };
+                let code = frame.code.as_ptr().cast();
+                // SAFETY: a live code object (from PyFrame_GetCode), GIL held.
+                let line = unsafe { Current::resolve_line(code, frame.position) };
                 if info.lines.len() >= LINES_PER_CODE_CAP {
                     info.lines.clear();
                 }

@@ -52,9 +52,9 @@ pub fn to_python(
     })?;
     let cls = types.slow_task_event.bind(py);
     let empty = pyo3::types::PyTuple::empty(py);
-    // SAFETY: GIL held; `cls` is a class (checked when it was registered) and `object`'s
-    // tp_new accepts any subtype with no arguments; it returns a new reference or NULL with an
-    // exception set.
+    // `cls` is a class (a `type` when it was registered); `object`'s tp_new accepts any
+    // subtype with no arguments and returns a new reference or NULL with an exception set.
+    // SAFETY: GIL held; see above.
     let event = unsafe {
         let object = &raw mut ffi::PyBaseObject_Type;
         let new = (*object)

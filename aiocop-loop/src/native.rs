@@ -208,9 +208,9 @@ unsafe extern "C" fn monitored_vectorcall(
             // SAFETY: forwarded from our caller.
             return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
         }
-        // SAFETY: `target` came from Arc::into_raw and stays alive while `m` holds it (`m` is
-        // kept alive by our caller for the whole call); ManuallyDrop borrows it without
-        // touching the count.
+        // `target` came from Arc::into_raw and stays alive while `m` (kept alive by our caller
+        // for the whole call) holds it; ManuallyDrop borrows it without touching the count.
+        // SAFETY: see above.
         let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
         // SAFETY: callback/stored are valid strong references held by `m`.
         let callback = unsafe { Bound::from_borrowed_ptr(py, callback) };

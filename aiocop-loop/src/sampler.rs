@@ -247,10 +247,9 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
                 return;
             }
             let tstate = slot.tstate.load(Ordering::Acquire);
-            // SAFETY: GIL held; `tstate` belongs to a thread that is inside a monitored
-            // handle (checked just above), hence alive.
-            let captured =
-                unsafe { aiocop_hook::stack::capture_thread(py, tstate, config.trace_depth) };
+            let depth = config.trace_depth;
+            // SAFETY: GIL held; `tstate`'s thread is inside a monitored handle, hence alive.
+            let captured = unsafe { aiocop_hook::stack::capture_thread(py, tstate, depth) };
             if captured.is_empty() {
                 return;
             }
