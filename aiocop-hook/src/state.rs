@@ -1,9 +1,10 @@
 //! Per-thread handle state: "is this thread inside a monitored handle?" and the records taken
 //! while it is.
 //!
-//! The two flags read on every audited call are `const`-initialised thread-locals without
-//! destructors, the cheapest TLS there is; the record queue is created on a thread's first
-//! record only.
+//! The flags read on every audited call and every handle are bits of one `const`-initialised
+//! thread-local without a destructor — the cheapest TLS there is, and one TLS address per
+//! function (in an extension module each TLS variable costs a `__tls_get_addr` call); the
+//! record queue is created on a thread's first record only.
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -16,13 +17,15 @@ use pyo3::prelude::*;
 use crate::args::resolve_args;
 use crate::stack::{resolve_frames, CapturedFrame};
 
+/// Inside a monitored handle.
+const IN_HANDLE: u8 = 1;
+/// A record (or a dropped one) was taken during the current handle.
+const TOUCHED: u8 = 2;
+/// The hook is running on this thread (a nested audit event must not record).
+const IN_HOOK: u8 = 4;
+
 thread_local! {
-    /// Inside a monitored handle.
-    static IN_HANDLE: Cell<bool> = const { Cell::new(false) };
-    /// A record (or a dropped one) was taken during the current handle.
-    static TOUCHED: Cell<bool> = const { Cell::new(false) };
-    /// The hook is running on this thread (a nested audit event must not record).
-    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    static FLAGS: Cell<u8> = const { Cell::new(0) };
     static RECORDS: ThreadRecords = ThreadRecords::new();
 }
 
@@ -101,10 +104,11 @@ pub struct Recorded {
 /// run: the outer handle keeps the records).
 #[inline]
 pub fn enter_handle() -> Option<HandleToken> {
-    if IN_HANDLE.get() {
+    let flags = FLAGS.get();
+    if flags & IN_HANDLE != 0 {
         return None;
     }
-    IN_HANDLE.set(true);
+    FLAGS.set(flags | IN_HANDLE);
     Some(HandleToken {
         _not_send: PhantomData,
     })
@@ -114,11 +118,11 @@ pub fn enter_handle() -> Option<HandleToken> {
 #[inline]
 pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
     let HandleToken { _not_send } = token;
-    IN_HANDLE.set(false);
-    if !TOUCHED.get() {
+    let flags = FLAGS.get();
+    FLAGS.set(flags & !(IN_HANDLE | TOUCHED));
+    if flags & TOUCHED == 0 {
         return None;
     }
-    TOUCHED.set(false);
     Some(RECORDS.with(|r| {
         let mut records = Vec::with_capacity(r.queue.len());
         while let Some(record) = r.queue.pop() {
@@ -137,12 +141,12 @@ pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
 /// Whether the current thread is inside a monitored handle.
 #[inline]
 pub fn in_handle() -> bool {
-    IN_HANDLE.get()
+    FLAGS.get() & IN_HANDLE != 0
 }
 
 /// Forgets the records taken so far in the current handle (`aiocop.reset_blocking_events()`).
 pub fn reset_records() {
-    if TOUCHED.get() {
+    if FLAGS.get() & TOUCHED != 0 {
         RECORDS.with(ThreadRecords::clear);
     }
 }
@@ -150,7 +154,7 @@ pub fn reset_records() {
 /// Whether the hook must ignore this event: not in a handle, or re-entered from the hook.
 #[inline]
 pub(crate) fn should_skip() -> bool {
-    !IN_HANDLE.get() || IN_HOOK.get()
+    FLAGS.get() & (IN_HANDLE | IN_HOOK) != IN_HANDLE
 }
 
 /// Runs `f` with the re-entrancy flag set (restored even if `f` panics).
@@ -158,10 +162,10 @@ pub(crate) fn in_hook<R>(f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
-            IN_HOOK.set(false);
+            FLAGS.set(FLAGS.get() & !IN_HOOK);
         }
     }
-    IN_HOOK.set(true);
+    FLAGS.set(FLAGS.get() | IN_HOOK);
     let _reset = Reset;
     f()
 }
@@ -184,7 +188,7 @@ pub(crate) fn push_record(
     raise_enabled: impl FnOnce() -> bool,
     first_context: impl FnOnce() -> Option<Py<PyAny>>,
 ) {
-    TOUCHED.set(true);
+    FLAGS.set(FLAGS.get() | TOUCHED);
     RECORDS.with(|r| {
         if r.queue.is_full() {
             count_dropped_record(r);

@@ -39,10 +39,19 @@ pub(crate) fn run_monitored(
             }
         }
     };
-    if !config::is_active() || aiocop_hook::in_handle() {
+    if !config::is_active() {
         return invoke();
     }
-    let pre_context = registry::capture_context(py);
+    // Context providers run before the handle is entered, so their own IO is not recorded; a
+    // nested run (already inside a handle) is left to the outer one.
+    let pre_context = if registry::has_providers() {
+        if aiocop_hook::in_handle() {
+            return invoke();
+        }
+        registry::capture_context(py)
+    } else {
+        None
+    };
     let Some(token) = aiocop_hook::enter_handle() else {
         return invoke();
     };
