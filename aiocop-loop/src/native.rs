@@ -478,27 +478,31 @@ unsafe fn forward(
             // SAFETY: GIL held; valid objects from the caller.
             unsafe { new_monitored(py, callback, &positional[leading + 1..], patch.shared())? }
         };
-        let mut call_args: [*mut ffi::PyObject; 3] = [null_mut(); 3];
-        call_args[..leading].copy_from_slice(&positional[..leading]);
-        call_args[leading] = wrapped;
-        let mut n = leading + 1;
+        // Slot 0 is spare: with PY_VECTORCALL_ARGUMENTS_OFFSET the original (a bound method)
+        // may put its `self` there instead of copying the arguments to prepend it.
+        let mut call_args: [*mut ffi::PyObject; 4] = [null_mut(); 4];
+        call_args[1..=leading].copy_from_slice(&positional[..leading]);
+        call_args[leading + 1] = wrapped;
+        let positional_count = leading + 1;
         let kw = if context.is_null() {
             null_mut()
         } else {
-            call_args[n] = context;
-            n += 1;
+            call_args[positional_count + 1] = context;
             context_kwnames(py)
         };
-        let positional_count = if kw.is_null() { n } else { n - 1 };
         let original = patch.original(method_index(method));
         // SAFETY: all pointers are valid for the call; `kw` is a tuple naming the trailing
-        // argument (or NULL).
+        // argument (or NULL); slot 0 of `call_args` may be overwritten by the callee.
         let result = unsafe {
-            ffi::PyObject_Vectorcall(original.as_ptr(), call_args.as_ptr(), positional_count, kw)
+            ffi::PyObject_Vectorcall(
+                original.as_ptr(),
+                call_args.as_ptr().add(1),
+                positional_count | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                kw,
+            )
         };
         // SAFETY: we own `wrapped`; the loop's handle holds its own reference now.
         unsafe { ffi::Py_DECREF(wrapped) };
-        let _ = n;
         if result.is_null() {
             return Err(PyErr::fetch(py));
         }
