@@ -129,9 +129,13 @@ pub(crate) fn write(bench: &Bench<'_>, results: &Results, started: &Start) -> Re
         );
         return Ok(());
     }
-    let doc = bench.root.join("docs").join("benchmarks.md");
+    let docs = bench.root.join("docs");
+    let doc = docs.join("benchmarks.md");
     fs::write(&doc, page(&machine, &tables, options))?;
     println!("wrote {}", doc.display());
+    let chart = docs.join("overhead.svg");
+    fs::write(&chart, svg::chart(&results.micro))?;
+    println!("wrote {}", chart.display());
     Ok(())
 }
 
@@ -384,7 +388,11 @@ fn page(machine: &[(&str, String)], tables: &str, options: &Options) -> String {
     for (label, value) in machine {
         let _ = writeln!(out, "- {label}: {value}");
     }
-    let _ = writeln!(out, "\n{tables}\n{PAGE_TAIL}");
+    let _ = writeln!(
+        out,
+        "\n![Overhead per unit over no monitor, ours next to aiocop 1.2.1, log scale](overhead.svg)\n"
+    );
+    let _ = writeln!(out, "{tables}\n{PAGE_TAIL}");
     out
 }
 
@@ -438,7 +446,8 @@ cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only 
 - **Criterion** (`benches/benches/core.rs`): the pure crates' hot pieces.
 
 Each run writes `results/bench-<timestamp>.json`, `results/latest.json` (every sample) and
-`results/overhead.svg` (the overheads, log scale); `results/` is not committed.
+`results/overhead.svg` (the overheads, log scale); `results/` is not committed, but a complete
+run also copies the chart next to this page.
 
 ";
 
