@@ -42,6 +42,8 @@ impl Mode {
 }
 
 static DEFAULT_MODE: AtomicU8 = AtomicU8::new(0);
+/// The `ContextVar[bool]` of after-the-handle raising (aiocop 1.2.1's raise-on-violations).
+static RAISE_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 static AT_CALL_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 static MODE_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 static SCOPED_RULES_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
@@ -63,6 +65,17 @@ pub fn set_python_objects(
         slot.store(var.into_ptr(), Ordering::Release);
     }
     let _ = BLOCKING_CALL_ERROR.set(blocking_call_error);
+}
+
+/// Registers the context variable of after-the-handle raising (kept alive forever).
+pub fn set_raise_var(var: Py<PyAny>) {
+    // The old value (if any) stays alive on purpose: a concurrent reader may hold it.
+    RAISE_VAR.store(var.into_ptr(), Ordering::Release);
+}
+
+/// Whether after-the-handle raising is enabled in the current context (its variable is True).
+pub fn raise_enabled(py: Python<'_>) -> bool {
+    get(py, &RAISE_VAR).is_some_and(|value| value.is(pyo3::types::PyBool::new(py, true)))
 }
 
 /// Sets the process-wide mode (`detect_slow_tasks(mode=...)`, `aiocop.set_mode`).

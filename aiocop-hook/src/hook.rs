@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,8 +28,6 @@ extern "C" {
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static TRACE_DEPTH: AtomicUsize = AtomicUsize::new(20);
-/// The `ContextVar[bool]` read when a record is taken (raise-on-violations). Kept alive forever.
-static RAISE_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 /// Called at the first record of a handle to capture the user's context.
 static FIRST_RECORD_CONTEXT: OnceLock<ContextCapture> = OnceLock::new();
 
@@ -64,42 +62,9 @@ pub fn trace_depth() -> usize {
     TRACE_DEPTH.load(Ordering::Relaxed)
 }
 
-/// Sets the context variable whose truth, at record time, marks the handle for raising.
-pub fn set_raise_var(var: Py<PyAny>) {
-    let old = RAISE_VAR.swap(var.into_ptr(), Ordering::AcqRel);
-    if !old.is_null() {
-        // Kept alive on purpose: a concurrent hook may still read it. Setting twice is rare.
-        tracing::debug!("raise-on-violations variable replaced");
-    }
-}
-
 /// Sets the function called at a handle's first record to capture the user's context.
 pub fn set_first_record_context(f: ContextCapture) {
     let _ = FIRST_RECORD_CONTEXT.set(f);
-}
-
-fn raise_enabled() -> bool {
-    let var = RAISE_VAR.load(Ordering::Acquire);
-    if var.is_null() {
-        return false;
-    }
-    let mut value: *mut ffi::PyObject = std::ptr::null_mut();
-    // SAFETY: the GIL is held (we are inside an audit hook); `var` is a ContextVar kept alive
-    // forever; PyContextVar_Get stores a new reference (or NULL) in `value`.
-    let rc = unsafe { ffi::PyContextVar_Get(var, std::ptr::null_mut(), &mut value) };
-    if rc != 0 {
-        // SAFETY: GIL held; an error from the lookup is ours to clear, never the user's.
-        unsafe { ffi::PyErr_Clear() };
-        return false;
-    }
-    if value.is_null() {
-        return false;
-    }
-    // SAFETY: GIL held; compare against the True singleton, then release our reference.
-    let enabled = unsafe { value == ffi::Py_True() };
-    // SAFETY: `value` is the new reference PyContextVar_Get gave us.
-    unsafe { ffi::Py_DECREF(value) };
-    enabled
 }
 
 fn now_unix() -> f64 {
@@ -181,7 +146,7 @@ fn on_blocking_call(
     }
     push_record(
         || record,
-        raise_enabled,
+        || enforce::raise_enabled(py),
         || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
     );
     0

@@ -24,7 +24,8 @@ mod state;
 
 pub use audited::audited;
 pub use compat::{Current as CurrentPython, PythonVersion};
-pub use hook::{install, is_installed, set_first_record_context, set_raise_var, trace_depth};
+pub use enforce::set_raise_var;
+pub use hook::{install, is_installed, set_first_record_context, trace_depth};
 pub use state::{
     dropped_records, enter_handle, exit_handle, in_handle, reset_records, HandleToken,
     PendingRecord, Recorded,

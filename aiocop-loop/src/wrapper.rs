@@ -56,7 +56,7 @@ pub(crate) fn run_monitored(
         return invoke();
     };
     let started = Instant::now();
-    let sampling = sampler::slice_start(config::ns_at(started));
+    let sampling = sampler::slice_start(started);
     let result = invoke();
     let elapsed = started.elapsed();
     let samples = sampler::slice_end(sampling);
