@@ -1,6 +1,7 @@
 //! Formatting of frames, traces, arguments and events, exactly as aiocop 1.2.1 renders them.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS};
 
@@ -239,32 +240,34 @@ pub fn format_event(name: &str, args: &RawArgs) -> String {
 }
 
 /// Formats a raw record as Python's `format_blocking_event()` does: event string, trace, entry
-/// point, and the record's weight as `severity`.
+/// point, and the record's weight as `severity`. The stack's text is formatted here when no
+/// earlier record of the same call site has formatted it yet.
 ///
 /// ```
-/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord};
+/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord, Stack};
 ///
 /// let record = RawRecord {
 ///     event_name: "open".into(),
 ///     args: RawArgs::Values(vec!["/etc/hosts".into(), "r".into()]),
-///     frames: vec![
+///     stack: Stack::shared(vec![
 ///         Frame::new("/usr/lib/python3.11/pathlib.py", 1044, "open"),
 ///         Frame::new("/app/src/config.py", 8, "load"),
-///     ],
+///     ]),
 ///     timestamp: 0.0,
 ///     weight: Some(10),
 /// };
 /// let event = format_record(&record);
 /// assert_eq!(event.event, "open(/etc/hosts, r)");
-/// assert_eq!(event.trace, "pathlib.py:1044:open <- config.py:8:load");
-/// assert_eq!(event.entry_point, "pathlib.py:1044:open");
+/// assert_eq!(event.trace(), "pathlib.py:1044:open <- config.py:8:load");
+/// assert_eq!(event.entry_point(), "pathlib.py:1044:open");
 /// assert_eq!(event.severity, Some(10));
 /// ```
 pub fn format_record(record: &RawRecord) -> BlockingEvent {
+    // Format the shared stack now (off the loop thread, where assembly runs).
+    let _ = record.stack.trace();
     BlockingEvent {
         event: format_event(&record.event_name, &record.args),
-        trace: format_trace(&record.frames),
-        entry_point: entry_point(&record.frames),
+        stack: Arc::clone(&record.stack),
         severity: record.weight,
     }
 }
@@ -438,16 +441,14 @@ mod tests {
         let record = RawRecord {
             event_name: "custom.event".into(),
             args: RawArgs::Values(vec![]),
-            frames: vec![],
+            stack: Default::default(),
             timestamp: 1.5,
             weight: None,
         };
-        let expected = BlockingEvent {
-            event: "custom.event()".into(),
-            trace: String::new(),
-            entry_point: "unknown".into(),
-            severity: None,
-        };
-        assert_eq!(format_record(&record), expected);
+        let event = format_record(&record);
+        assert_eq!(event.event, "custom.event()");
+        assert_eq!((event.trace(), event.entry_point()), ("", "unknown"));
+        assert_eq!(event.severity, None);
+        assert!(Arc::ptr_eq(&event.stack, &record.stack));
     }
 }

@@ -14,7 +14,7 @@
 //! Pure Rust: no pyo3, no IO.
 //!
 //! ```
-//! use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice};
+//! use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice, Stack};
 //! use aiocop_severity::Level;
 //!
 //! let slice = Slice {
@@ -23,10 +23,10 @@
 //!     records: vec![RawRecord {
 //!         event_name: "socket.getaddrinfo".into(),
 //!         args: RawArgs::Values(vec!["example.com".into(), "443".into()]),
-//!         frames: vec![
+//!         stack: Stack::shared(vec![
 //!             Frame::new("/usr/lib/python3.11/socket.py", 962, "getaddrinfo"),
 //!             Frame::new("/app/src/client.py", 21, "fetch"),
-//!         ],
+//!         ]),
 //!         timestamp: 1_700_000_000.0,
 //!         weight: Some(50),
 //!     }],
@@ -39,8 +39,8 @@
 //! assert_eq!((task.severity_score, task.severity_level), (50, Level::High));
 //! let event = &task.blocking_events[0];
 //! assert_eq!(event.event, "socket.getaddrinfo(example.com, 443)");
-//! assert_eq!(event.trace, "socket.py:962:getaddrinfo <- client.py:21:fetch");
-//! assert_eq!(event.entry_point, "socket.py:962:getaddrinfo");
+//! assert_eq!(event.trace(), "socket.py:962:getaddrinfo <- client.py:21:fetch");
+//! assert_eq!(event.entry_point(), "socket.py:962:getaddrinfo");
 //! ```
 #![deny(missing_docs)]
 
@@ -54,7 +54,9 @@ pub use format::{
     entry_point, format_args, format_event, format_frame, format_record, format_trace,
     shorten_path, FastBuildHasher, FastHasher,
 };
-pub use record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS, MAX_RECORDS_PER_HANDLE};
+pub use record::{
+    BlockingEvent, Frame, RawArgs, RawRecord, Stack, MAX_ARG_CHARS, MAX_RECORDS_PER_HANDLE,
+};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};
 

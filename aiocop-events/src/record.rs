@@ -1,6 +1,8 @@
 //! Record types: stack frames, audit-event arguments, raw and formatted blocking events.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use crate::format::{entry_point, format_trace};
 
 /// At most this many blocking records are kept per monitored handle; later ones are dropped and
 /// counted in [`Slice::dropped_records`](crate::Slice::dropped_records).
@@ -92,12 +94,12 @@ pub enum RawArgs {
 /// One blocking audit event as recorded inside a monitored handle (aiocop's `RawBlockingEvent`).
 ///
 /// ```
-/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord};
+/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord, Stack};
 ///
 /// let record = RawRecord {
 ///     event_name: "time.sleep".into(),
 ///     args: RawArgs::Values(vec!["0.5".into()]),
-///     frames: vec![Frame::new("/app/src/jobs.py", 12, "poll")],
+///     stack: Stack::shared(vec![Frame::new("/app/src/jobs.py", 12, "poll")]),
 ///     timestamp: 1_700_000_000.0,
 ///     weight: Some(50),
 /// };
@@ -109,35 +111,120 @@ pub struct RawRecord {
     pub event_name: String,
     /// The event's arguments as text.
     pub args: RawArgs,
-    /// The Python stack at the event, innermost frame first (aiocop's own frames excluded).
-    pub frames: Vec<Frame>,
+    /// The Python stack at the event, innermost frame first (aiocop's own frames excluded);
+    /// shared by every record made at the same call site.
+    pub stack: Arc<Stack>,
     /// When the event happened, in Unix seconds.
     pub timestamp: f64,
     /// The event's weight, `None` when unknown (scored as the default weight, 10).
     pub weight: Option<u32>,
 }
 
+/// A resolved stack, innermost frame first, and its text, formatted once on first use.
+///
+/// A stack is resolved once per call site and shared (`Arc<Stack>`) by every record made there,
+/// so a call site that blocks on every request formats its trace once, not once per request.
+///
+/// ```
+/// use aiocop_events::{Frame, Stack};
+///
+/// let stack = Stack::new(vec![
+///     Frame::new("/app/src/db.py", 10, "query"),
+///     Frame::new("/app/src/api/views.py", 42, "get_user"),
+/// ]);
+/// assert_eq!(stack.frames().len(), 2);
+/// assert_eq!(stack.trace(), "db.py:10:query <- api/views.py:42:get_user");
+/// assert_eq!(stack.entry_point(), "db.py:10:query");
+/// assert_eq!(Stack::default().entry_point(), "unknown");
+/// ```
+#[derive(Debug, Default)]
+pub struct Stack {
+    frames: Vec<Frame>,
+    text: OnceLock<(String, String)>,
+}
+
+impl Stack {
+    /// A stack of `frames`, innermost first; formatted on first use.
+    pub fn new(frames: Vec<Frame>) -> Self {
+        Stack {
+            frames,
+            text: OnceLock::new(),
+        }
+    }
+
+    /// A stack of `frames` behind an `Arc`, ready to be shared by records.
+    pub fn shared(frames: Vec<Frame>) -> Arc<Self> {
+        Arc::new(Stack::new(frames))
+    }
+
+    /// The frames, innermost first.
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    fn text(&self) -> &(String, String) {
+        self.text
+            .get_or_init(|| (format_trace(&self.frames), entry_point(&self.frames)))
+    }
+
+    /// The frames joined by `" <- "`, see [`format_trace`](crate::format_trace).
+    pub fn trace(&self) -> &str {
+        &self.text().0
+    }
+
+    /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point()).
+    pub fn entry_point(&self) -> &str {
+        &self.text().1
+    }
+}
+
+impl From<Vec<Frame>> for Stack {
+    fn from(frames: Vec<Frame>) -> Self {
+        Stack::new(frames)
+    }
+}
+
+/// Two stacks are equal when their frames are.
+impl PartialEq for Stack {
+    fn eq(&self, other: &Self) -> bool {
+        self.frames == other.frames
+    }
+}
+
+impl Eq for Stack {}
+
 /// A formatted blocking event, as Python sees it (`BlockingEventInfo`).
 ///
 /// ```
-/// use aiocop_events::BlockingEvent;
+/// use aiocop_events::{BlockingEvent, Frame, Stack};
 ///
 /// let event = BlockingEvent {
 ///     event: "open(/etc/hosts, r)".into(),
-///     trace: "api/views.py:42:get_user".into(),
-///     entry_point: "api/views.py:42:get_user".into(),
+///     stack: Stack::shared(vec![Frame::new("/app/src/api/views.py", 42, "get_user")]),
 ///     severity: Some(10),
 /// };
+/// assert_eq!(event.trace(), "api/views.py:42:get_user");
+/// assert_eq!(event.entry_point(), "api/views.py:42:get_user");
 /// assert_eq!(event.severity, Some(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockingEvent {
     /// `name(arg1, arg2)`, see [`format_event`](crate::format_event).
     pub event: String,
-    /// The stack, innermost first, see [`format_trace`](crate::format_trace).
-    pub trace: String,
-    /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point).
-    pub entry_point: String,
+    /// The stack the event was raised from (shared with the record).
+    pub stack: Arc<Stack>,
     /// The event's weight, `None` when unknown.
     pub severity: Option<u32>,
+}
+
+impl BlockingEvent {
+    /// The stack, innermost first, see [`format_trace`](crate::format_trace).
+    pub fn trace(&self) -> &str {
+        self.stack.trace()
+    }
+
+    /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point()).
+    pub fn entry_point(&self) -> &str {
+        self.stack.entry_point()
+    }
 }

@@ -109,7 +109,7 @@ impl Slice {
     /// let record = |weight| RawRecord {
     ///     event_name: "e".into(),
     ///     args: RawArgs::Values(vec![]),
-    ///     frames: vec![],
+    ///     stack: Default::default(),
     ///     timestamp: 0.0,
     ///     weight,
     /// };
@@ -172,7 +172,7 @@ fn ns_to_ms(ns: u64) -> f64 {
 /// In both cases `cpu_stack_samples` is [`aggregate_samples`] of the slice's samples.
 ///
 /// ```
-/// use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice};
+/// use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice, Stack};
 /// use aiocop_severity::Level;
 ///
 /// let slice = Slice {
@@ -181,7 +181,7 @@ fn ns_to_ms(ns: u64) -> f64 {
 ///     records: vec![RawRecord {
 ///         event_name: "open".into(),
 ///         args: RawArgs::Values(vec!["/etc/hosts".into(), "r".into()]),
-///         frames: vec![Frame::new("/app/src/config.py", 8, "load")],
+///         stack: Stack::shared(vec![Frame::new("/app/src/config.py", 8, "load")]),
 ///         timestamp: 1_700_000_000.0,
 ///         weight: Some(10),
 ///     }],
@@ -232,7 +232,7 @@ mod tests {
         RawRecord {
             event_name: "e".into(),
             args: RawArgs::Values(vec![]),
-            frames: vec![],
+            stack: Default::default(),
             timestamp: 0.0,
             weight,
         }

@@ -1,14 +1,16 @@
 //! A handle that made blocking IO calls is reported as `io_blocking` whatever its duration, with
 //! every record formatted in call order and scored by the severity table.
 
-use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice, MAX_RECORDS_PER_HANDLE};
+use aiocop_events::{
+    assemble, Frame, RawArgs, RawRecord, Reason, Slice, Stack, MAX_RECORDS_PER_HANDLE,
+};
 use aiocop_severity::{weight_of, Level};
 
 fn record(name: &str, args: RawArgs, frames: Vec<Frame>) -> RawRecord {
     RawRecord {
         event_name: name.to_owned(),
         args,
-        frames,
+        stack: Stack::shared(frames),
         timestamp: 1_700_000_000.25,
         weight: weight_of(name),
     }
@@ -64,7 +66,7 @@ fn reported_under_threshold_with_formatted_events() {
     let events: Vec<_> = task
         .blocking_events
         .iter()
-        .map(|e| (e.event.as_str(), e.entry_point.as_str(), e.severity))
+        .map(|e| (e.event.as_str(), e.entry_point(), e.severity))
         .collect();
     assert_eq!(
         events,
@@ -83,10 +85,10 @@ fn reported_under_threshold_with_formatted_events() {
         ]
     );
     assert_eq!(
-        task.blocking_events[0].trace,
+        task.blocking_events[0].trace(),
         "pathlib.py:1044:open <- service/config.py:17:load_settings <- starlette/routing.py:74:app"
     );
-    assert_eq!(task.blocking_events[2].trace, "");
+    assert_eq!(task.blocking_events[2].trace(), "");
 }
 
 #[test]

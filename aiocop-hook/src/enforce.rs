@@ -181,9 +181,9 @@ struct Described {
 fn describe(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) -> Described {
     let info = aiocop_events::format_record(&record.resolve(py));
     Described {
+        trace: info.trace().to_owned(),
+        entry_point: info.entry_point().to_owned(),
         event: info.event,
-        trace: info.trace,
-        entry_point: info.entry_point,
         suggested: crate::rules::suggest(record.spec.name, facts),
     }
 }

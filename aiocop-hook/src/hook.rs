@@ -129,12 +129,12 @@ fn on_blocking_call(
         // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
         // reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-        frames,
+        stack: stack::resolve_stack(py, &frames),
         timestamp: now_unix(),
     };
     if let Some(min_weight) = enforce::at_call_min_weight(py) {
         if spec.weight >= min_weight {
-            let facts = facts.unwrap_or_else(|| stack::facts(py, &record.frames));
+            let facts = facts.unwrap_or_else(|| stack::facts(py, &frames));
             match enforce::mode(py) {
                 enforce::Mode::Raise => {
                     enforce::blocking_call_error(py, &record, &facts).restore(py);

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aiocop_events::{FastBuildHasher, Frame};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use aiocop_events::{FastBuildHasher, Frame, Stack};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -317,4 +319,73 @@ pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
             .map(|frame| resolve_one(py, &mut cache, frame))
             .collect()
     })
+}
+
+/// One cached stack: the code objects it was captured from (kept alive, so their addresses
+/// cannot be reused while the entry exists), their positions, and the resolved stack.
+struct StackEntry {
+    frames: Vec<(Py<PyAny>, Position)>,
+    stack: Arc<Stack>,
+}
+
+impl StackEntry {
+    fn matches(&self, frames: &[CapturedFrame]) -> bool {
+        self.frames.len() == frames.len()
+            && self
+                .frames
+                .iter()
+                .zip(frames)
+                .all(|((code, position), f)| code.is(&f.code) && *position == f.position)
+    }
+}
+
+/// Per-thread cache of captured stack → resolved [`Stack`]: a call site that blocks on every
+/// request is resolved (and, on the background thread, formatted) once. Bounded: cleared when
+/// it grows past the cap.
+const STACK_CACHE_CAP: usize = 2048;
+
+thread_local! {
+    static STACKS: RefCell<HashMap<u64, StackEntry, FastBuildHasher>> =
+        RefCell::new(HashMap::default());
+}
+
+fn stack_key(frames: &[CapturedFrame]) -> u64 {
+    let mut hasher = FastBuildHasher::default().build_hasher();
+    for frame in frames {
+        (frame.code.as_ptr() as usize).hash(&mut hasher);
+        frame.position.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The resolved stack for `frames`: shared with every earlier capture of the same code objects
+/// at the same positions (a hash lookup), resolved through the code-object cache on a miss.
+pub fn resolve_stack(py: Python<'_>, frames: &[CapturedFrame]) -> Arc<Stack> {
+    let key = stack_key(frames);
+    let hit = STACKS.with(|cache| {
+        cache
+            .borrow()
+            .get(&key)
+            .filter(|entry| entry.matches(frames))
+            .map(|entry| Arc::clone(&entry.stack))
+    });
+    if let Some(stack) = hit {
+        return stack;
+    }
+    let stack = Stack::shared(resolve_frames(py, frames));
+    let entry = StackEntry {
+        frames: frames
+            .iter()
+            .map(|f| (f.code.clone_ref(py), f.position))
+            .collect(),
+        stack: Arc::clone(&stack),
+    };
+    STACKS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= STACK_CACHE_CAP {
+            cache.clear();
+        }
+        cache.insert(key, entry);
+    });
+    stack
 }

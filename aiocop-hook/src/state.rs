@@ -9,13 +9,14 @@
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
-use aiocop_events::{RawRecord, MAX_RECORDS_PER_HANDLE};
+use std::sync::Arc;
+
+use aiocop_events::{RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
 use aiocop_severity::EventSpec;
 use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
 use crate::args::resolve_args;
-use crate::stack::{resolve_frames, CapturedFrame};
 
 /// Inside a monitored handle.
 const IN_HANDLE: u8 = 1;
@@ -37,19 +38,19 @@ pub struct PendingRecord {
     pub spec: &'static EventSpec,
     /// The audit event's argument tuple.
     pub args: Py<PyAny>,
-    /// The stack at the call, innermost first.
-    pub frames: Vec<CapturedFrame>,
+    /// The stack at the call, innermost first, resolved (and shared per call site).
+    pub stack: Arc<Stack>,
     /// Unix time of the call, in seconds.
     pub timestamp: f64,
 }
 
 impl PendingRecord {
-    /// Resolves the record to plain Rust data (argument text, file/line/function names).
+    /// Resolves the record to plain Rust data (argument text; the stack is already resolved).
     pub fn resolve(&self, py: Python<'_>) -> RawRecord {
         RawRecord {
             event_name: self.spec.name.to_owned(),
             args: resolve_args(self.args.bind(py)),
-            frames: resolve_frames(py, &self.frames),
+            stack: Arc::clone(&self.stack),
             timestamp: self.timestamp,
             weight: Some(self.spec.weight),
         }

@@ -23,6 +23,6 @@ fn at_most_fifty_records_per_handle() {
         assert!(recorded
             .records
             .iter()
-            .all(|r| r.spec.name == "os.listdir" && r.frames.len() <= 5));
+            .all(|r| r.spec.name == "os.listdir" && r.stack.frames().len() <= 5));
     });
 }

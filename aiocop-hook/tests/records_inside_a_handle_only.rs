@@ -31,8 +31,8 @@ fn records_inside_a_handle_only() {
         let record = recorded.records[0].resolve(py);
         assert_eq!(record.event_name, "open");
         assert_eq!(record.weight, Some(10));
-        assert_eq!(record.frames[0].function.as_ref(), "open_devnull");
-        assert_eq!(record.frames[0].line, 2);
+        assert_eq!(record.stack.frames()[0].function.as_ref(), "open_devnull");
+        assert_eq!(record.stack.frames()[0].line, 2);
         assert_eq!(
             aiocop_events::format_args(&record.args).split(", ").next(),
             Some("/dev/null")

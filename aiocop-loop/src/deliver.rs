@@ -1,12 +1,61 @@
 //! Turning an assembled [`SlowTask`] into the Python `SlowTaskEvent` and handing it to the
 //! user's callbacks, on the loop's thread.
 
-use aiocop_events::{BlockingEvent, CpuSample, SlowTask};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aiocop_events::{BlockingEvent, CpuSample, FastBuildHasher, SlowTask, Stack};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::{pylog, registry};
+
+/// A shared stack's `trace` and `entry_point` as Python strings; the entry keeps the stack
+/// alive, so the address it is keyed by cannot be reused while it exists.
+struct StackStrings {
+    _stack: Arc<Stack>,
+    trace: Py<PyString>,
+    entry_point: Py<PyString>,
+}
+
+/// Per-thread (delivery runs on the loop's thread): a call site's strings are built once.
+/// Bounded: cleared when it grows past the cap.
+const STACK_STRINGS_CAP: usize = 2048;
+
+thread_local! {
+    static STACK_STRINGS: RefCell<HashMap<usize, StackStrings, FastBuildHasher>> =
+        RefCell::new(HashMap::default());
+}
+
+/// `(trace, entry_point)` of `stack` as Python strings, from the per-thread cache.
+fn stack_strings<'py>(
+    py: Python<'py>,
+    stack: &Arc<Stack>,
+) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    let key = Arc::as_ptr(stack) as usize;
+    STACK_STRINGS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(hit) = cache.get(&key) {
+            return (hit.trace.bind(py).clone(), hit.entry_point.bind(py).clone());
+        }
+        let trace = PyString::new(py, stack.trace());
+        let entry_point = PyString::new(py, stack.entry_point());
+        if cache.len() >= STACK_STRINGS_CAP {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            StackStrings {
+                _stack: Arc::clone(stack),
+                trace: trace.clone().unbind(),
+                entry_point: entry_point.clone().unbind(),
+            },
+        );
+        (trace, entry_point)
+    })
+}
 
 fn blocking_events<'py>(
     py: Python<'py>,
@@ -15,10 +64,11 @@ fn blocking_events<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for event in events {
+        let (trace, entry_point) = stack_strings(py, &event.stack);
         let dict = PyDict::new(py);
         dict.set_item(pyo3::intern!(py, "event"), &event.event)?;
-        dict.set_item(pyo3::intern!(py, "trace"), &event.trace)?;
-        dict.set_item(pyo3::intern!(py, "entry_point"), &event.entry_point)?;
+        dict.set_item(pyo3::intern!(py, "trace"), trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), entry_point)?;
         dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
         dict.set_item(pyo3::intern!(py, "task_name"), task.task_name.as_deref())?;
         dict.set_item(pyo3::intern!(py, "coroutine"), task.coroutine.as_deref())?;

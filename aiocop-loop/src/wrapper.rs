@@ -194,13 +194,13 @@ fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
         .event
         .split_once('(')
         .map_or(first.event.as_str(), |(n, _)| n);
-    let key = format!("handle:{name}@{}", first.entry_point);
+    let key = format!("handle:{name}@{}", first.entry_point());
     let calls: Vec<String> = task
         .blocking_events
         .iter()
-        .map(|e| format!("{} at {}", e.event, e.trace))
+        .map(|e| format!("{} at {}", e.event, e.trace()))
         .collect();
-    let suggestion = aiocop_events::rules::suggest_from_trace(&first.event, &first.trace);
+    let suggestion = aiocop_events::rules::suggest_from_trace(&first.event, first.trace());
     let message = format!(
         "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}; \
          allow it with aiocop.allow({suggestion:?})",

@@ -406,7 +406,7 @@ fn format_blocking_event<'py>(
     let record = RawRecord {
         event_name,
         args,
-        frames: frames_from(&get("raw_stack")?)?,
+        stack: aiocop_events::Stack::shared(frames_from(&get("raw_stack")?)?),
         timestamp: raw_event
             .get_item("timestamp")
             .ok()
@@ -416,9 +416,9 @@ fn format_blocking_event<'py>(
     };
     let info = aiocop_events::format_record(&record);
     let dict = PyDict::new(py);
-    dict.set_item("event", info.event)?;
-    dict.set_item("trace", info.trace)?;
-    dict.set_item("entry_point", info.entry_point)?;
+    dict.set_item("event", &info.event)?;
+    dict.set_item("trace", info.trace())?;
+    dict.set_item("entry_point", info.entry_point())?;
     dict.set_item("severity", info.severity)?;
     Ok(dict)
 }

@@ -4,7 +4,9 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use aiocop_events::{assemble, format_record, Frame, RawArgs, RawRecord, Slice};
+use aiocop_events::{
+    assemble, format_record, format_trace, Frame, RawArgs, RawRecord, Slice, Stack,
+};
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_queue::ArrayQueue;
 
@@ -28,7 +30,7 @@ fn record() -> RawRecord {
             "r".into(),
             "524288".into(),
         ]),
-        frames: frames(20),
+        stack: Stack::shared(frames(20)),
         timestamp: 0.0,
         weight: Some(10),
     }
@@ -52,6 +54,12 @@ fn severity(c: &mut Criterion) {
 }
 
 fn formatting(c: &mut Criterion) {
+    // A call site's first event: its 20-frame trace is formatted.
+    let f = frames(20);
+    c.bench_function("format_trace_20_frames", |b| {
+        b.iter(|| format_trace(black_box(&f)))
+    });
+    // Every later event of the same call site: the shared stack is formatted already.
     let r = record();
     c.bench_function("format_record_20_frames", |b| {
         b.iter(|| format_record(black_box(&r)))

@@ -40,7 +40,7 @@ pub use py314::Py314 as Current;
 
 /// Where a frame stood when it was captured: either an instruction offset to resolve to a line
 /// later (cheap to capture), or the line itself where the version offers nothing cheaper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Position {
     /// Byte offset of the last attempted instruction, for `PyCode_Addr2Line`.
     Lasti(i32),
