@@ -49,11 +49,16 @@ def run():
             assert!(Arc::ptr_eq(&round[0], line3), "same site, same stack");
             assert!(Arc::ptr_eq(&round[1], line5), "same site, same stack");
         }
-        assert!(!Arc::ptr_eq(&stacks[6], line3), "another caller, another stack");
+        assert!(
+            !Arc::ptr_eq(&stacks[6], line3),
+            "another caller, another stack"
+        );
         assert_eq!(stacks[6].frames()[1].function.as_ref(), "caller_b");
         assert_eq!(line3.frames()[0].line, 3);
         assert_eq!(line5.frames()[0].line, 5);
         assert_eq!(line3.frames()[1].function.as_ref(), "caller_a");
-        assert!(line3.trace().starts_with("<string>:3:opener <- <string>:9:caller_a"));
+        assert!(line3
+            .trace()
+            .starts_with("<string>:3:opener <- <string>:9:caller_a"));
     });
 }

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aiocop_events::{assemble, Slice, SlowTask};
 use crossbeam_queue::ArrayQueue;
@@ -31,6 +31,11 @@ static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Events whose loop had closed or gone before they could be delivered.
 static UNDELIVERED: AtomicU64 = AtomicU64::new(0);
+/// Deliveries scheduled by the loop thread itself, at the end of one of its handles.
+static PICKED_UP: AtomicU64 = AtomicU64::new(0);
+/// Deliveries the background thread had to schedule (`call_soon_threadsafe`): the loop ran no
+/// monitored handle for [`PICKUP_GRACE`].
+static WOKEN: AtomicU64 = AtomicU64::new(0);
 
 /// What aiocop knows about one monitored loop, shared with the background thread. Holds no
 /// strong reference to the loop (only a weak one), so it never keeps a loop alive.
@@ -43,6 +48,8 @@ pub struct LoopShared {
     pending: ArrayQueue<Pending>,
     /// Events are pending and no delivery has been scheduled for them yet.
     ready: AtomicBool,
+    /// When `ready` last went from false to true (ns on [`crate::config::now_ns`]'s clock).
+    ready_since_ns: AtomicU64,
     thread: ThreadId,
 }
 
@@ -75,6 +82,7 @@ impl LoopShared {
             call_soon_threadsafe,
             pending: ArrayQueue::new(PENDING_CAPACITY),
             ready: AtomicBool::new(false),
+            ready_since_ns: AtomicU64::new(0),
             thread: std::thread::current().id(),
         });
         let mut loops = LOOPS
@@ -115,7 +123,9 @@ impl LoopShared {
         if !self.ready.swap(false, Ordering::AcqRel) {
             return;
         }
-        if self.schedule_with(py, &self.call_soon).is_err() {
+        if self.schedule_with(py, &self.call_soon).is_ok() {
+            PICKED_UP.fetch_add(1, Ordering::Relaxed);
+        } else {
             PyErr::take(py);
             // Let the background thread try (and report) instead.
             self.ready.store(true, Ordering::Release);
@@ -298,6 +308,15 @@ pub fn undelivered_events() -> u64 {
     UNDELIVERED.load(Ordering::Relaxed)
 }
 
+/// `(picked up, woken)`: deliveries scheduled by the loop thread itself, and by the background
+/// thread because the loop was idle.
+pub fn delivery_counts() -> (u64, u64) {
+    (
+        PICKED_UP.load(Ordering::Relaxed),
+        WOKEN.load(Ordering::Relaxed),
+    )
+}
+
 /// Waits (without the GIL) until the background thread has assembled everything sent so far,
 /// then delivers, on this thread, the pending events of `target` — or of every loop of this
 /// thread when `target` is `None`.
@@ -340,17 +359,22 @@ pub fn after_fork_child() {
 }
 
 fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
-    // Loops with events waiting to be picked up, and since when.
-    let mut waiting: Vec<(Arc<LoopShared>, Instant)> = Vec::new();
+    // Loops with events waiting to be picked up (each loop once).
+    let mut waiting: Vec<Arc<LoopShared>> = Vec::new();
     let mut due: Vec<Arc<LoopShared>> = Vec::new();
+    let grace_ns = u64::try_from(PICKUP_GRACE.as_nanos()).unwrap_or(u64::MAX);
     loop {
         drain(d, &mut waiting);
-        let now = Instant::now();
-        waiting.retain(|(target, since)| {
+        let now = crate::config::now_ns();
+        // The age that counts is the loop's own: when its events last became ready after a
+        // pick-up, not when this thread first saw it waiting (a loop that picks up batch after
+        // batch is never idle, however long it stays in the list).
+        waiting.retain(|target| {
             if !target.has_ready() {
                 return false; // picked up by its loop thread
             }
-            if now.duration_since(*since) < PICKUP_GRACE {
+            let since = target.ready_since_ns.load(Ordering::Acquire);
+            if now.saturating_sub(since) < grace_ns {
                 return true;
             }
             if target.ready.swap(false, Ordering::AcqRel) {
@@ -371,12 +395,18 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
         if !d.inbox.is_empty() {
             continue;
         }
-        let next = match waiting.iter().map(|(_, since)| *since).min() {
+        let next = match waiting
+            .iter()
+            .map(|t| t.ready_since_ns.load(Ordering::Acquire))
+            .min()
+        {
             None => wake
                 .recv()
                 .map_err(|_| flume::RecvTimeoutError::Disconnected),
             Some(oldest) => {
-                wake.recv_timeout((oldest + PICKUP_GRACE).saturating_duration_since(Instant::now()))
+                let deadline = oldest.saturating_add(grace_ns);
+                let left = deadline.saturating_sub(crate::config::now_ns());
+                wake.recv_timeout(Duration::from_nanos(left))
             }
         };
         match next {
@@ -391,7 +421,7 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     }
 }
 
-fn drain(d: &Dispatcher, waiting: &mut Vec<(Arc<LoopShared>, Instant)>) {
+fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) {
     while let Some(SliceMsg {
         slice,
         context,
@@ -403,8 +433,18 @@ fn drain(d: &Dispatcher, waiting: &mut Vec<(Arc<LoopShared>, Instant)>) {
         };
         if target.pending.push(Pending { task, context }).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-        } else if !target.ready.swap(true, Ordering::AcqRel) {
-            waiting.push((target, Instant::now()));
+            continue;
+        }
+        if !target.ready.load(Ordering::Acquire) {
+            // Only this thread turns `ready` on (the loop thread turns it off, or back on when
+            // it could not schedule): the age starts now.
+            target
+                .ready_since_ns
+                .store(crate::config::now_ns(), Ordering::Release);
+            target.ready.store(true, Ordering::Release);
+        }
+        if !waiting.iter().any(|w| Arc::ptr_eq(w, &target)) {
+            waiting.push(target);
         }
     }
 }
@@ -424,8 +464,10 @@ fn schedule(targets: &mut Vec<Arc<LoopShared>>) {
         for target in targets.drain(..) {
             if target
                 .schedule_with(py, &target.call_soon_threadsafe)
-                .is_err()
+                .is_ok()
             {
+                WOKEN.fetch_add(1, Ordering::Relaxed);
+            } else {
                 // The loop is closed or gone: nobody will run the delivery.
                 PyErr::take(py);
                 target.discard_pending();

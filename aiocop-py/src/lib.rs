@@ -469,13 +469,18 @@ fn flush(py: Python<'_>) {
 }
 
 /// Counters: events dropped because a bounded queue was full, events not delivered because
-/// their loop closed first, and blocking records dropped because a handle already had 50.
+/// their loop closed first, blocking records dropped because a handle already had 50, and
+/// deliveries scheduled by the loop thread itself (`deliveries_picked_up`) or by the background
+/// thread for an idle loop (`deliveries_woken`).
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("dropped_events", dispatch::dropped_events())?;
     dict.set_item("undelivered_events", dispatch::undelivered_events())?;
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
+    let (picked_up, woken) = dispatch::delivery_counts();
+    dict.set_item("deliveries_picked_up", picked_up)?;
+    dict.set_item("deliveries_woken", woken)?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
     Ok(dict)
 }
