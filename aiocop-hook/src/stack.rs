@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -26,7 +27,89 @@ pub struct CapturedFrame {
 
 /// Captures up to `depth` frames of the calling thread, innermost first. aiocop's own code has
 /// no Python frames (the wrappers are native), so nothing needs skipping.
+///
+/// Where the version allows it ([`PythonVersion::walk_interpreter_frames`]) the walk reads the
+/// interpreter's frames directly and creates no frame objects; the first capture of the process
+/// checks that walk against the public C API's and keeps the C API if they differ.
 pub fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
+    match DIRECT_WALK.load(Ordering::Relaxed) {
+        DIRECT_OK => {
+            if let Some(frames) = capture_direct(py, depth) {
+                return frames;
+            }
+        }
+        UNCHECKED => {
+            let frames = capture_with_frame_objects(py, depth);
+            let direct = capture_direct(py, depth);
+            let agrees = direct.as_ref().is_some_and(|d| same_frames(d, &frames));
+            if direct.is_some() && !agrees {
+                tracing::warn!(
+                    "aiocop's direct frame walk disagrees with the C API on this interpreter; \
+                     using the C API"
+                );
+            }
+            DIRECT_WALK.store(
+                if agrees { DIRECT_OK } else { DIRECT_OFF },
+                Ordering::Relaxed,
+            );
+            return frames;
+        }
+        _ => {}
+    }
+    capture_with_frame_objects(py, depth)
+}
+
+const UNCHECKED: u8 = 0;
+const DIRECT_OK: u8 = 1;
+const DIRECT_OFF: u8 = 2;
+/// Whether [`capture_current`] may walk the interpreter's frames directly.
+static DIRECT_WALK: AtomicU8 = AtomicU8::new(UNCHECKED);
+
+fn same_frames(a: &[CapturedFrame], b: &[CapturedFrame]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.code.is(&y.code) && x.position == y.position)
+}
+
+/// Whether captures walk the interpreter's frames directly (`None`: not decided yet, before
+/// the first capture).
+pub fn direct_walk() -> Option<bool> {
+    match DIRECT_WALK.load(Ordering::Relaxed) {
+        DIRECT_OK => Some(true),
+        DIRECT_OFF => Some(false),
+        _ => None,
+    }
+}
+
+/// Compares the direct walk of the calling thread's stack with the C API's: `None` where the
+/// version has no direct walk, else whether both give the same code objects and positions.
+/// For tests.
+#[doc(hidden)]
+pub fn check_direct_walk(py: Python<'_>, depth: usize) -> Option<bool> {
+    let direct = capture_direct(py, depth)?;
+    Some(same_frames(&direct, &capture_with_frame_objects(py, depth)))
+}
+
+/// The direct walk, or `None` where the version has none.
+fn capture_direct(py: Python<'_>, depth: usize) -> Option<Vec<CapturedFrame>> {
+    let mut out = Vec::with_capacity(depth.min(64));
+    let mut visited = 0;
+    let mut visit = |code: *mut ffi::PyObject, position: Position| {
+        visited += 1;
+        // SAFETY: `code` is the code object of a live frame (borrowed); we take our own
+        // reference.
+        let code = unsafe { Bound::from_borrowed_ptr(py, code) }.unbind();
+        out.push(CapturedFrame { code, position });
+        out.len() < depth && visited < MAX_WALK
+    };
+    // SAFETY: the GIL is held (`py`) by this thread, whose stack is walked.
+    let supported = unsafe { Current::walk_interpreter_frames(&mut visit) };
+    supported.then_some(out)
+}
+
+/// The C-API walk: frame objects through `PyEval_GetFrame` and `PyFrame_GetBack`.
+pub fn capture_with_frame_objects(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
     // SAFETY: the GIL is held (`py`); PyEval_GetFrame returns a borrowed reference (or NULL),
     // which we turn into a strong one before walking.
     let frame = unsafe { ffi::PyEval_GetFrame() };

@@ -5,8 +5,8 @@
 //! | version | `time.sleep` audit event | frame position API | notes |
 //! |---|---|---|---|
 //! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): `co_name` stands in |
-//! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame` materialises them |
-//! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused) |
+//! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame`/`PyFrame_GetBack` materialise them, so captures walk the `_PyInterpreterFrame` chain directly (`py311.rs`, checked against the C API once per process) |
+//! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
 //! | 3.14 | native | as 3.11 | as 3.13 |
 //!
@@ -64,6 +64,20 @@ pub trait PythonVersion {
     /// # Safety
     /// The GIL must be held and `frame` must be a valid frame object.
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position;
+
+    /// Walks the calling thread's stack, innermost first, without creating frame objects
+    /// (`PyFrame_GetBack` creates one per frame it visits), calling `visit(code, position)`
+    /// (`code` borrowed) until it returns false. `false` when this version has no such walk:
+    /// the caller then walks frame objects through the public C API.
+    ///
+    /// # Safety
+    /// The GIL must be held by the calling thread.
+    unsafe fn walk_interpreter_frames(
+        visit: &mut dyn FnMut(*mut ffi::PyObject, Position) -> bool,
+    ) -> bool {
+        let _ = visit;
+        false
+    }
 
     /// Resolves a captured position to a line number.
     ///
