@@ -167,6 +167,20 @@ impl Stack {
             .get_or_init(|| (format_trace(&self.frames), entry_point(&self.frames)))
     }
 
+    /// Whether the text has been formatted already (by an earlier use of this stack).
+    ///
+    /// ```
+    /// use aiocop_events::{Frame, Stack};
+    ///
+    /// let stack = Stack::new(vec![Frame::new("/app/src/db.py", 10, "query")]);
+    /// assert!(!stack.is_formatted());
+    /// let _ = stack.trace();
+    /// assert!(stack.is_formatted());
+    /// ```
+    pub fn is_formatted(&self) -> bool {
+        self.text.get().is_some()
+    }
+
     /// The frames joined by `" <- "`, see [`format_trace`](crate::format_trace).
     pub fn trace(&self) -> &str {
         &self.text().0

@@ -119,6 +119,32 @@ impl Slice {
     pub fn score(&self) -> u32 {
         score(self.records.iter().map(|record| record.weight))
     }
+
+    /// Whether [`assemble`] has nothing to format but the events' own `name(args)` text: every
+    /// record's stack was formatted before and there are no CPU samples. Such a slice is as
+    /// cheap to assemble in place as to hand over.
+    ///
+    /// ```
+    /// use aiocop_events::{Frame, RawArgs, RawRecord, Slice, Stack};
+    ///
+    /// let stack = Stack::shared(vec![Frame::new("/app/src/db.py", 10, "query")]);
+    /// let slice = Slice {
+    ///     records: vec![RawRecord {
+    ///         event_name: "open".into(),
+    ///         args: RawArgs::Values(vec![]),
+    ///         stack: stack.clone(),
+    ///         timestamp: 0.0,
+    ///         weight: Some(10),
+    ///     }],
+    ///     ..Slice::default()
+    /// };
+    /// assert!(!slice.is_preformatted());
+    /// let _ = stack.trace();
+    /// assert!(slice.is_preformatted());
+    /// ```
+    pub fn is_preformatted(&self) -> bool {
+        self.cpu_samples.is_empty() && self.records.iter().all(|r| r.stack.is_formatted())
+    }
 }
 
 /// A slow-task event (Python's `SlowTaskEvent`, without the context, which the Python side adds).

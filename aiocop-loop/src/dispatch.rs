@@ -2,13 +2,15 @@
 //! the GIL, and wait in their loop's pending queue for delivery on the loop's own thread.
 //!
 //! The loop thread never waits here: it pushes and goes on; when the inbox is full the slice is
-//! dropped and counted. Delivery is picked up by the loop thread itself at the end of its next
+//! dropped and counted. It wakes the background thread only when that thread has announced a
+//! nap (after finding the inbox empty); under steady traffic the background thread polls the
+//! inbox on its own timer instead. Delivery is picked up by the loop thread itself at the end of its next
 //! monitored handle (one atomic load per handle; it schedules a delivery handle with the plain,
 //! non-threadsafe `call_soon`). Only when the loop stays idle for [`PICKUP_GRACE`] does the
 //! background thread take the GIL to schedule delivery with `call_soon_threadsafe`: a busy loop
 //! never pays for a GIL hand-off or a self-pipe wake-up per event.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -50,6 +52,11 @@ pub struct LoopShared {
     ready: AtomicBool,
     /// When `ready` last went from false to true (ns on [`crate::config::now_ns`]'s clock).
     ready_since_ns: AtomicU64,
+    /// Slices of this loop handed to the background thread and not yet in `pending`: while
+    /// there are any, later slices follow them there too (events stay in order).
+    in_flight: AtomicUsize,
+    /// The loop thread has scheduled a delivery that has not run yet.
+    delivery_scheduled: AtomicBool,
     thread: ThreadId,
 }
 
@@ -83,6 +90,8 @@ impl LoopShared {
             pending: ArrayQueue::new(PENDING_CAPACITY),
             ready: AtomicBool::new(false),
             ready_since_ns: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            delivery_scheduled: AtomicBool::new(false),
             thread: std::thread::current().id(),
         });
         let mut loops = LOOPS
@@ -104,6 +113,7 @@ impl LoopShared {
     /// Delivers every pending event now, on the calling thread.
     pub fn deliver_pending(&self, py: Python<'_>) {
         report_drops(py);
+        self.delivery_scheduled.store(false, Ordering::Release);
         self.ready.store(false, Ordering::Release);
         while let Some(p) = self.pending.pop() {
             deliver(py, &p.task, p.context);
@@ -115,6 +125,42 @@ impl LoopShared {
     #[inline]
     pub fn has_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// On the loop's thread, at the end of a handle: whether its slice may be assembled right
+    /// here ([`Self::queue_here`]) rather than handed to the background thread. Only when there
+    /// is nothing left to format (the call sites' stacks were formatted before) and no earlier
+    /// slice of this loop is still with the background thread.
+    pub fn can_assemble_here(&self, slice: &Slice) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && slice.is_preformatted()
+    }
+
+    /// On the loop's thread: queues an event assembled in place and, unless one is scheduled
+    /// already, schedules its delivery with the loop's plain `call_soon`. No other thread is
+    /// involved: a service whose blocking calls come from known call sites pays for no
+    /// hand-off, wake-up or cross-thread allocation.
+    pub fn queue_here(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        task: SlowTask,
+        context: Option<Py<PyAny>>,
+    ) {
+        if let Err(rejected) = self.pending.push(Pending { task, context }) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            drop(rejected);
+            return;
+        }
+        if self.delivery_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.schedule_with(py, &self.call_soon).is_ok() {
+            PICKED_UP.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // The loop is closed or gone: nobody will run the delivery.
+            PyErr::take(py);
+            self.delivery_scheduled.store(false, Ordering::Release);
+            self.discard_pending();
+        }
     }
 
     /// On the loop's thread: schedules the delivery of the pending events as a handle of its
@@ -197,6 +243,10 @@ enum Wake {
 /// How long the background thread lets slices accumulate after a wake-up before it drains
 /// them: bursts become one wake-up and one delivery per loop, instead of one per slice.
 const COALESCE: Duration = Duration::from_micros(500);
+/// While slices keep coming, the background thread looks at the inbox this often, on its own
+/// timer: loop threads never wake it (a futex call and a context switch per batch) under
+/// steady traffic. It asks to be woken only after a look finds the inbox empty.
+const POLL: Duration = Duration::from_millis(1);
 
 struct Dispatcher {
     /// Slices from every loop thread: lock-free, bounded.
@@ -260,7 +310,9 @@ pub fn send(slice: Slice, context: Option<Py<PyAny>>, target: &Arc<LoopShared>) 
         context,
         target: Arc::clone(target),
     };
+    target.in_flight.fetch_add(1, Ordering::AcqRel);
     if let Err(rejected) = d.inbox.push(msg) {
+        target.in_flight.fetch_sub(1, Ordering::AcqRel);
         DROPPED.fetch_add(1, Ordering::Relaxed);
         // The context may hold Python objects: release them here, with the GIL.
         drop(rejected);
@@ -364,7 +416,7 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     let mut due: Vec<Arc<LoopShared>> = Vec::new();
     let grace_ns = u64::try_from(PICKUP_GRACE.as_nanos()).unwrap_or(u64::MAX);
     loop {
-        drain(d, &mut waiting);
+        let drained = drain(d, &mut waiting);
         let now = crate::config::now_ns();
         // The age that counts is the loop's own: when its events last became ready after a
         // pick-up, not when this thread first saw it waiting (a loop that picks up batch after
@@ -389,24 +441,31 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
             tracing::error!("panic while scheduling aiocop event delivery");
             due.clear();
         }
-        // Announce the nap, then look again: a slice pushed before the announcement is seen
-        // here, one pushed after it finds `asleep` set and sends a wake-up.
-        d.asleep.store(true, Ordering::SeqCst);
-        if !d.inbox.is_empty() {
-            continue;
-        }
-        let next = match waiting
+        let grace_left = waiting
             .iter()
             .map(|t| t.ready_since_ns.load(Ordering::Acquire))
             .min()
-        {
-            None => wake
-                .recv()
-                .map_err(|_| flume::RecvTimeoutError::Disconnected),
-            Some(oldest) => {
+            .map(|oldest| {
                 let deadline = oldest.saturating_add(grace_ns);
-                let left = deadline.saturating_sub(crate::config::now_ns());
-                wake.recv_timeout(Duration::from_nanos(left))
+                Duration::from_nanos(deadline.saturating_sub(crate::config::now_ns()))
+            });
+        let next = if drained > 0 {
+            // Traffic: look again after POLL without announcing a nap, so that producers
+            // (loop threads) never pay for a wake-up while slices keep coming.
+            wake.recv_timeout(grace_left.map_or(POLL, |left| left.min(POLL)))
+        } else {
+            // Quiet: announce the nap, then look again: a slice pushed before the
+            // announcement is seen here, one pushed after it finds `asleep` set and sends a
+            // wake-up.
+            d.asleep.store(true, Ordering::SeqCst);
+            if !d.inbox.is_empty() {
+                continue;
+            }
+            match grace_left {
+                None => wake
+                    .recv()
+                    .map_err(|_| flume::RecvTimeoutError::Disconnected),
+                Some(left) => wake.recv_timeout(left),
             }
         };
         match next {
@@ -421,17 +480,24 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     }
 }
 
-fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) {
+/// Assembles every slice in the inbox; returns how many there were.
+fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) -> usize {
+    let mut drained = 0;
     while let Some(SliceMsg {
         slice,
         context,
         target,
     }) = d.inbox.pop()
     {
+        drained += 1;
         let Some(task) = assemble(&slice) else {
+            target.in_flight.fetch_sub(1, Ordering::AcqRel);
             continue;
         };
-        if target.pending.push(Pending { task, context }).is_err() {
+        let pushed = target.pending.push(Pending { task, context });
+        // In `pending` (or dropped) now: the loop thread may assemble in place again.
+        target.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if pushed.is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -447,6 +513,7 @@ fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) {
             waiting.push(target);
         }
     }
+    drained
 }
 
 /// Schedules delivery with `call_soon_threadsafe` for loops that did not pick their events up.

@@ -172,6 +172,12 @@ fn slow_path(
                 deliver(py, &task, context);
             }
         }
+        // A slice with nothing left to format is assembled here: cheaper than the hand-off.
+        Dispatch::Background if slice.is_reportable() && target.can_assemble_here(&slice) => {
+            if let Some(task) = assemble(&slice) {
+                target.queue_here(py, task, context);
+            }
+        }
         Dispatch::Background => {
             if slice.is_reportable() {
                 dispatch::send(slice, context, target);

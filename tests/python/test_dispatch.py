@@ -260,3 +260,49 @@ def test_an_idle_loop_is_woken_for_its_delivery():
     )
     assert proc.returncode == 0, describe(proc)
     assert "WOKEN" in proc.stdout
+
+
+def test_events_keep_their_order_across_new_and_known_call_sites():
+    """Ours only: a call site seen before is assembled on the loop thread, a new one (whose
+    stack must be formatted) on the background thread; delivery keeps the order in which the
+    handles ran either way."""
+    proc = run_python(
+        """
+        import asyncio, os
+        import aiocop
+
+        events = []
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=1000, on_slow_task=events.append)
+
+        def known(i):
+            try:
+                os.stat(f"/nonexistent-aiocop/{i}")
+            except OSError:
+                pass
+
+        async def step(i):
+            if i % 3:
+                known(i)
+            else:
+                ns = {"os": os}
+                # a new function, so a new call site, every third step
+                exec(f"def fresh(i):\\n    try:\\n        os.stat(f'/nonexistent-aiocop/{{i}}')\\n    except OSError:\\n        pass\\n", ns)
+                ns["fresh"](i)
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            for i in range(300):
+                await asyncio.create_task(step(i))
+            aiocop.flush()
+            seen = [int(e.blocking_events[0]["event"].rsplit("/", 1)[1].rstrip(")")) for e in events]
+            assert seen == list(range(300)), seen
+            print("IN ORDER")
+
+        asyncio.run(main())
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert "IN ORDER" in proc.stdout
