@@ -70,10 +70,6 @@ pub struct Slice {
     pub cpu_samples: Vec<Vec<Frame>>,
     /// Records that did not fit (over [`MAX_RECORDS_PER_HANDLE`](crate::MAX_RECORDS_PER_HANDLE)).
     pub dropped_records: u32,
-    /// The name of the asyncio task the handle stepped, if it was a task step.
-    pub task_name: Option<String>,
-    /// The qualified name of the task's coroutine, or of the plain callback.
-    pub coroutine: Option<String>,
 }
 
 impl Slice {
@@ -147,7 +143,8 @@ impl Slice {
     }
 }
 
-/// A slow-task event (Python's `SlowTaskEvent`, without the context, which the Python side adds).
+/// A slow-task event (Python's `SlowTaskEvent`, without the context and the task identity, which
+/// stay Python objects on the loop thread).
 ///
 /// ```
 /// use aiocop_events::{assemble, Reason, Slice};
@@ -178,10 +175,6 @@ pub struct SlowTask {
     /// Blocking events that were not recorded because the handle hit
     /// [`MAX_RECORDS_PER_HANDLE`](crate::MAX_RECORDS_PER_HANDLE).
     pub dropped_records: u32,
-    /// The asyncio task behind the handle, if any (see [`Slice::task_name`]).
-    pub task_name: Option<String>,
-    /// The task's coroutine or the callback (see [`Slice::coroutine`]).
-    pub coroutine: Option<String>,
 }
 
 fn ns_to_ms(ns: u64) -> f64 {
@@ -244,8 +237,6 @@ pub fn assemble(slice: &Slice) -> Option<SlowTask> {
         blocking_events,
         cpu_stack_samples: aggregate_samples(&slice.cpu_samples),
         dropped_records: slice.dropped_records,
-        task_name: slice.task_name.clone(),
-        coroutine: slice.coroutine.clone(),
     })
 }
 
@@ -370,8 +361,6 @@ mod tests {
                 count: 3,
             }],
             dropped_records: 0,
-            task_name: None,
-            coroutine: None,
         };
         assert_eq!(assemble(&s), Some(expected));
     }

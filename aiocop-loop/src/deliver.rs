@@ -12,6 +12,22 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use crate::{pylog, registry};
 
+/// The Python objects that travel with a slice, untouched, from the end of its handle to the
+/// event: the user's context and the task identity (`str` objects, or `None`).
+#[derive(Debug, Default)]
+pub struct SliceObjects {
+    /// The merged context-provider dict, if any.
+    pub context: Option<Py<PyAny>>,
+    /// The asyncio task's name (`task.get_name()`), for a task step.
+    pub task_name: Option<Py<PyAny>>,
+    /// The qualified name of the task's coroutine, or of the plain callback.
+    pub coroutine: Option<Py<PyAny>>,
+}
+
+fn or_none<'py>(py: Python<'py>, value: Option<&Py<PyAny>>) -> Bound<'py, PyAny> {
+    value.map_or_else(|| py.None().into_bound(py), |v| v.bind(py).clone())
+}
+
 /// A shared stack's `trace` and `entry_point` as Python strings; the entry keeps the stack
 /// alive, so the address it is keyed by cannot be reused while it exists.
 struct StackStrings {
@@ -60,9 +76,11 @@ fn stack_strings<'py>(
 fn blocking_events<'py>(
     py: Python<'py>,
     events: &[BlockingEvent],
-    task: &SlowTask,
+    objects: &SliceObjects,
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
+    let task_name = or_none(py, objects.task_name.as_ref());
+    let coroutine = or_none(py, objects.coroutine.as_ref());
     for event in events {
         let (trace, entry_point) = stack_strings(py, &event.stack);
         let dict = PyDict::new(py);
@@ -70,8 +88,8 @@ fn blocking_events<'py>(
         dict.set_item(pyo3::intern!(py, "trace"), trace)?;
         dict.set_item(pyo3::intern!(py, "entry_point"), entry_point)?;
         dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
-        dict.set_item(pyo3::intern!(py, "task_name"), task.task_name.as_deref())?;
-        dict.set_item(pyo3::intern!(py, "coroutine"), task.coroutine.as_deref())?;
+        dict.set_item(pyo3::intern!(py, "task_name"), &task_name)?;
+        dict.set_item(pyo3::intern!(py, "coroutine"), &coroutine)?;
         list.append(dict)?;
     }
     Ok(list)
@@ -91,12 +109,9 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
 
 /// Builds the Python `SlowTaskEvent`. The frozen dataclass's generated `__init__` sets each
 /// field through `object.__setattr__`, one Python-level call per field; we do what it ends up
-/// doing — `object.__new__`, then `PyObject_GenericSetAttr` per field — without the calls.
-pub fn to_python(
-    py: Python<'_>,
-    task: &SlowTask,
-    context: Option<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
+/// doing — `object.__new__`, then `PyObject_GenericSetAttr` per field, in declaration order —
+/// without the calls.
+pub fn to_python(py: Python<'_>, task: &SlowTask, objects: SliceObjects) -> PyResult<Py<PyAny>> {
     let types = registry::python_types().ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("aiocop's Python types are not registered")
     })?;
@@ -115,7 +130,7 @@ pub fn to_python(
             new(cls.as_ptr().cast(), empty.as_ptr(), std::ptr::null_mut()),
         )?
     };
-    let set = |name: &Bound<'_, pyo3::types::PyString>, value: Bound<'_, PyAny>| -> PyResult<()> {
+    let set = |name: &Bound<'_, PyString>, value: Bound<'_, PyAny>| -> PyResult<()> {
         // SAFETY: GIL held; all three are valid objects; the generic setter bypasses the frozen
         // dataclass's `__setattr__`, exactly as its own `__init__` does.
         if unsafe { ffi::PyObject_GenericSetAttr(event.as_ptr(), name.as_ptr(), value.as_ptr()) }
@@ -160,9 +175,9 @@ pub fn to_python(
     set(pyo3::intern!(py, "reason"), reason.clone().into_any())?;
     set(
         pyo3::intern!(py, "blocking_events"),
-        blocking_events(py, &task.blocking_events, task)?.into_any(),
+        blocking_events(py, &task.blocking_events, &objects)?.into_any(),
     )?;
-    let context = match context {
+    let context = match objects.context {
         Some(context) => context.into_bound(py),
         None => PyDict::new(py).into_any(),
     };
@@ -173,23 +188,23 @@ pub fn to_python(
     )?;
     set(
         pyo3::intern!(py, "task_name"),
-        task.task_name.as_deref().into_pyobject(py)?.into_any(),
+        or_none(py, objects.task_name.as_ref()),
     )?;
     set(
         pyo3::intern!(py, "coroutine"),
-        task.coroutine.as_deref().into_pyobject(py)?.into_any(),
+        or_none(py, objects.coroutine.as_ref()),
     )?;
     Ok(event.unbind())
 }
 
 /// Builds the event and calls every registered callback with it. A callback that raises is
 /// logged (logger `aiocop`) and the others still run.
-pub fn deliver(py: Python<'_>, task: &SlowTask, context: Option<Py<PyAny>>) {
+pub fn deliver(py: Python<'_>, task: &SlowTask, objects: SliceObjects) {
     let callbacks = registry::callbacks(py);
     if callbacks.is_empty() {
         return;
     }
-    let event = match to_python(py, task, context) {
+    let event = match to_python(py, task, objects) {
         Ok(event) => event,
         Err(err) => {
             pylog::error(
@@ -214,7 +229,7 @@ pub fn deliver(py: Python<'_>, task: &SlowTask, context: Option<Py<PyAny>>) {
 }
 
 /// The `HighSeverityBlockingIoException` for `task`.
-pub fn high_severity_error(py: Python<'_>, task: &SlowTask) -> PyErr {
+pub fn high_severity_error(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let types = registry::python_types().ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err("aiocop's Python types are not registered")
@@ -224,7 +239,7 @@ pub fn high_severity_error(py: Python<'_>, task: &SlowTask) -> PyErr {
             task.severity_level.as_str(),
             task.elapsed_ms,
             task.threshold_ms,
-            blocking_events(py, &task.blocking_events, task)?,
+            blocking_events(py, &task.blocking_events, objects)?,
         ))?;
         Ok(PyErr::from_value(exc))
     };

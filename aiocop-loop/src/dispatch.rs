@@ -19,7 +19,7 @@ use aiocop_events::{assemble, Slice, SlowTask};
 use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
-use crate::deliver::deliver;
+use crate::deliver::{deliver, SliceObjects};
 
 /// Slices that may wait for the background thread (all loops together).
 const CHANNEL_CAPACITY: usize = 16_384;
@@ -63,7 +63,7 @@ pub struct LoopShared {
 #[derive(Debug)]
 struct Pending {
     task: SlowTask,
-    context: Option<Py<PyAny>>,
+    objects: SliceObjects,
 }
 
 static LOOPS: Mutex<Vec<Weak<LoopShared>>> = Mutex::new(Vec::new());
@@ -116,7 +116,7 @@ impl LoopShared {
         self.delivery_scheduled.store(false, Ordering::Release);
         self.ready.store(false, Ordering::Release);
         while let Some(p) = self.pending.pop() {
-            deliver(py, &p.task, p.context);
+            deliver(py, &p.task, p.objects);
         }
     }
 
@@ -139,13 +139,8 @@ impl LoopShared {
     /// already, schedules its delivery with the loop's plain `call_soon`. No other thread is
     /// involved: a service whose blocking calls come from known call sites pays for no
     /// hand-off, wake-up or cross-thread allocation.
-    pub fn queue_here(
-        self: &Arc<Self>,
-        py: Python<'_>,
-        task: SlowTask,
-        context: Option<Py<PyAny>>,
-    ) {
-        if let Err(rejected) = self.pending.push(Pending { task, context }) {
+    pub fn queue_here(self: &Arc<Self>, py: Python<'_>, task: SlowTask, objects: SliceObjects) {
+        if let Err(rejected) = self.pending.push(Pending { task, objects }) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             drop(rejected);
             return;
@@ -229,7 +224,7 @@ impl Delivery {
 
 struct SliceMsg {
     slice: Slice,
-    context: Option<Py<PyAny>>,
+    objects: SliceObjects,
     target: Arc<LoopShared>,
 }
 
@@ -300,21 +295,21 @@ fn dispatcher() -> Option<&'static Dispatcher> {
 
 /// Hands a slice to the background thread. Never blocks; a full inbox drops (and counts) it.
 /// Wakes the background thread only when it is parked.
-pub fn send(slice: Slice, context: Option<Py<PyAny>>, target: &Arc<LoopShared>) {
+pub fn send(slice: Slice, objects: SliceObjects, target: &Arc<LoopShared>) {
     let Some(d) = dispatcher() else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return;
     };
     let msg = SliceMsg {
         slice,
-        context,
+        objects,
         target: Arc::clone(target),
     };
     target.in_flight.fetch_add(1, Ordering::AcqRel);
     if let Err(rejected) = d.inbox.push(msg) {
         target.in_flight.fetch_sub(1, Ordering::AcqRel);
         DROPPED.fetch_add(1, Ordering::Relaxed);
-        // The context may hold Python objects: release them here, with the GIL.
+        // Release the Python objects here, with the GIL.
         drop(rejected);
         return;
     }
@@ -485,7 +480,7 @@ fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) -> usize {
     let mut drained = 0;
     while let Some(SliceMsg {
         slice,
-        context,
+        objects,
         target,
     }) = d.inbox.pop()
     {
@@ -494,7 +489,7 @@ fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) -> usize {
             target.in_flight.fetch_sub(1, Ordering::AcqRel);
             continue;
         };
-        let pushed = target.pending.push(Pending { task, context });
+        let pushed = target.pending.push(Pending { task, objects });
         // In `pending` (or dropped) now: the loop thread may assemble in place again.
         target.in_flight.fetch_sub(1, Ordering::AcqRel);
         if pushed.is_err() {

@@ -14,7 +14,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::config::{self, Dispatch};
-use crate::deliver::{deliver, high_severity_error};
+use crate::deliver::{deliver, high_severity_error, SliceObjects};
 use crate::dispatch::{self, LoopShared};
 use crate::{registry, sampler};
 
@@ -91,25 +91,29 @@ pub(crate) fn run_monitored(
     })
 }
 
-/// The task a handle steps (`(name, coroutine)`), or `(None, callback qualname)` for a plain
-/// callback. Slow path only.
-fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> (Option<String>, Option<String>) {
+/// The task a handle steps (its name and its coroutine's qualname), or the plain callback's
+/// qualname, as the Python objects they are (`str`, else left out). Slow path only.
+fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+    let text = |value: PyResult<Bound<'_, PyAny>>| {
+        value
+            .ok()
+            .filter(|v| v.is_instance_of::<pyo3::types::PyString>())
+            .map(Bound::unbind)
+    };
     if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
-        if owner
-            .hasattr(pyo3::intern!(py, "get_coro"))
-            .unwrap_or(false)
-        {
-            return aiocop_hook::enforce::task_identity(&owner);
+        // A task step (C Task or asyncio.Task): `get_coro` tells it apart.
+        if let Ok(coro) = owner.call_method0(pyo3::intern!(py, "get_coro")) {
+            let name = text(owner.call_method0(pyo3::intern!(py, "get_name")));
+            let qualname = text(coro.getattr(pyo3::intern!(py, "__qualname__")));
+            PyErr::take(py);
+            return (name, qualname);
         }
     }
     PyErr::take(py);
     let target = callback
         .getattr(pyo3::intern!(py, "func")) // functools.partial
         .unwrap_or_else(|_| callback.clone());
-    let name = target
-        .getattr(pyo3::intern!(py, "__qualname__"))
-        .and_then(|q| q.extract::<String>())
-        .ok();
+    let name = text(target.getattr(pyo3::intern!(py, "__qualname__")));
     PyErr::take(py);
     (None, name)
 }
@@ -123,7 +127,7 @@ fn slow_path(
     recorded: aiocop_hook::Recorded,
     cpu_samples: Vec<Vec<aiocop_events::Frame>>,
     pre_context: Option<Py<PyDict>>,
-    identity: (Option<String>, Option<String>),
+    identity: (Option<Py<PyAny>>, Option<Py<PyAny>>),
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let post_context = registry::capture_context(py);
@@ -143,6 +147,9 @@ fn slow_path(
         records,
         cpu_samples,
         dropped_records: recorded.dropped,
+    };
+    let objects = SliceObjects {
+        context,
         task_name: identity.0,
         coroutine: identity.1,
     };
@@ -154,7 +161,7 @@ fn slow_path(
     let error = if violation {
         match aiocop_hook::enforce::mode(py) {
             aiocop_hook::enforce::Mode::Raise => {
-                assemble(&slice).map(|task| high_severity_error(py, &task))
+                assemble(&slice).map(|task| high_severity_error(py, &task, &objects))
             }
             aiocop_hook::enforce::Mode::Warn => {
                 if let Some(task) = assemble(&slice) {
@@ -169,18 +176,18 @@ fn slow_path(
     match config::dispatch() {
         Dispatch::Inline => {
             if let Some(task) = assemble(&slice) {
-                deliver(py, &task, context);
+                deliver(py, &task, objects);
             }
         }
         // A slice with nothing left to format is assembled here: cheaper than the hand-off.
         Dispatch::Background if slice.is_reportable() && target.can_assemble_here(&slice) => {
             if let Some(task) = assemble(&slice) {
-                target.queue_here(py, task, context);
+                target.queue_here(py, task, objects);
             }
         }
         Dispatch::Background => {
             if slice.is_reportable() {
-                dispatch::send(slice, context, target);
+                dispatch::send(slice, objects, target);
             }
         }
     }

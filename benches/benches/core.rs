@@ -70,8 +70,6 @@ fn formatting(c: &mut Criterion) {
         records: vec![record(), record()],
         cpu_samples: vec![frames(20), frames(20), frames(10)],
         dropped_records: 0,
-        task_name: Some("Task-1".into()),
-        coroutine: Some("handler".into()),
     };
     c.bench_function("assemble_2_records_3_samples", |b| {
         b.iter(|| assemble(black_box(&slice)))

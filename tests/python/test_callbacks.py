@@ -137,3 +137,34 @@ def test_callback_registered_during_run_receives_later_events(loop_kind, tmp_pat
     late_io = [e for e in late if e.reason == "io_blocking"]
     assert len(late_io) == 1
     assert late_io[0].blocking_events == result.io_events[-1].blocking_events
+
+
+def test_delivered_events_are_ordinary_slow_task_events(loop_kind, tmp_path):
+    """The event a callback receives is what the dataclass's own constructor would build:
+    equal to one built from its fields, fields in declaration order, frozen, each blocking
+    event a plain dict of its own."""
+    import dataclasses
+
+    from aiocop.types.events import SlowTaskEvent
+
+    result = run_monitored(stat_body(tmp_path), loop_kind)
+    (evt,) = result.io_events
+    assert type(evt) is SlowTaskEvent
+    names = [f.name for f in dataclasses.fields(SlowTaskEvent)]
+    assert list(vars(evt)) == names
+    rebuilt = SlowTaskEvent(**{name: getattr(evt, name) for name in names})
+    assert rebuilt == evt
+    assert repr(rebuilt) == repr(evt)
+    assert dataclasses.asdict(evt)["blocking_events"] == evt.blocking_events
+    try:
+        evt.reason = "changed"
+    except dataclasses.FrozenInstanceError:
+        pass
+    else:
+        raise AssertionError("SlowTaskEvent must stay frozen")
+    (info,) = evt.blocking_events
+    assert type(info) is dict
+    assert list(info) == ["event", "trace", "entry_point", "severity", "task_name", "coroutine"]
+    info["event"] = "mutated"  # a user's change stays in this event
+    again = run_monitored(stat_body(tmp_path), loop_kind)
+    assert again.io_events[0].blocking_events[0]["event"].startswith("os.stat(")
