@@ -218,7 +218,7 @@ pub fn wrapped_events_for(minor: u8) -> impl Iterator<Item = &'static EventSpec>
 
 // ---------------------------------------------------------------------------------------------
 // Lookup index: every distinct name of both tables, sorted by bytes at compile time, pointing
-// back into the table that wins (native before wrapped), searched by binary search.
+// back into the table that wins (native before wrapped), found through a hash table built at compile time ([`SLOTS`]).
 
 #[derive(Clone, Copy)]
 enum Table {
@@ -347,6 +347,53 @@ const fn build_index() -> [IndexEntry; INDEX_LEN] {
 
 static INDEX: [IndexEntry; INDEX_LEN] = build_index();
 
+/// Slots of the open-addressing hash table over [`INDEX`] (a power of two, at least four times
+/// the number of names, so probes are short).
+const HASH_SLOTS: usize = 512;
+/// An empty slot.
+const EMPTY: u8 = u8::MAX;
+
+const _: () = assert!(INDEX_LEN < EMPTY as usize && HASH_SLOTS >= 4 * INDEX_LEN);
+
+/// Up to 8 bytes of `name` from `start`, little-endian.
+const fn load8(name: &[u8], start: usize) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < 8 && start + i < name.len() {
+        v |= (name[start + i] as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
+/// A cheap hash of an event name: its length and its first and last 8 bytes, mixed. Any hash
+/// would do (a hit is confirmed by comparing the whole name); this one tells the table's names
+/// apart in one or two probes.
+const fn name_slot(name: &[u8]) -> usize {
+    let len = name.len();
+    let tail = len.saturating_sub(8);
+    let h = (load8(name, 0) ^ ((len as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ load8(name, tail).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    ((h ^ (h >> 31)) as usize) & (HASH_SLOTS - 1)
+}
+
+const fn build_slots() -> [u8; HASH_SLOTS] {
+    let mut slots = [EMPTY; HASH_SLOTS];
+    let mut i = 0;
+    while i < INDEX_LEN {
+        let mut slot = name_slot(INDEX[i].name);
+        while slots[slot] != EMPTY {
+            slot = (slot + 1) & (HASH_SLOTS - 1);
+        }
+        slots[slot] = i as u8;
+        i += 1;
+    }
+    slots
+}
+
+/// Positions in [`INDEX`] by [`name_slot`], linear probing; built at compile time.
+static SLOTS: [u8; HASH_SLOTS] = build_slots();
+
 // The index stores table positions as u8.
 const _: () =
     assert!(NATIVE_ARRAY.len() <= u8::MAX as usize && WRAPPED_ARRAY.len() <= u8::MAX as usize);
@@ -355,8 +402,9 @@ const _: () =
 /// or `None` when aiocop does not report that event. [`NATIVE_EVENTS`] win over
 /// [`WRAPPED_EVENTS`] for a name in both (`time.sleep`).
 ///
-/// Meant to run inside a native audit hook on every audited call: it never allocates and is a
-/// binary search over a table sorted at compile time (about 7 byte-slice comparisons).
+/// Meant to run inside a native audit hook on every audited call: it never allocates; a hash of
+/// the name's length and first and last 8 bytes picks a slot of a table built at compile time,
+/// and one comparison of the whole name confirms it (a probe or two).
 ///
 /// ```
 /// use aiocop_severity::{lookup, Source};
@@ -369,10 +417,18 @@ const _: () =
 /// ```
 #[inline]
 pub fn lookup(name: &[u8]) -> Option<&'static EventSpec> {
-    let entry = INDEX
-        .binary_search_by(|entry| entry.name.cmp(name))
-        .ok()
-        .map(|i| &INDEX[i])?;
+    let mut slot = name_slot(name);
+    let entry = loop {
+        let at = SLOTS[slot];
+        if at == EMPTY {
+            return None;
+        }
+        let entry = &INDEX[usize::from(at)];
+        if entry.name == name {
+            break entry;
+        }
+        slot = (slot + 1) & (HASH_SLOTS - 1);
+    };
     let idx = usize::from(entry.idx);
     Some(match entry.table {
         Table::Native => &NATIVE_EVENTS[idx],
@@ -428,6 +484,40 @@ mod tests {
             .iter()
             .chain(WRAPPED_EVENTS)
             .find(|spec| spec.name.as_bytes() == name)
+    }
+
+    #[test]
+    fn every_name_is_found_in_its_slot_chain() {
+        for entry in &INDEX {
+            assert!(
+                lookup(entry.name).is_some_and(|spec| spec.name.as_bytes() == entry.name),
+                "{:?}",
+                std::str::from_utf8(entry.name)
+            );
+        }
+        let longest = INDEX
+            .iter()
+            .map(|e| {
+                let mut slot = name_slot(e.name);
+                let mut probes = 1;
+                while INDEX[usize::from(SLOTS[slot])].name != e.name {
+                    slot = (slot + 1) & (HASH_SLOTS - 1);
+                    probes += 1;
+                }
+                probes
+            })
+            .max();
+        assert!(longest.is_some_and(|p| p <= 3), "{longest:?}");
+        for miss in [
+            &b""[..],
+            b"o",
+            b"os.",
+            b"object.__getattr__",
+            b"open2",
+            b"socket.socket.connect_",
+        ] {
+            assert!(lookup(miss).is_none(), "{:?}", std::str::from_utf8(miss));
+        }
     }
 
     #[test]
