@@ -218,7 +218,8 @@ pub fn wrapped_events_for(minor: u8) -> impl Iterator<Item = &'static EventSpec>
 
 // ---------------------------------------------------------------------------------------------
 // Lookup index: every distinct name of both tables, sorted by bytes at compile time, pointing
-// back into the table that wins (native before wrapped), found through a hash table built at compile time ([`SLOTS`]).
+// back into the table that wins (native before wrapped); `lookup` finds an entry through a
+// hash table over it, also built at compile time (`SLOTS`).
 
 #[derive(Clone, Copy)]
 enum Table {
