@@ -3,14 +3,14 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::stack::{self, capture_current};
+use crate::stack::{self, capture_site};
 use crate::state::{in_hook, push_record, should_skip, PendingRecord};
 use crate::{enforce, rules};
 
@@ -114,11 +114,11 @@ fn on_blocking_call(
     spec: &'static aiocop_severity::EventSpec,
     args: *mut ffi::PyObject,
 ) -> c_int {
-    let frames = capture_current(py, trace_depth());
+    let site = capture_site(py, trace_depth());
     let scoped = enforce::scoped_rules(py);
     let mut facts = None;
     if rules::has_active() || !scoped.is_empty() {
-        let known = stack::facts(py, &frames);
+        let known = stack::facts(py, &site.frames);
         if rules::find_match(spec.name, &known, &scoped).is_some() {
             return 0;
         }
@@ -129,12 +129,12 @@ fn on_blocking_call(
         // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
         // reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-        stack: stack::resolve_stack(py, &frames),
+        stack: Arc::clone(&site.stack),
         timestamp: now_unix(),
     };
     if let Some(min_weight) = enforce::at_call_min_weight(py) {
         if spec.weight >= min_weight {
-            let facts = facts.unwrap_or_else(|| stack::facts(py, &frames));
+            let facts = facts.unwrap_or_else(|| stack::facts(py, &site.frames));
             match enforce::mode(py) {
                 enforce::Mode::Raise => {
                     enforce::blocking_call_error(py, &record, &facts).restore(py);

@@ -404,71 +404,120 @@ pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
     })
 }
 
-/// One cached stack: the code objects it was captured from (kept alive, so their addresses
-/// cannot be reused while the entry exists), their positions, and the resolved stack.
-struct StackEntry {
-    frames: Vec<(Py<PyAny>, Position)>,
-    stack: Arc<Stack>,
+/// A call site: the captured frames (code objects kept alive, so their addresses cannot be
+/// reused while the site is cached) and the resolved, shared stack.
+#[derive(Debug)]
+pub struct CallSite {
+    /// The frames as captured, innermost first (for allow-rule facts).
+    pub frames: Vec<CapturedFrame>,
+    /// The resolved stack, shared by every record made at this site.
+    pub stack: Arc<Stack>,
 }
 
-impl StackEntry {
-    fn matches(&self, frames: &[CapturedFrame]) -> bool {
-        self.frames.len() == frames.len()
-            && self
-                .frames
-                .iter()
-                .zip(frames)
-                .all(|((code, position), f)| code.is(&f.code) && *position == f.position)
+impl CallSite {
+    fn matches(&self, raw: &[(usize, Position)]) -> bool {
+        self.frames.len() == raw.len()
+            && self.frames.iter().zip(raw).all(|(f, &(code, position))| {
+                f.code.as_ptr() as usize == code && f.position == position
+            })
     }
 }
 
-/// Per-thread cache of captured stack → resolved [`Stack`]: a call site that blocks on every
-/// request is resolved (and, on the background thread, formatted) once. Bounded: cleared when
-/// it grows past the cap.
+/// Per-thread cache of captured stack → [`CallSite`]: a call site that blocks on every request
+/// is resolved (and, on the background thread, formatted) once. Bounded: cleared when it grows
+/// past the cap.
 const STACK_CACHE_CAP: usize = 2048;
 
 thread_local! {
-    static STACKS: RefCell<HashMap<u64, StackEntry, FastBuildHasher>> =
+    static SITES: RefCell<HashMap<u64, Arc<CallSite>, FastBuildHasher>> =
         RefCell::new(HashMap::default());
+    /// The current capture as `(code address, position)` pairs: reused, so a capture of a
+    /// known call site allocates nothing and takes no references.
+    static SCRATCH: RefCell<Vec<(usize, Position)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn stack_key(frames: &[CapturedFrame]) -> u64 {
+fn site_key(raw: &[(usize, Position)]) -> u64 {
     let mut hasher = FastBuildHasher::default().build_hasher();
-    for frame in frames {
-        (frame.code.as_ptr() as usize).hash(&mut hasher);
-        frame.position.hash(&mut hasher);
+    for (code, position) in raw {
+        code.hash(&mut hasher);
+        position.hash(&mut hasher);
     }
     hasher.finish()
 }
 
-/// The resolved stack for `frames`: shared with every earlier capture of the same code objects
-/// at the same positions (a hash lookup), resolved through the code-object cache on a miss.
-pub fn resolve_stack(py: Python<'_>, frames: &[CapturedFrame]) -> Arc<Stack> {
-    let key = stack_key(frames);
-    let hit = STACKS.with(|cache| {
+fn cached_site(key: u64, raw: &[(usize, Position)]) -> Option<Arc<CallSite>> {
+    SITES.with(|cache| {
         cache
             .borrow()
             .get(&key)
-            .filter(|entry| entry.matches(frames))
-            .map(|entry| Arc::clone(&entry.stack))
+            .filter(|site| site.matches(raw))
+            .map(Arc::clone)
+    })
+}
+
+/// Resolves `frames` into a new call site and caches it under `key`.
+fn new_site(py: Python<'_>, key: u64, frames: Vec<CapturedFrame>) -> Arc<CallSite> {
+    let site = Arc::new(CallSite {
+        stack: Stack::shared(resolve_frames(py, &frames)),
+        frames,
     });
-    if let Some(stack) = hit {
-        return stack;
-    }
-    let stack = Stack::shared(resolve_frames(py, frames));
-    let entry = StackEntry {
-        frames: frames
-            .iter()
-            .map(|f| (f.code.clone_ref(py), f.position))
-            .collect(),
-        stack: Arc::clone(&stack),
-    };
-    STACKS.with(|cache| {
+    SITES.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.len() >= STACK_CACHE_CAP {
             cache.clear();
         }
-        cache.insert(key, entry);
+        cache.insert(key, Arc::clone(&site));
     });
-    stack
+    site
+}
+
+/// The call site of the calling thread's current stack (up to `depth` frames): for a site seen
+/// before, a walk, a hash and a comparison — no allocation, no reference taken; a new site is
+/// resolved through the code-object cache.
+pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
+    if DIRECT_WALK.load(Ordering::Relaxed) == DIRECT_OK {
+        let walked = SCRATCH.with(|scratch| {
+            let Ok(mut raw) = scratch.try_borrow_mut() else {
+                return None;
+            };
+            raw.clear();
+            let mut visit = |code: *mut ffi::PyObject, position: Position| {
+                raw.push((code as usize, position));
+                raw.len() < depth && raw.len() < MAX_WALK
+            };
+            // SAFETY: the GIL is held (`py`) by this thread, whose stack is walked.
+            if !unsafe { Current::walk_interpreter_frames(&mut visit) } {
+                return None;
+            }
+            let key = site_key(&raw);
+            if let Some(site) = cached_site(key, &raw) {
+                return Some(Ok(site));
+            }
+            // A new site: take references now, before any Python code can run and free a
+            // code object.
+            let frames = raw
+                .iter()
+                .map(|&(code, position)| CapturedFrame {
+                    // SAFETY: the code objects of the live frames just walked, no Python code
+                    // ran since; we take our own reference.
+                    code: unsafe { Bound::from_borrowed_ptr(py, code as *mut ffi::PyObject) }
+                        .unbind(),
+                    position,
+                })
+                .collect::<Vec<_>>();
+            Some(Err((key, frames)))
+        });
+        match walked {
+            Some(Ok(site)) => return site,
+            Some(Err((key, frames))) => return new_site(py, key, frames),
+            None => {}
+        }
+    }
+    let frames = capture_current(py, depth);
+    let raw: Vec<(usize, Position)> = frames
+        .iter()
+        .map(|f| (f.code.as_ptr() as usize, f.position))
+        .collect();
+    let key = site_key(&raw);
+    cached_site(key, &raw).unwrap_or_else(|| new_site(py, key, frames))
 }
