@@ -438,7 +438,8 @@ cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only 
 - **Server** (`benches/python/server.py`): Starlette served by uvicorn (`--loop uvloop --http
   httptools`, one worker, 127.0.0.1), the monitor activated in the lifespan handler, loaded by
   `benches/python/loadgen.py` (raw asyncio sockets, HTTP/1.1 keep-alive, 32 connections, 1 s
-  warm-up then 5 s). Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat`
+  warm-up then 5 s); one server per mode per round, the modes taking turns going first, medians
+  over the rounds. Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat`
   and `/read`. The load generator and the server share the machine's 2 cores.
 - **Memory** (`benches/python/memory.py`): RSS (`VmRSS`) before and after 10^7 monitored
   callbacks, 10^6 of which call `os.stat` (each one an `io_blocking` event delivered to the
