@@ -18,9 +18,6 @@ use crate::deliver::{deliver, high_severity_error, SliceObjects};
 use crate::dispatch::{self, LoopShared};
 use crate::{registry, sampler};
 
-/// The attribute a patched loop carries (its [`LoopPatch`]).
-pub const PATCH_ATTR: &str = "_aiocop_patch";
-
 /// Runs one monitored handle: `callback(*args)`, timed, with the thread marked as inside a
 /// monitored handle for the audit hook. The fast path (nothing recorded, under the threshold)
 /// allocates nothing and touches no other thread.
@@ -302,10 +299,8 @@ impl LoopPatch {
 pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = event_loop.py();
     crate::native::init_types(py)?;
-    if let Ok(existing) = event_loop.getattr(PATCH_ATTR) {
-        if existing.is_instance_of::<LoopPatch>() {
-            return Ok(false);
-        }
+    if loop_patch(event_loop).is_some() {
+        return Ok(false);
     }
     let original = |name: &str| event_loop.getattr(name).map(Bound::unbind);
     let patch = Bound::new(
@@ -328,16 +323,32 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
         "call_exception_handler",
         patch.getattr("call_exception_handler")?,
     )?;
-    event_loop.setattr(PATCH_ATTR, &patch)?;
+    // No attribute of our own beyond the five methods: an asyncio loop keeps its attributes
+    // in the class's shared-key layout only while they fit (30 on 3.11; the stock loop has 24),
+    // and a loop whose instance dict had to be materialised loses CPython's specialised method
+    // lookups on every `self.method()` in asyncio's own code. The patch is found through the
+    // replacement `call_soon` instead (`loop_patch`).
     Ok(true)
 }
 
-/// The patch of `event_loop`, if it is patched.
+/// The patch of `event_loop`, if it is patched: the object our `call_soon` replacement is
+/// bound to.
 pub fn loop_patch<'py>(event_loop: &Bound<'py, PyAny>) -> Option<Bound<'py, LoopPatch>> {
-    event_loop
-        .getattr(PATCH_ATTR)
-        .ok()
-        .and_then(|p| p.cast_into::<LoopPatch>().ok())
+    let py = event_loop.py();
+    let call_soon = event_loop.getattr(pyo3::intern!(py, "call_soon")).ok()?;
+    // SAFETY: GIL held; `call_soon` is a valid object.
+    if unsafe { pyo3::ffi::PyCFunction_Check(call_soon.as_ptr()) } == 0 {
+        return None;
+    }
+    // SAFETY: a builtin function or method; `PyCFunction_GetSelf` returns a borrowed
+    // reference (or NULL for a module-less plain function).
+    let owner = unsafe { pyo3::ffi::PyCFunction_GetSelf(call_soon.as_ptr()) };
+    if owner.is_null() {
+        return None;
+    }
+    // SAFETY: a valid borrowed reference; we take our own.
+    let owner = unsafe { Bound::from_borrowed_ptr(py, owner) };
+    owner.cast_into::<LoopPatch>().ok()
 }
 
 /// The running loop of this thread, if any.

@@ -221,3 +221,34 @@ def test_reference_cycles_through_a_monitored_callback_are_collected(loop_kind):
     del loop
     gc.collect()
     assert ref() is None
+
+
+def test_patching_adds_only_the_five_methods_to_an_asyncio_loop():
+    """Ours only: the loop gets its five replaced methods as instance attributes and nothing
+    else. (An asyncio loop keeps its attributes in its class's compact shared-key layout only
+    while they fit; one attribute more and CPython can no longer specialise `self.method()`
+    lookups in asyncio's own code, which made every scheduled callback slower.)"""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        before = set(vars(loop))
+        aiocop.activate()
+        added = set(vars(loop)) - before
+        assert added == {
+            "call_soon",
+            "call_later",
+            "call_at",
+            "call_soon_threadsafe",
+            "call_exception_handler",
+        }, added
+        # Activating again finds the patch through the replaced `call_soon`.
+        aiocop.activate()
+        assert set(vars(loop)) - before == added
+        assert loop.call_soon.__self__ is loop.call_later.__self__
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        aiocop.deactivate()
+        loop.close()
