@@ -1,14 +1,18 @@
-//! The background thread: slices arrive in a lock-free inbox, are assembled into events without
-//! the GIL, and wait in their loop's pending queue for delivery on the loop's own thread.
+//! The background thread: slices of new call sites arrive in a lock-free inbox, are assembled
+//! into events without the GIL (formatting the new stacks), and wait in their loop's pending
+//! queue for delivery on the loop's own thread. Slices whose stacks are all formatted already
+//! are assembled by the loop thread in place ([`LoopShared::queue_here`]): cheaper than the
+//! hand-off.
 //!
 //! The loop thread never waits here: it pushes and goes on; when the inbox is full the slice is
 //! dropped and counted. It wakes the background thread only when that thread has announced a
 //! nap (after finding the inbox empty); under steady traffic the background thread polls the
-//! inbox on its own timer instead. Delivery is picked up by the loop thread itself at the end of its next
-//! monitored handle (one atomic load per handle; it schedules a delivery handle with the plain,
-//! non-threadsafe `call_soon`). Only when the loop stays idle for [`PICKUP_GRACE`] does the
-//! background thread take the GIL to schedule delivery with `call_soon_threadsafe`: a busy loop
-//! never pays for a GIL hand-off or a self-pipe wake-up per event.
+//! inbox on its own timer instead. Delivery is picked up by the loop thread itself at the end
+//! of its next monitored handle (one atomic load per handle; it schedules a delivery handle
+//! with the plain, non-threadsafe `call_soon`). Only when the loop stays idle for
+//! [`PICKUP_GRACE`] does the background thread take the GIL to schedule delivery with
+//! `call_soon_threadsafe`: a busy loop never pays for a GIL hand-off or a self-pipe wake-up
+//! per event.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
