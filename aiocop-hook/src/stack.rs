@@ -72,16 +72,6 @@ fn same_frames(a: &[CapturedFrame], b: &[CapturedFrame]) -> bool {
             .all(|(x, y)| x.code.is(&y.code) && x.position == y.position)
 }
 
-/// Whether captures walk the interpreter's frames directly (`None`: not decided yet, before
-/// the first capture).
-pub fn direct_walk() -> Option<bool> {
-    match DIRECT_WALK.load(Ordering::Relaxed) {
-        DIRECT_OK => Some(true),
-        DIRECT_OFF => Some(false),
-        _ => None,
-    }
-}
-
 /// Compares the direct walk of the calling thread's stack with the C API's: `None` where the
 /// version has no direct walk, else whether both give the same code objects and positions.
 /// For tests.
@@ -471,6 +461,12 @@ fn new_site(py: Python<'_>, key: u64, frames: Vec<CapturedFrame>) -> Arc<CallSit
     site
 }
 
+/// What a walk into the scratch buffer found.
+enum Walked {
+    Known(Arc<CallSite>),
+    New(u64, Vec<CapturedFrame>),
+}
+
 /// The call site of the calling thread's current stack (up to `depth` frames): for a site seen
 /// before, a walk, a hash and a comparison — no allocation, no reference taken; a new site is
 /// resolved through the code-object cache.
@@ -491,7 +487,7 @@ pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
             }
             let key = site_key(&raw);
             if let Some(site) = cached_site(key, &raw) {
-                return Some(Ok(site));
+                return Some(Walked::Known(site));
             }
             // A new site: take references now, before any Python code can run and free a
             // code object.
@@ -505,11 +501,11 @@ pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
                     position,
                 })
                 .collect::<Vec<_>>();
-            Some(Err((key, frames)))
+            Some(Walked::New(key, frames))
         });
         match walked {
-            Some(Ok(site)) => return site,
-            Some(Err((key, frames))) => return new_site(py, key, frames),
+            Some(Walked::Known(site)) => return site,
+            Some(Walked::New(key, frames)) => return new_site(py, key, frames),
             None => {}
         }
     }
