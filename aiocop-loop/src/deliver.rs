@@ -199,8 +199,7 @@ pub fn to_python(py: Python<'_>, task: &SlowTask, objects: SliceObjects) -> PyRe
 
 /// Builds the event and calls every registered callback with it. A callback that raises is
 /// logged (logger `aiocop`) and the others still run.
-pub fn deliver(py: Python<'_>, task: &SlowTask, objects: SliceObjects) {
-    let callbacks = registry::callbacks(py);
+pub fn deliver(py: Python<'_>, task: &SlowTask, objects: SliceObjects, callbacks: &[Py<PyAny>]) {
     if callbacks.is_empty() {
         return;
     }
@@ -216,7 +215,15 @@ pub fn deliver(py: Python<'_>, task: &SlowTask, objects: SliceObjects) {
     };
     for callback in callbacks {
         let callback = callback.bind(py);
-        if let Err(err) = callback.call1((event.clone_ref(py),)) {
+        // SAFETY: GIL held; both are valid objects; a one-argument vectorcall (no args tuple)
+        // returning a new reference or NULL with an exception set.
+        let outcome = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_CallOneArg(callback.as_ptr(), event.as_ptr()),
+            )
+        };
+        if let Err(err) = outcome {
             pylog::warning(
                 py,
                 &format!(

@@ -24,6 +24,7 @@ use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
 use crate::deliver::{deliver, SliceObjects};
+use crate::registry::CallbackSnapshot;
 
 /// Slices that may wait for the background thread (all loops together).
 const CHANNEL_CAPACITY: usize = 16_384;
@@ -119,8 +120,9 @@ impl LoopShared {
         report_drops(py);
         self.delivery_scheduled.store(false, Ordering::Release);
         self.ready.store(false, Ordering::Release);
+        let mut callbacks = CallbackSnapshot::default();
         while let Some(p) = self.pending.pop() {
-            deliver(py, &p.task, p.objects);
+            deliver(py, &p.task, p.objects, callbacks.current(py));
         }
     }
 

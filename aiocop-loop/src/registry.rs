@@ -4,7 +4,7 @@
 //! The lists are only locked to copy them out (never while Python code runs), so a callback may
 //! register or unregister callbacks without deadlocking.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use pyo3::prelude::*;
@@ -15,6 +15,8 @@ use crate::pylog;
 static CALLBACKS: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
 static PROVIDERS: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
 static HAS_PROVIDERS: AtomicBool = AtomicBool::new(false);
+/// Bumped after every change of the callback list.
+static CALLBACKS_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Python classes the events are built as (set once by the Python package).
 #[derive(Debug)]
@@ -80,22 +82,55 @@ fn snapshot(py: Python<'_>, list: &Mutex<Vec<Py<PyAny>>>) -> Vec<Py<PyAny>> {
 /// Adds a slow-task callback (a second registration of an equal callable is a no-op).
 pub fn register_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) {
     add(py, &CALLBACKS, callback);
+    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Removes a slow-task callback, if registered.
 pub fn unregister_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) {
     remove(py, &CALLBACKS, callback);
+    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Removes every slow-task callback.
 pub fn clear_callbacks() {
     let removed = std::mem::take(&mut *lock(&CALLBACKS));
+    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
     drop(removed);
 }
 
 /// The registered callbacks, in registration order.
 pub fn callbacks(py: Python<'_>) -> Vec<Py<PyAny>> {
     snapshot(py, &CALLBACKS)
+}
+
+/// A copy of the callbacks for a run of deliveries, copied again only when the list changed
+/// (one atomic load per event instead of a lock and a copy): a callback registered by another
+/// callback still receives the next event.
+#[derive(Debug)]
+pub struct CallbackSnapshot {
+    generation: u64,
+    list: Vec<Py<PyAny>>,
+}
+
+impl Default for CallbackSnapshot {
+    fn default() -> Self {
+        Self {
+            generation: u64::MAX,
+            list: Vec::new(),
+        }
+    }
+}
+
+impl CallbackSnapshot {
+    /// The callbacks as they are now.
+    pub fn current(&mut self, py: Python<'_>) -> &[Py<PyAny>] {
+        let generation = CALLBACKS_GENERATION.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.list = callbacks(py);
+            self.generation = generation;
+        }
+        &self.list
+    }
 }
 
 /// Adds a context provider.

@@ -173,7 +173,7 @@ fn slow_path(
     match config::dispatch() {
         Dispatch::Inline => {
             if let Some(task) = assemble(&slice) {
-                deliver(py, &task, objects);
+                deliver(py, &task, objects, &registry::callbacks(py));
             }
         }
         // A slice with nothing left to format is assembled here: cheaper than the hand-off.
