@@ -408,6 +408,39 @@ fn context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
     }
 }
 
+/// A kwnames tuple seen to be exactly `("context",)`, kept alive (so its address cannot be
+/// reused by another tuple): the C `Task` passes the same one on every step it schedules.
+static KNOWN_CONTEXT_KWNAMES: AtomicPtr<ffi::PyObject> = AtomicPtr::new(null_mut());
+
+/// Whether `kwnames` is `("context",)`: a pointer comparison for the tuple seen before, a
+/// string comparison (then remembered) for a new one.
+///
+/// # Safety
+/// GIL held; `kwnames` is a valid tuple of str.
+unsafe fn is_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
+    if KNOWN_CONTEXT_KWNAMES.load(Ordering::Relaxed) == kwnames {
+        return true;
+    }
+    // SAFETY: guaranteed by the caller.
+    let is_context = unsafe {
+        ffi::PyTuple_GET_SIZE(kwnames) == 1
+            && ffi::PyUnicode_CompareWithASCIIString(
+                ffi::PyTuple_GET_ITEM(kwnames, 0),
+                c"context".as_ptr(),
+            ) == 0
+    };
+    if is_context {
+        // SAFETY: keep the tuple alive for as long as it is remembered.
+        unsafe { ffi::Py_INCREF(kwnames) };
+        let old = KNOWN_CONTEXT_KWNAMES.swap(kwnames, Ordering::Relaxed);
+        if !old.is_null() {
+            // SAFETY: the reference taken when `old` was remembered (GIL held).
+            unsafe { ffi::Py_DECREF(old) };
+        }
+    }
+    is_context
+}
+
 /// The shared body of the four replacements.
 ///
 /// # Safety
@@ -439,7 +472,11 @@ unsafe fn forward(
         // SAFETY: a fastcall passes `nargs` positional pointers.
         let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
         let mut context: *mut ffi::PyObject = null_mut();
-        if !kwnames.is_null() {
+        // SAFETY: a fastcall's kwnames is NULL or a tuple of str.
+        if !kwnames.is_null() && unsafe { is_context_kwnames(kwnames) } {
+            // SAFETY: the one keyword's value follows the positionals.
+            context = unsafe { *args.add(nargs) };
+        } else if !kwnames.is_null() {
             // SAFETY: kwnames is a tuple of str.
             let nkw = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
             for i in 0..nkw {
