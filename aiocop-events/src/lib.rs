@@ -1,9 +1,11 @@
 //! Event types, formatting and assembly of aiocop's slow-task events.
 //!
 //! The loop thread hands a finished handle's run over as a [`Slice`]: its duration, the
-//! threshold, the blocking-IO records made during it ([`RawRecord`], strings already resolved)
-//! and any CPU stack samples. On the background thread, [`assemble`] turns it into the
-//! [`SlowTask`] event Python callbacks receive — formatted exactly as aiocop 1.2.1 does:
+//! threshold, the blocking-IO records made during it ([`RawRecord`], each sharing its call
+//! site's resolved [`Stack`]) and any CPU stack samples. [`assemble`] turns it into the
+//! [`SlowTask`] event Python callbacks receive — on the background thread, which formats a new
+//! call site's stack once, or in place when [`Slice::is_preformatted`] — formatted exactly as
+//! aiocop 1.2.1 does:
 //!
 //! - `event` reads `name(arg1, arg2)`, each argument cut to 100 characters ([`format_event`]);
 //! - `trace` is the frames, innermost first, joined by `" <- "`, each `short_path:line:function`
