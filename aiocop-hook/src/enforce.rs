@@ -2,7 +2,7 @@
 //! (`raise_on_violations(at_call=True)`), the raise/warn mode, scoped allow rules. Each setting
 //! is a Python `ContextVar`, so it applies to the task (context) that set it only.
 
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::ffi;
@@ -42,6 +42,10 @@ impl Mode {
 }
 
 static DEFAULT_MODE: AtomicU8 = AtomicU8::new(0);
+/// Whether any of the context variables below was ever set (by `enable_raise_on_violations`,
+/// `raise_on_violations` or `allowing`): until then every one of them is unset everywhere, and
+/// the hook need not read them.
+static IN_USE: AtomicBool = AtomicBool::new(false);
 /// The `ContextVar[bool]` of after-the-handle raising (aiocop 1.2.1's raise-on-violations).
 static RAISE_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 static AT_CALL_VAR: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
@@ -92,8 +96,17 @@ pub fn default_mode() -> Mode {
     }
 }
 
+/// Announces that the Python side is about to set one of the context variables (it must be
+/// called before the first `set`).
+pub fn mark_in_use() {
+    IN_USE.store(true, Ordering::Release);
+}
+
 /// The value of a registered context variable in the current context, if set and not None.
 fn get<'py>(py: Python<'py>, slot: &AtomicPtr<ffi::PyObject>) -> Option<Bound<'py, PyAny>> {
+    if !IN_USE.load(Ordering::Acquire) {
+        return None;
+    }
     let var = slot.load(Ordering::Acquire);
     if var.is_null() {
         return None;

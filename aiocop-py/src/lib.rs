@@ -485,6 +485,13 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(dict)
 }
 
+/// Called before the Python side first sets an enforcement context variable (until then the
+/// audit hook does not read them).
+#[pyfunction]
+fn _enforcement_in_use() {
+    aiocop_hook::enforce::mark_in_use();
+}
+
 /// Whether the current thread is inside a monitored handle.
 #[pyfunction]
 fn _in_handle() -> bool {
@@ -552,6 +559,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(_wrapped_events, m)?)?;
     m.add_function(wrap_pyfunction!(_in_handle, m)?)?;
+    m.add_function(wrap_pyfunction!(_enforcement_in_use, m)?)?;
     m.add_function(wrap_pyfunction!(_audited, m)?)?;
     m.add_function(wrap_pyfunction!(_set_python_types, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_child, m)?)?;

@@ -97,6 +97,7 @@ def allowing(
     rule = make_rule(
         spec, event=event, module=module, path=path, function=function, frames=frames, source=source
     )
+    _aiocop._enforcement_in_use()  # before the first set: the audit hook skips unused variables
     token = _scoped_rules.set(_scoped_rules.get() + (rule,))
     try:
         yield rule

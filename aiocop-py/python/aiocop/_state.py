@@ -40,6 +40,7 @@ def enable_raise_on_violations(
     ``mode="warn"`` logs each violation once per call site instead of raising.
     """
     at_call, min_weight, mode = _check(at_call, min_weight, mode)
+    _aiocop._enforcement_in_use()  # before the first set: the audit hook skips unused variables
     _raise_on_violations.set(True)
     _raise_at_call.set(min_weight if at_call else None)
     _mode.set(mode)
@@ -68,6 +69,7 @@ class raise_on_violations:
         self._tokens: Optional[tuple[Token[bool], Token[Optional[int]], Token[Optional[str]]]] = None
 
     def __enter__(self) -> "raise_on_violations":
+        _aiocop._enforcement_in_use()
         self._tokens = (
             _raise_on_violations.set(True),
             _raise_at_call.set(self._min_weight if self._at_call else None),
