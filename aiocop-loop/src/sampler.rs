@@ -130,12 +130,12 @@ pub fn after_fork_child() {
     }
 }
 
-/// Marks the start of a slice (begun at `started`) on this thread. Returns the token for
-/// [`slice_end`], or `None` when sampling is off.
+/// Marks the start of a slice (begun at `started_ns`, on [`config::now_ns`]'s clock) on this
+/// thread. Returns the token for [`slice_end`], or `None` when sampling is off.
 #[inline]
-pub fn slice_start(started: std::time::Instant) -> Option<u64> {
+pub fn slice_start(started_ns: u64) -> Option<u64> {
     let sampler = sampler()?;
-    let now_ns = config::ns_at(started);
+    let now_ns = started_ns;
     SLOT.with(|cell| {
         let mut cell = cell.borrow_mut();
         let generation = std::ptr::from_ref(sampler) as usize;

@@ -5,7 +5,6 @@
 //! audit hook, and on the slow path only builds the slice and hands it over.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use aiocop_events::{assemble, Slice};
 use aiocop_severity::THRESHOLD_HIGH;
@@ -52,14 +51,13 @@ pub(crate) fn run_monitored(
     let Some(token) = aiocop_hook::enter_handle() else {
         return invoke();
     };
-    let started = Instant::now();
-    let sampling = sampler::slice_start(started);
+    let started_ns = config::now_ns();
+    let sampling = sampler::slice_start(started_ns);
     let result = invoke();
-    let elapsed = started.elapsed();
+    let elapsed_ns = config::now_ns().saturating_sub(started_ns);
     let samples = sampler::slice_end(sampling);
     let recorded = aiocop_hook::exit_handle(token);
 
-    let elapsed_ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     let threshold_ns = config::threshold_ns();
     if recorded.is_none() && elapsed_ns < threshold_ns {
         if target.has_ready() {
