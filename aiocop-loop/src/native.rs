@@ -455,11 +455,11 @@ unsafe fn forward(
     // SAFETY: fastcall functions run with the GIL held.
     let py = unsafe { Python::assume_attached() };
     let outcome = catch_unwind(AssertUnwindSafe(|| -> PyResult<*mut ffi::PyObject> {
-        // SAFETY: `slf` is the LoopPatch object this builtin was bound to.
+        // SAFETY: `slf` is the object this builtin was bound to: `bound_replacements` binds
+        // the four methods to a `LoopPatch` only, and a builtin's `self` never changes.
         let patch = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let patch = patch.cast::<LoopPatch>().map_err(|_| {
-            PyTypeError::new_err("aiocop: scheduling method bound to a wrong object")
-        })?;
+        // SAFETY: as above, `slf` is a `LoopPatch`.
+        let patch = unsafe { patch.cast_unchecked::<LoopPatch>() };
         let patch = patch.get();
         let nargs = usize::try_from(nargs).unwrap_or(0);
         let leading = method.leading();
