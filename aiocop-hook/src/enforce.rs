@@ -155,33 +155,41 @@ pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
         .collect()
 }
 
+/// A task's name and its coroutine's qualname (`str` objects, or `None` when not a `str`).
+pub type Identity = (Option<Py<PyAny>>, Option<Py<PyAny>>);
+
 /// The task running on this thread: `(name, coroutine qualname)`, if any.
-pub fn current_task(py: Python<'_>) -> (Option<String>, Option<String>) {
+pub fn current_task(py: Python<'_>) -> Identity {
     let task = py
         .import("asyncio")
         .and_then(|m| m.call_method0(pyo3::intern!(py, "current_task")))
         .ok()
         .filter(|t| !t.is_none());
-    let Some(task) = task else {
-        PyErr::take(py);
-        return (None, None);
-    };
-    task_identity(&task)
+    let identity = task.as_ref().and_then(task_identity);
+    PyErr::take(py);
+    identity.unwrap_or((None, None))
 }
 
-/// `(task.get_name(), task.get_coro().__qualname__)`.
-pub fn task_identity(task: &Bound<'_, PyAny>) -> (Option<String>, Option<String>) {
+/// `value` when it is a `str`, else `None`.
+pub fn str_or_none(value: PyResult<Bound<'_, PyAny>>) -> Option<Py<PyAny>> {
+    value
+        .ok()
+        .filter(|v| v.is_instance_of::<pyo3::types::PyString>())
+        .map(Bound::unbind)
+}
+
+/// `(task.get_name(), task.get_coro().__qualname__)`, as the `str` objects they are; `None`
+/// when `task` has no `get_coro()` (it is not a task). Leaves no exception set.
+pub fn task_identity(task: &Bound<'_, PyAny>) -> Option<Identity> {
     let py = task.py();
-    let name = task
-        .call_method0(pyo3::intern!(py, "get_name"))
-        .and_then(|n| n.extract::<String>())
-        .ok();
-    let coroutine = task
-        .call_method0(pyo3::intern!(py, "get_coro"))
-        .and_then(|c| c.getattr(pyo3::intern!(py, "__qualname__")))
-        .and_then(|q| q.extract::<String>())
-        .ok();
-    (name, coroutine)
+    let Ok(coro) = task.call_method0(pyo3::intern!(py, "get_coro")) else {
+        PyErr::take(py);
+        return None;
+    };
+    let name = str_or_none(task.call_method0(pyo3::intern!(py, "get_name")));
+    let qualname = str_or_none(coro.getattr(pyo3::intern!(py, "__qualname__")));
+    PyErr::take(py);
+    Some((name, qualname))
 }
 
 struct Described {

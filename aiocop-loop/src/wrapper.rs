@@ -88,27 +88,19 @@ pub(crate) fn run_monitored(
 
 /// The task a handle steps (its name and its coroutine's qualname), or the plain callback's
 /// qualname, as the Python objects they are (`str`, else left out). Slow path only.
-fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
-    let text = |value: PyResult<Bound<'_, PyAny>>| {
-        value
-            .ok()
-            .filter(|v| v.is_instance_of::<pyo3::types::PyString>())
-            .map(Bound::unbind)
-    };
+fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> aiocop_hook::enforce::Identity {
+    use aiocop_hook::enforce::{str_or_none, task_identity};
+    // A task step (C Task or asyncio.Task): its owner answers `get_coro()`.
     if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
-        // A task step (C Task or asyncio.Task): `get_coro` tells it apart.
-        if let Ok(coro) = owner.call_method0(pyo3::intern!(py, "get_coro")) {
-            let name = text(owner.call_method0(pyo3::intern!(py, "get_name")));
-            let qualname = text(coro.getattr(pyo3::intern!(py, "__qualname__")));
-            PyErr::take(py);
-            return (name, qualname);
+        if let Some(identity) = task_identity(&owner) {
+            return identity;
         }
     }
     PyErr::take(py);
     let target = callback
         .getattr(pyo3::intern!(py, "func")) // functools.partial
         .unwrap_or_else(|_| callback.clone());
-    let name = text(target.getattr(pyo3::intern!(py, "__qualname__")));
+    let name = str_or_none(target.getattr(pyo3::intern!(py, "__qualname__")));
     PyErr::take(py);
     (None, name)
 }
@@ -122,7 +114,7 @@ fn slow_path(
     recorded: aiocop_hook::Recorded,
     cpu_samples: Vec<Vec<aiocop_events::Frame>>,
     pre_context: Option<Py<PyDict>>,
-    identity: (Option<Py<PyAny>>, Option<Py<PyAny>>),
+    identity: aiocop_hook::enforce::Identity,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let post_context = registry::capture_context(py);
