@@ -122,7 +122,7 @@ impl LoopShared {
         self.ready.store(false, Ordering::Release);
         let mut callbacks = CallbackSnapshot::default();
         while let Some(p) = self.pending.pop() {
-            deliver(py, &p.task, p.objects, callbacks.current(py));
+            deliver(py, p.task, p.objects, callbacks.current(py));
         }
     }
 

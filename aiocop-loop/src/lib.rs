@@ -12,6 +12,7 @@ pub mod config;
 pub use aiocop_hook::pylog;
 pub mod deliver;
 pub mod dispatch;
+pub mod event;
 mod native;
 pub mod registry;
 pub mod sampler;

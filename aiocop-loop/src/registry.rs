@@ -1,5 +1,5 @@
-//! The user's slow-task callbacks and context providers, and the Python types events are
-//! delivered as.
+//! The user's slow-task callbacks and context providers, and the Python exception class a
+//! violation raises.
 //!
 //! The lists are only locked to copy them out (never while Python code runs), so a callback may
 //! register or unregister callbacks without deadlocking.
@@ -18,18 +18,16 @@ static HAS_PROVIDERS: AtomicBool = AtomicBool::new(false);
 /// Bumped after every change of the callback list.
 static CALLBACKS_GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Python classes the events are built as (set once by the Python package).
+/// Python classes the Rust side raises (set once by the Python package).
 #[derive(Debug)]
 pub struct PythonTypes {
-    /// `aiocop.types.events.SlowTaskEvent`.
-    pub slow_task_event: Py<PyAny>,
     /// `aiocop.exceptions.HighSeverityBlockingIoException`.
     pub high_severity_exception: Py<PyAny>,
 }
 
 static TYPES: OnceLock<PythonTypes> = OnceLock::new();
 
-/// Sets the Python classes events and exceptions are built as. Later calls are ignored.
+/// Sets the Python classes. Later calls are ignored.
 pub fn set_python_types(types: PythonTypes) {
     let _ = TYPES.set(types);
 }

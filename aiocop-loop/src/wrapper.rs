@@ -15,6 +15,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::config::{self, Dispatch};
 use crate::deliver::{deliver, high_severity_error, SliceObjects};
 use crate::dispatch::{self, LoopShared};
+use crate::event::Identity;
 use crate::{registry, sampler};
 
 /// Runs one monitored handle: `callback(*args)`, timed, with the thread marked as inside a
@@ -65,7 +66,7 @@ pub(crate) fn run_monitored(
         }
         return result; // the fast path
     }
-    let identity = identify(py, callback);
+    let identity = Identity::of_callback(py, callback);
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
     Python::attach(|py| {
@@ -86,25 +87,6 @@ pub(crate) fn run_monitored(
     })
 }
 
-/// The task a handle steps (its name and its coroutine's qualname), or the plain callback's
-/// qualname, as the Python objects they are (`str`, else left out). Slow path only.
-fn identify(py: Python<'_>, callback: &Bound<'_, PyAny>) -> aiocop_hook::enforce::Identity {
-    use aiocop_hook::enforce::{str_or_none, task_identity};
-    // A task step (C Task or asyncio.Task): its owner answers `get_coro()`.
-    if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
-        if let Some(identity) = task_identity(&owner) {
-            return identity;
-        }
-    }
-    PyErr::take(py);
-    let target = callback
-        .getattr(pyo3::intern!(py, "func")) // functools.partial
-        .unwrap_or_else(|_| callback.clone());
-    let name = str_or_none(target.getattr(pyo3::intern!(py, "__qualname__")));
-    PyErr::take(py);
-    (None, name)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn slow_path(
     py: Python<'_>,
@@ -114,7 +96,7 @@ fn slow_path(
     recorded: aiocop_hook::Recorded,
     cpu_samples: Vec<Vec<aiocop_events::Frame>>,
     pre_context: Option<Py<PyDict>>,
-    identity: aiocop_hook::enforce::Identity,
+    identity: Identity,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let post_context = registry::capture_context(py);
@@ -135,11 +117,7 @@ fn slow_path(
         cpu_samples,
         dropped_records: recorded.dropped,
     };
-    let objects = SliceObjects {
-        context,
-        task_name: identity.0,
-        coroutine: identity.1,
-    };
+    let objects = SliceObjects { context, identity };
     let violation = result.is_ok()
         && recorded.should_raise
         && has_records
@@ -163,7 +141,7 @@ fn slow_path(
     match config::dispatch() {
         Dispatch::Inline => {
             if let Some(task) = assemble(&slice) {
-                deliver(py, &task, objects, &registry::callbacks(py));
+                deliver(py, task, objects, &registry::callbacks(py));
             }
         }
         // A slice with nothing left to format is assembled here: cheaper than the hand-off.

@@ -511,12 +511,10 @@ fn _audited<'py>(
 
 #[pyfunction]
 fn _set_python_types(
-    slow_task_event: &Bound<'_, pyo3::types::PyType>,
     high_severity_exception: &Bound<'_, pyo3::types::PyType>,
     raise_var: &Bound<'_, PyAny>,
 ) {
     registry::set_python_types(registry::PythonTypes {
-        slow_task_event: slow_task_event.clone().into_any().unbind(),
         high_severity_exception: high_severity_exception.clone().into_any().unbind(),
     });
     aiocop_hook::set_raise_var(raise_var.clone().unbind());
@@ -577,6 +575,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
     m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
     m.add_class::<rules::PyAllowRule>()?;
+    m.add_class::<aiocop_loop::event::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add(
         "NATIVE_TIME_SLEEP_EVENT",

@@ -91,7 +91,7 @@ except Exception:  # pragma: no cover - running from a source tree
 SlowTaskCallback = Callable[[SlowTaskEvent], None]
 ContextProvider = Callable[[], "dict[str, Any]"]
 
-_aiocop._set_python_types(SlowTaskEvent, HighSeverityBlockingIoException, _raise_on_violations)
+_aiocop._set_python_types(HighSeverityBlockingIoException, _raise_on_violations)
 _aiocop._set_enforcement(_raise_at_call, _mode, _scoped_rules, BlockingCallError)
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_aiocop._after_fork_child)

@@ -5,6 +5,7 @@ from contextvars import ContextVar
 from typing import Any, Literal, Optional, Union
 
 from aiocop.types.events import BlockingEventInfo, RawBlockingEvent, SlowTaskEvent
+from aiocop.types.events import SlowTaskEvent as SlowTaskEvent
 from aiocop.types.severity import IoSeverityLevel
 
 NATIVE_TIME_SLEEP_EVENT: bool
@@ -47,7 +48,6 @@ def _in_handle() -> bool: ...
 def _enforcement_in_use() -> None: ...
 def _audited(original: Callable[..., Any], event: str, is_socket: bool) -> Callable[..., Any]: ...
 def _set_python_types(
-    slow_task_event: type[SlowTaskEvent],
     high_severity_exception: type[BaseException],
     raise_var: ContextVar[bool],
 ) -> None: ...

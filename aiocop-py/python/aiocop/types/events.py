@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
-from typing import Any, Optional, TypedDict
+from typing import TYPE_CHECKING, Any, Optional, TypedDict
 
 
 class RawBlockingEvent(TypedDict):
@@ -46,7 +48,15 @@ class CpuStackSample(TypedDict):
 
 @dataclass(frozen=True)
 class SlowTaskEvent:
-    """A handle that blocked the loop: it made blocking calls, or ran past the threshold."""
+    """A handle that blocked the loop: it made blocking calls, or ran past the threshold.
+
+    aiocop 1.2.1's frozen dataclass, field for field (the task identity added last). At run
+    time the name is the native class ``aiocop._aiocop.SlowTaskEvent``, which carries this
+    dataclass's metadata and generated methods (see ``_adopt``): ``dataclasses.fields``,
+    ``asdict``, ``replace``, ``==``, ``repr``, ``hash``, ``vars``, ``copy``, pickling and
+    ``match`` behave as on the dataclass. An event the monitor delivers builds each field on
+    first read, so a callback only pays for what it looks at.
+    """
 
     elapsed_ms: float
     threshold_ms: float
@@ -61,6 +71,31 @@ class SlowTaskEvent:
     task_name: Optional[str] = None
     #: The qualified name of the task's coroutine, or of the plain callback.
     coroutine: Optional[str] = None
+
+
+def _adopt(native: type, spec: type) -> type:
+    """Gives the native class the dataclass ``spec``'s metadata and generated methods."""
+    for name in (
+        "__dataclass_fields__",
+        "__dataclass_params__",
+        "__match_args__",
+        "__annotations__",
+        "__repr__",
+        "__eq__",
+        "__hash__",
+        "__replace__",  # Python 3.13+ (copy.replace)
+    ):
+        if name in spec.__dict__:
+            setattr(native, name, spec.__dict__[name])
+    native.__doc__ = spec.__doc__
+    native.__signature__ = inspect.signature(spec)  # type: ignore[attr-defined]
+    return native
+
+
+if not TYPE_CHECKING:
+    from aiocop import _aiocop
+
+    SlowTaskEvent = _adopt(_aiocop.SlowTaskEvent, SlowTaskEvent)
 
 
 __all__ = ["RawBlockingEvent", "BlockingEventInfo", "CpuStackSample", "SlowTaskEvent"]

@@ -1,0 +1,593 @@
+//! `aiocop.SlowTaskEvent`: the object every slow-task callback receives.
+//!
+//! aiocop 1.2.1's `SlowTaskEvent` is a frozen dataclass, and users treat ours as one:
+//! `dataclasses.fields/asdict/replace`, `==`, `repr`, `vars`, pickling, pattern matching,
+//! building one by hand in a test. Ours is a native class with the same constructor and fields;
+//! the Python package gives it the dataclass's own metadata and generated `__repr__`, `__eq__`
+//! and `__hash__` (`aiocop/types/events.py`), so those behave exactly as the dataclass's do.
+//!
+//! What it adds: an event built by the monitor keeps the assembled [`SlowTask`] and turns a
+//! field into a Python object only when it is first read (then keeps it, so a field reads as
+//! the same object every time and a mutated list stays mutated). A callback that looks at
+//! `exceeded_threshold` or `severity_level` and returns — the usual production callback — never
+//! pays for the blocking-event dicts, the trace strings or the sample list.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aiocop_events::{BlockingEvent, CpuSample, FastBuildHasher, SlowTask, Stack};
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+/// The fields, in aiocop 1.2.1's order, ours (the task identity) last.
+pub const FIELD_NAMES: [&str; FIELDS] = [
+    "elapsed_ms",
+    "threshold_ms",
+    "exceeded_threshold",
+    "severity_score",
+    "severity_level",
+    "reason",
+    "blocking_events",
+    "context",
+    "cpu_stack_samples",
+    "task_name",
+    "coroutine",
+];
+const FIELDS: usize = 11;
+/// The first seven have no default.
+const REQUIRED: usize = 7;
+
+const ELAPSED_MS: usize = 0;
+const THRESHOLD_MS: usize = 1;
+const EXCEEDED_THRESHOLD: usize = 2;
+const SEVERITY_SCORE: usize = 3;
+const SEVERITY_LEVEL: usize = 4;
+const REASON: usize = 5;
+const BLOCKING_EVENTS: usize = 6;
+const CONTEXT: usize = 7;
+const CPU_STACK_SAMPLES: usize = 8;
+const TASK_NAME: usize = 9;
+const COROUTINE: usize = 10;
+
+/// Who a slice ran for, kept as the objects the names are read from. Reading a task's name
+/// formats it (`Task-12`) and, with the coroutine's `__qualname__`, costs more than the rest of
+/// a delivered event, so the names are read only when the event's `task_name`, `coroutine` or
+/// `blocking_events` is, or when the event outlives its delivery.
+#[derive(Debug)]
+pub enum Identity {
+    /// A task step: the task and its coroutine (taken at the step: an eager task may drop its
+    /// coroutine once done).
+    Task {
+        /// The task (`callback.__self__`).
+        task: Py<PyAny>,
+        /// `task.get_coro()`.
+        coro: Py<PyAny>,
+    },
+    /// A plain callback, or the function of a `functools.partial`.
+    Callable(Py<PyAny>),
+    /// The names themselves (`str`, or `None`).
+    Names(Option<Py<PyAny>>, Option<Py<PyAny>>),
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity::Names(None, None)
+    }
+}
+
+impl Identity {
+    /// What `callback` runs for: a task's step (its owner answers `get_coro()`), else the
+    /// callable itself. Leaves no exception set.
+    pub fn of_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) -> Self {
+        if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
+            if let Ok(coro) = owner.call_method0(pyo3::intern!(py, "get_coro")) {
+                return Identity::Task {
+                    task: owner.unbind(),
+                    coro: coro.unbind(),
+                };
+            }
+        }
+        PyErr::take(py);
+        let target = callback
+            .getattr(pyo3::intern!(py, "func")) // functools.partial
+            .unwrap_or_else(|_| callback.clone());
+        PyErr::take(py);
+        Identity::Callable(target.unbind())
+    }
+
+    /// `(task name, qualname)`: `str` objects, or `None`. Leaves no exception set.
+    pub fn names(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        use aiocop_hook::enforce::str_or_none;
+        let names = match self {
+            Identity::Task { task, coro } => (
+                str_or_none(task.bind(py).call_method0(pyo3::intern!(py, "get_name"))),
+                str_or_none(coro.bind(py).getattr(pyo3::intern!(py, "__qualname__"))),
+            ),
+            Identity::Callable(target) => (
+                None,
+                str_or_none(target.bind(py).getattr(pyo3::intern!(py, "__qualname__"))),
+            ),
+            Identity::Names(name, qualname) => (
+                name.as_ref().map(|n| n.clone_ref(py)),
+                qualname.as_ref().map(|q| q.clone_ref(py)),
+            ),
+        };
+        PyErr::take(py);
+        names
+    }
+
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Identity::Task { task, coro } => Identity::Task {
+                task: task.clone_ref(py),
+                coro: coro.clone_ref(py),
+            },
+            Identity::Callable(target) => Identity::Callable(target.clone_ref(py)),
+            Identity::Names(name, qualname) => Identity::Names(
+                name.as_ref().map(|n| n.clone_ref(py)),
+                qualname.as_ref().map(|q| q.clone_ref(py)),
+            ),
+        }
+    }
+
+    fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Identity::Task { task, coro } => {
+                visit.call(task)?;
+                visit.call(coro)
+            }
+            Identity::Callable(target) => visit.call(target),
+            Identity::Names(name, qualname) => {
+                visit.call(name)?;
+                visit.call(qualname)
+            }
+        }
+    }
+}
+
+/// The Python objects that travel with a slice, untouched, from the end of its handle to the
+/// event: the user's context and who the slice ran for.
+#[derive(Debug, Default)]
+pub struct SliceObjects {
+    /// The merged context-provider dict, if any.
+    pub context: Option<Py<PyAny>>,
+    /// The task or callback the handle ran.
+    pub identity: Identity,
+}
+
+/// A handle that blocked the loop: it made blocking calls, or ran past the threshold.
+#[derive(Debug)]
+#[pyclass(
+    module = "aiocop.types.events",
+    name = "SlowTaskEvent",
+    subclass,
+    weakref
+)]
+pub struct SlowTaskEvent {
+    /// A field's object, once given (constructor) or built (first read).
+    values: [Option<Py<PyAny>>; FIELDS],
+    /// What the fields not built yet are built from (events made by the monitor).
+    source: Option<SlowTask>,
+    /// Who the slice ran for, until the names are read (events made by the monitor).
+    identity: Option<Identity>,
+}
+
+impl SlowTaskEvent {
+    /// The event for an assembled slice; its fields are built when first read.
+    pub fn delivered(task: SlowTask, objects: SliceObjects) -> Self {
+        let mut values: [Option<Py<PyAny>>; FIELDS] = Default::default();
+        values[CONTEXT] = objects.context;
+        Self {
+            values,
+            source: Some(task),
+            identity: Some(objects.identity),
+        }
+    }
+
+    /// Reads the task identity now (the event outlives its delivery: its task may change or
+    /// go away, and should not be kept alive by the event).
+    pub fn settle(slf: &Bound<'_, Self>) {
+        // Errors were cleared by `Identity::names`; a failed borrow leaves the fields unread.
+        let _ = Self::field(slf, TASK_NAME);
+    }
+
+    /// Field `index`, built and kept on first read. No borrow of the event is held while
+    /// Python code may run (building objects can run a finalizer that reads this event).
+    fn field(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(value) = &slf.try_borrow()?.values[index] {
+            return Ok(value.clone_ref(py));
+        }
+        if index == TASK_NAME || index == COROUTINE {
+            return Self::identity_field(slf, index);
+        }
+        let built = Self::build(slf, index)?;
+        let stored = slf.try_borrow_mut()?.values[index]
+            .get_or_insert_with(|| built.clone_ref(py))
+            .clone_ref(py);
+        drop(built);
+        Ok(stored)
+    }
+
+    fn identity_field(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let identity = slf
+            .try_borrow()?
+            .identity
+            .as_ref()
+            .map(|identity| identity.clone_ref(py));
+        let (name, qualname) = identity.map(|i| i.names(py)).unwrap_or_default();
+        let none = || py.None();
+        let (stored, released) = {
+            let mut this = slf.try_borrow_mut()?;
+            this.values[TASK_NAME].get_or_insert_with(|| name.unwrap_or_else(none));
+            this.values[COROUTINE].get_or_insert_with(|| qualname.unwrap_or_else(none));
+            (
+                this.values[index]
+                    .as_ref()
+                    .map_or_else(none, |v| v.clone_ref(py)),
+                this.identity.take(),
+            )
+        };
+        drop(released);
+        Ok(stored)
+    }
+
+    fn build(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let (task_name, coroutine) = if index == BLOCKING_EVENTS {
+            (
+                Some(Self::field(slf, TASK_NAME)?),
+                Some(Self::field(slf, COROUTINE)?),
+            )
+        } else {
+            (None, None)
+        };
+        let this = slf.try_borrow()?;
+        let Some(task) = &this.source else {
+            // Every field of a constructed event is given; `__clear__` may have emptied them.
+            return Ok(py.None());
+        };
+        let value = match index {
+            ELAPSED_MS => task.elapsed_ms.into_pyobject(py)?.into_any(),
+            THRESHOLD_MS => task.threshold_ms.into_pyobject(py)?.into_any(),
+            EXCEEDED_THRESHOLD => task
+                .exceeded_threshold
+                .into_pyobject(py)?
+                .to_owned()
+                .into_any(),
+            SEVERITY_SCORE => task.severity_score.into_pyobject(py)?.into_any(),
+            SEVERITY_LEVEL => PyString::intern(py, task.severity_level.as_str()).into_any(),
+            REASON => PyString::intern(py, task.reason.as_str()).into_any(),
+            BLOCKING_EVENTS => {
+                let none = py.None();
+                let task_name = task_name.as_ref().unwrap_or(&none).bind(py);
+                let coroutine = coroutine.as_ref().unwrap_or(&none).bind(py);
+                blocking_events(py, &task.blocking_events, task_name, coroutine)?.into_any()
+            }
+            CONTEXT => PyDict::new(py).into_any(),
+            CPU_STACK_SAMPLES => cpu_samples(py, &task.cpu_stack_samples)?.into_any(),
+            _ => py.None().into_bound(py),
+        };
+        Ok(value.unbind())
+    }
+
+    fn all_fields(slf: &Bound<'_, Self>) -> PyResult<Vec<Py<PyAny>>> {
+        (0..FIELDS).map(|index| Self::field(slf, index)).collect()
+    }
+}
+
+fn frozen_error(py: Python<'_>, message: String) -> PyErr {
+    static FROZEN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    match FROZEN.get_or_try_init(py, || {
+        py.import("dataclasses")?
+            .getattr("FrozenInstanceError")
+            .map(Bound::unbind)
+    }) {
+        Ok(cls) => match cls.bind(py).call1((message,)) {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(err) => err,
+        },
+        Err(err) => err,
+    }
+}
+
+/// The dataclass's `__init__` error for a call that binds arguments wrongly.
+fn init_error(message: &str) -> PyErr {
+    PyTypeError::new_err(format!("SlowTaskEvent.__init__() {message}"))
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    match quoted.as_slice() {
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+        [] => String::new(),
+    }
+}
+
+#[pymethods]
+impl SlowTaskEvent {
+    /// `SlowTaskEvent(elapsed_ms, threshold_ms, exceeded_threshold, severity_score,
+    /// severity_level, reason, blocking_events, context={}, cpu_stack_samples=[],
+    /// task_name=None, coroutine=None)`, bound as the dataclass's `__init__` binds them.
+    #[new]
+    #[pyo3(signature = (*args, **kwargs))]
+    fn new(
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let mut values: [Option<Py<PyAny>>; FIELDS] = Default::default();
+        if args.len() > FIELDS {
+            return Err(init_error(&format!(
+                "takes from {} to {} positional arguments but {} were given",
+                REQUIRED + 1,
+                FIELDS + 1,
+                args.len() + 1
+            )));
+        }
+        for (slot, value) in values.iter_mut().zip(args.iter()) {
+            *slot = Some(value.unbind());
+        }
+        if let Some(kwargs) = kwargs {
+            for (key, value) in kwargs.iter() {
+                let name: String = key.extract()?;
+                let Some(index) = FIELD_NAMES.iter().position(|f| *f == name) else {
+                    return Err(init_error(&format!(
+                        "got an unexpected keyword argument '{name}'"
+                    )));
+                };
+                if values[index].is_some() {
+                    return Err(init_error(&format!(
+                        "got multiple values for argument '{name}'"
+                    )));
+                }
+                values[index] = Some(value.unbind());
+            }
+        }
+        let missing: Vec<&str> = (0..REQUIRED)
+            .filter(|&i| values[i].is_none())
+            .map(|i| FIELD_NAMES[i])
+            .collect();
+        if !missing.is_empty() {
+            let plural = if missing.len() == 1 { "" } else { "s" };
+            return Err(init_error(&format!(
+                "missing {} required positional argument{plural}: {}",
+                missing.len(),
+                quoted_list(&missing)
+            )));
+        }
+        values[CONTEXT].get_or_insert_with(|| PyDict::new(py).into_any().unbind());
+        values[CPU_STACK_SAMPLES].get_or_insert_with(|| PyList::empty(py).into_any().unbind());
+        values[TASK_NAME].get_or_insert_with(|| py.None());
+        values[COROUTINE].get_or_insert_with(|| py.None());
+        Ok(Self {
+            values,
+            source: None,
+            identity: None,
+        })
+    }
+
+    /// How long the handle ran, in milliseconds.
+    #[getter]
+    fn elapsed_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, ELAPSED_MS)
+    }
+
+    /// The threshold in force, in milliseconds.
+    #[getter]
+    fn threshold_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, THRESHOLD_MS)
+    }
+
+    /// `elapsed_ms >= threshold_ms`.
+    #[getter]
+    fn exceeded_threshold(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, EXCEEDED_THRESHOLD)
+    }
+
+    /// Sum of the blocking events' weights (0 for `cpu_blocking`).
+    #[getter]
+    fn severity_score(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, SEVERITY_SCORE)
+    }
+
+    /// `"high"`, `"medium"` or `"low"`.
+    #[getter]
+    fn severity_level(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, SEVERITY_LEVEL)
+    }
+
+    /// `"io_blocking"` or `"cpu_blocking"`.
+    #[getter]
+    fn reason(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, REASON)
+    }
+
+    /// The blocking calls, in call order (a list of `BlockingEventInfo` dicts).
+    #[getter]
+    fn blocking_events(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, BLOCKING_EVENTS)
+    }
+
+    /// What the context providers returned, merged (`{}` without providers).
+    #[getter]
+    fn context(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, CONTEXT)
+    }
+
+    /// The CPU sampler's stacks for the handle, most frequent first.
+    #[getter]
+    fn cpu_stack_samples(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, CPU_STACK_SAMPLES)
+    }
+
+    /// The name of the asyncio task the handle stepped, or None for a plain callback.
+    #[getter]
+    fn task_name(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, TASK_NAME)
+    }
+
+    /// The qualified name of the task's coroutine, or of the plain callback.
+    #[getter]
+    fn coroutine(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, COROUTINE)
+    }
+
+    /// The fields as a new dict, as a dataclass instance's `__dict__` holds them (`vars()`).
+    #[getter(__dict__)]
+    fn fields_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(slf.py());
+        for (name, value) in FIELD_NAMES.iter().zip(Self::all_fields(slf)?) {
+            dict.set_item(name, value)?;
+        }
+        Ok(dict)
+    }
+
+    /// Pickling and `copy`: rebuilt from its fields.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyType>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let fields = Self::all_fields(slf)?;
+        Ok((slf.get_type(), PyTuple::new(py, fields)?))
+    }
+
+    /// Frozen, as the dataclass: every assignment raises `dataclasses.FrozenInstanceError`
+    /// (a subclass may set its own attributes).
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let text = name.to_cow()?;
+        if slf.get_type().is(py.get_type::<Self>()) || FIELD_NAMES.contains(&text.as_ref()) {
+            return Err(frozen_error(py, format!("cannot assign to field '{text}'")));
+        }
+        // SAFETY: GIL held; all three are valid objects (the subclass has an instance dict).
+        if unsafe { ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), value.as_ptr()) } != 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        let py = slf.py();
+        let text = name.to_cow()?;
+        if slf.get_type().is(py.get_type::<Self>()) || FIELD_NAMES.contains(&text.as_ref()) {
+            return Err(frozen_error(py, format!("cannot delete field '{text}'")));
+        }
+        // SAFETY: GIL held; a NULL value deletes the attribute.
+        if unsafe {
+            ffi::PyObject_GenericSetAttr(slf.as_ptr(), name.as_ptr(), std::ptr::null_mut())
+        } != 0
+        {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for value in self.values.iter().flatten() {
+            visit.call(value)?;
+        }
+        match &self.identity {
+            Some(identity) => identity.visit(&visit),
+            None => Ok(()),
+        }
+    }
+
+    fn __clear__(&mut self) {
+        self.values = Default::default();
+        self.source = None;
+        self.identity = None;
+    }
+}
+
+/// A shared stack's `trace` and `entry_point` as Python strings; the entry keeps the stack
+/// alive, so the address it is keyed by cannot be reused while it exists.
+struct StackStrings {
+    _stack: Arc<Stack>,
+    trace: Py<PyString>,
+    entry_point: Py<PyString>,
+}
+
+/// Per-thread (events are read on the loop's thread, mostly): a call site's strings are built
+/// once. Bounded: cleared when it grows past the cap.
+const STACK_STRINGS_CAP: usize = 2048;
+
+thread_local! {
+    static STACK_STRINGS: RefCell<HashMap<usize, StackStrings, FastBuildHasher>> =
+        RefCell::new(HashMap::default());
+}
+
+/// `(trace, entry_point)` of `stack` as Python strings, from the per-thread cache.
+fn stack_strings<'py>(
+    py: Python<'py>,
+    stack: &Arc<Stack>,
+) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    let key = Arc::as_ptr(stack) as usize;
+    STACK_STRINGS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(hit) = cache.get(&key) {
+            return (hit.trace.bind(py).clone(), hit.entry_point.bind(py).clone());
+        }
+        let trace = PyString::new(py, stack.trace());
+        let entry_point = PyString::new(py, stack.entry_point());
+        if cache.len() >= STACK_STRINGS_CAP {
+            cache.clear();
+        }
+        cache.insert(
+            key,
+            StackStrings {
+                _stack: Arc::clone(stack),
+                trace: trace.clone().unbind(),
+                entry_point: entry_point.clone().unbind(),
+            },
+        );
+        (trace, entry_point)
+    })
+}
+
+/// The `blocking_events` list: one `BlockingEventInfo` dict per record.
+pub fn blocking_events<'py>(
+    py: Python<'py>,
+    events: &[BlockingEvent],
+    task_name: &Bound<'py, PyAny>,
+    coroutine: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for event in events {
+        let (trace, entry_point) = stack_strings(py, &event.stack);
+        let dict = PyDict::new(py);
+        dict.set_item(pyo3::intern!(py, "event"), &event.event)?;
+        dict.set_item(pyo3::intern!(py, "trace"), trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), entry_point)?;
+        dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
+        dict.set_item(pyo3::intern!(py, "task_name"), task_name)?;
+        dict.set_item(pyo3::intern!(py, "coroutine"), coroutine)?;
+        list.append(dict)?;
+    }
+    Ok(list)
+}
+
+fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for sample in samples {
+        let dict = PyDict::new(py);
+        dict.set_item(pyo3::intern!(py, "trace"), &sample.trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), &sample.entry_point)?;
+        dict.set_item(pyo3::intern!(py, "count"), sample.count)?;
+        list.append(dict)?;
+    }
+    Ok(list)
+}
