@@ -218,6 +218,7 @@ fn write_args(out: &mut String, args: &RawArgs) {
             }
         }
         RawArgs::Unformattable => out.push_str(UNFORMATTABLE_ARGS),
+        RawArgs::Deferred => {}
     }
 }
 
@@ -266,7 +267,10 @@ pub fn format_record(record: &RawRecord) -> BlockingEvent {
     // Format the shared stack now (off the loop thread, where assembly runs).
     let _ = record.stack.trace();
     BlockingEvent {
-        event: format_event(&record.event_name, &record.args),
+        event: match record.args {
+            RawArgs::Deferred => String::new(),
+            _ => format_event(&record.event_name, &record.args),
+        },
         stack: Arc::clone(&record.stack),
         severity: record.weight,
     }
@@ -275,6 +279,27 @@ pub fn format_record(record: &RawRecord) -> BlockingEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deferred_arguments_leave_the_event_text_to_their_holder() {
+        let record = RawRecord {
+            event_name: "os.stat".into(),
+            args: RawArgs::Deferred,
+            stack: crate::Stack::shared(vec![Frame::new("/app/src/a.py", 3, "f")]),
+            timestamp: 0.0,
+            weight: Some(10),
+        };
+        let event = format_record(&record);
+        assert_eq!(event.event, "");
+        assert_eq!(event.severity, Some(10));
+        assert_eq!(event.trace(), "a.py:3:f");
+        assert_eq!(format_args(&RawArgs::Deferred), "");
+        let resolved = RawRecord {
+            args: RawArgs::Values(vec![]),
+            ..record
+        };
+        assert_eq!(format_record(&resolved).event, "os.stat()");
+    }
 
     #[test]
     fn shorten_path_rules() {

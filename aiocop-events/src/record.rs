@@ -89,6 +89,9 @@ pub enum RawArgs {
     Call(Vec<String>),
     /// `str()` of some argument raised.
     Unformattable,
+    /// Not made yet: whoever holds the argument objects makes the text when the event is read
+    /// (see [`BlockingEvent::event`]). Formats as no text.
+    Deferred,
 }
 
 /// One blocking audit event as recorded inside a monitored handle (aiocop's `RawBlockingEvent`).
@@ -223,7 +226,8 @@ impl Eq for Stack {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockingEvent {
-    /// `name(arg1, arg2)`, see [`format_event`](crate::format_event).
+    /// `name(arg1, arg2)`, see [`format_event`](crate::format_event); empty when the record's
+    /// arguments were [`RawArgs::Deferred`] (never empty otherwise: it has at least `name()`).
     pub event: String,
     /// The stack the event was raised from (shared with the record).
     pub stack: Arc<Stack>,

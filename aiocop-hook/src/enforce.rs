@@ -102,6 +102,13 @@ pub fn mark_in_use() {
     IN_USE.store(true, Ordering::Release);
 }
 
+/// Whether enforcement has been used in this process (until then no context variable is read
+/// and every blocking call is simply recorded).
+#[inline]
+pub fn in_use() -> bool {
+    IN_USE.load(Ordering::Acquire)
+}
+
 /// The value of a registered context variable in the current context, if set and not None.
 fn get<'py>(py: Python<'py>, slot: &AtomicPtr<ffi::PyObject>) -> Option<Bound<'py, PyAny>> {
     if !IN_USE.load(Ordering::Acquire) {

@@ -107,14 +107,45 @@ unsafe extern "C" fn audit_hook(
     })
 }
 
-/// A blocking call inside a monitored handle: allowed by a rule (nothing happens), stopped at
-/// the call (`-1` with `BlockingCallError` set), or recorded.
+/// A blocking call inside a monitored handle: recorded, or, with allow rules or enforcement in
+/// use, see [`on_checked_call`].
 fn on_blocking_call(
     py: Python<'_>,
     spec: &'static aiocop_severity::EventSpec,
     args: *mut ffi::PyObject,
 ) -> c_int {
     let site = capture_site(py, trace_depth());
+    if enforce::in_use() || rules::has_active() {
+        return on_checked_call(py, spec, args, &site);
+    }
+    let record = PendingRecord {
+        spec,
+        // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
+        // reference.
+        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
+        stack: Arc::clone(&site.stack),
+        timestamp: now_unix(),
+    };
+    // Without enforcement in use, after-the-handle raising is off (its variable is unread).
+    push_record(
+        || record,
+        || false,
+        || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
+    );
+    0
+}
+
+/// A blocking call while allow rules or enforcement are in use: allowed by a rule (nothing
+/// happens), stopped at the call (`-1` with `BlockingCallError` set), or recorded. Kept out
+/// of the plain path so that the code every recorded call runs stays small.
+#[cold]
+#[inline(never)]
+fn on_checked_call(
+    py: Python<'_>,
+    spec: &'static aiocop_severity::EventSpec,
+    args: *mut ffi::PyObject,
+    site: &stack::CallSite,
+) -> c_int {
     let scoped = enforce::scoped_rules(py);
     let mut facts = None;
     if rules::has_active() || !scoped.is_empty() {

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use std::sync::Arc;
 
-use aiocop_events::{RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
+use aiocop_events::{RawArgs, RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
 use aiocop_severity::EventSpec;
 use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
@@ -54,6 +54,45 @@ impl PendingRecord {
             timestamp: self.timestamp,
             weight: Some(self.spec.weight),
         }
+    }
+
+    /// The record with its argument text left to be made later ([`RawArgs::Deferred`]), and
+    /// what it will be made from.
+    pub fn into_deferred(self) -> (RawRecord, DeferredArgs) {
+        let record = RawRecord {
+            event_name: self.spec.name.to_owned(),
+            args: RawArgs::Deferred,
+            stack: self.stack,
+            timestamp: self.timestamp,
+            weight: Some(self.spec.weight),
+        };
+        let args = DeferredArgs {
+            name: self.spec.name,
+            args: self.args,
+        };
+        (record, args)
+    }
+}
+
+/// A record's event name and argument tuple, kept so that its text (`name(arg1, arg2)`) is made
+/// only when someone reads it.
+#[derive(Debug)]
+pub struct DeferredArgs {
+    /// The audit event's name.
+    pub name: &'static str,
+    /// The audit event's argument tuple.
+    pub args: Py<PyAny>,
+}
+
+impl DeferredArgs {
+    /// The arguments' text (`str()` of each, now).
+    pub fn resolve(&self, py: Python<'_>) -> RawArgs {
+        resolve_args(self.args.bind(py))
+    }
+
+    /// `name(arg1, arg2)`, see [`aiocop_events::format_event`].
+    pub fn event_text(&self, py: Python<'_>) -> String {
+        aiocop_events::format_event(self.name, &self.resolve(py))
     }
 }
 
@@ -124,7 +163,14 @@ pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
     if flags & TOUCHED == 0 {
         return None;
     }
-    Some(RECORDS.with(|r| {
+    Some(take_records())
+}
+
+/// The records of the handle that just ended (kept out of the per-handle code).
+#[cold]
+#[inline(never)]
+fn take_records() -> Recorded {
+    RECORDS.with(|r| {
         let mut records = Vec::with_capacity(r.queue.len());
         while let Some(record) = r.queue.pop() {
             records.push(record);
@@ -136,7 +182,7 @@ pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
             first_context: r.first_context.borrow_mut().take(),
         };
         out
-    }))
+    })
 }
 
 /// Whether the current thread is inside a monitored handle.

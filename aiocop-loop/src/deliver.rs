@@ -72,6 +72,7 @@ pub fn high_severity_error(py: Python<'_>, task: &SlowTask, objects: &SliceObjec
                 blocking_events(
                     py,
                     &task.blocking_events,
+                    &objects.args,
                     &or_none(py, task_name),
                     &or_none(py, coroutine),
                 )?

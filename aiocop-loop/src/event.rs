@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aiocop_events::{BlockingEvent, CpuSample, FastBuildHasher, SlowTask, Stack};
+use aiocop_hook::DeferredArgs;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -158,6 +159,8 @@ pub struct SliceObjects {
     pub context: Option<Py<PyAny>>,
     /// The task or callback the handle ran.
     pub identity: Identity,
+    /// Per blocking event, in order: what its text is made from when it was deferred.
+    pub args: Vec<DeferredArgs>,
 }
 
 /// A handle that blocked the loop: it made blocking calls, or ran past the threshold.
@@ -175,6 +178,8 @@ pub struct SlowTaskEvent {
     source: Option<SlowTask>,
     /// Who the slice ran for, until the names are read (events made by the monitor).
     identity: Option<Identity>,
+    /// What the deferred text of each blocking event is made from, until it is.
+    args: Vec<DeferredArgs>,
 }
 
 impl SlowTaskEvent {
@@ -186,14 +191,17 @@ impl SlowTaskEvent {
             values,
             source: Some(task),
             identity: Some(objects.identity),
+            args: objects.args,
         }
     }
 
-    /// Reads the task identity now (the event outlives its delivery: its task may change or
-    /// go away, and should not be kept alive by the event).
+    /// Reads the task identity and the calls' arguments now: the event outlives its delivery,
+    /// so what it shows should be what they were then, and it should not keep the task or the
+    /// arguments alive.
     pub fn settle(slf: &Bound<'_, Self>) {
         // Errors were cleared by `Identity::names`; a failed borrow leaves the fields unread.
         let _ = Self::field(slf, TASK_NAME);
+        let _ = Self::field(slf, BLOCKING_EVENTS);
     }
 
     /// Field `index`, built and kept on first read. No borrow of the event is held while
@@ -240,14 +248,23 @@ impl SlowTaskEvent {
 
     fn build(slf: &Bound<'_, Self>, index: usize) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let (task_name, coroutine) = if index == BLOCKING_EVENTS {
-            (
-                Some(Self::field(slf, TASK_NAME)?),
-                Some(Self::field(slf, COROUTINE)?),
-            )
-        } else {
-            (None, None)
-        };
+        match index {
+            // New containers (allocations that may run the cycle collector, hence finalizers):
+            // built from a copy, with no borrow held.
+            CONTEXT => return Ok(PyDict::new(py).into_any().unbind()),
+            BLOCKING_EVENTS => return Self::build_blocking_events(slf),
+            CPU_STACK_SAMPLES => {
+                let samples = slf
+                    .try_borrow()?
+                    .source
+                    .as_ref()
+                    .map(|task| task.cpu_stack_samples.clone())
+                    .unwrap_or_default();
+                return Ok(cpu_samples(py, &samples)?.into_any().unbind());
+            }
+            _ => {}
+        }
+        // Scalars: floats, cached ints and bools, interned strings; nothing here runs Python code.
         let this = slf.try_borrow()?;
         let Some(task) = &this.source else {
             // Every field of a constructed event is given; `__clear__` may have emptied them.
@@ -264,17 +281,38 @@ impl SlowTaskEvent {
             SEVERITY_SCORE => task.severity_score.into_pyobject(py)?.into_any(),
             SEVERITY_LEVEL => PyString::intern(py, task.severity_level.as_str()).into_any(),
             REASON => PyString::intern(py, task.reason.as_str()).into_any(),
-            BLOCKING_EVENTS => {
-                let none = py.None();
-                let task_name = task_name.as_ref().unwrap_or(&none).bind(py);
-                let coroutine = coroutine.as_ref().unwrap_or(&none).bind(py);
-                blocking_events(py, &task.blocking_events, task_name, coroutine)?.into_any()
-            }
-            CONTEXT => PyDict::new(py).into_any(),
-            CPU_STACK_SAMPLES => cpu_samples(py, &task.cpu_stack_samples)?.into_any(),
             _ => py.None().into_bound(py),
         };
         Ok(value.unbind())
+    }
+
+    /// The `blocking_events` list; the calls' deferred argument text is made now (`str()` of
+    /// each argument), then the argument objects are let go.
+    fn build_blocking_events(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let task_name = Self::field(slf, TASK_NAME)?;
+        let coroutine = Self::field(slf, COROUTINE)?;
+        let (events, args) = {
+            let this = slf.try_borrow()?;
+            let events = this
+                .source
+                .as_ref()
+                .map(|task| task.blocking_events.clone())
+                .unwrap_or_default();
+            let args: Vec<DeferredArgs> = this
+                .args
+                .iter()
+                .map(|a| DeferredArgs {
+                    name: a.name,
+                    args: a.args.clone_ref(py),
+                })
+                .collect();
+            (events, args)
+        };
+        let list = blocking_events(py, &events, &args, task_name.bind(py), coroutine.bind(py))?;
+        let released = std::mem::take(&mut slf.try_borrow_mut()?.args);
+        drop(released);
+        Ok(list.into_any().unbind())
     }
 
     fn all_fields(slf: &Bound<'_, Self>) -> PyResult<Vec<Py<PyAny>>> {
@@ -372,6 +410,7 @@ impl SlowTaskEvent {
             values,
             source: None,
             identity: None,
+            args: Vec::new(),
         })
     }
 
@@ -500,6 +539,9 @@ impl SlowTaskEvent {
         for value in self.values.iter().flatten() {
             visit.call(value)?;
         }
+        for deferred in &self.args {
+            visit.call(&deferred.args)?;
+        }
         match &self.identity {
             Some(identity) => identity.visit(&visit),
             None => Ok(()),
@@ -510,6 +552,7 @@ impl SlowTaskEvent {
         self.values = Default::default();
         self.source = None;
         self.identity = None;
+        self.args = Vec::new();
     }
 }
 
@@ -558,18 +601,25 @@ fn stack_strings<'py>(
     })
 }
 
-/// The `blocking_events` list: one `BlockingEventInfo` dict per record.
+/// The `blocking_events` list: one `BlockingEventInfo` dict per record. An event whose text
+/// was deferred gets it from `args` (same order).
 pub fn blocking_events<'py>(
     py: Python<'py>,
     events: &[BlockingEvent],
+    args: &[DeferredArgs],
     task_name: &Bound<'py, PyAny>,
     coroutine: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
-    for event in events {
+    for (index, event) in events.iter().enumerate() {
         let (trace, entry_point) = stack_strings(py, &event.stack);
         let dict = PyDict::new(py);
-        dict.set_item(pyo3::intern!(py, "event"), &event.event)?;
+        match args.get(index) {
+            Some(deferred) if event.event.is_empty() => {
+                dict.set_item(pyo3::intern!(py, "event"), deferred.event_text(py))?;
+            }
+            _ => dict.set_item(pyo3::intern!(py, "event"), &event.event)?,
+        }
         dict.set_item(pyo3::intern!(py, "trace"), trace)?;
         dict.set_item(pyo3::intern!(py, "entry_point"), entry_point)?;
         dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;

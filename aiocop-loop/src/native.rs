@@ -236,6 +236,8 @@ unsafe extern "C" fn monitored_vectorcall(
 ///
 /// # Safety
 /// GIL held; the arguments are a valid vectorcall.
+#[cold]
+#[inline(never)]
 unsafe fn call_with_extra(
     py: Python<'_>,
     callback: *mut ffi::PyObject,
@@ -441,6 +443,56 @@ unsafe fn is_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
     is_context
 }
 
+#[cold]
+#[inline(never)]
+fn missing_arguments(method: Method) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{}() missing required positional arguments",
+        method.name()
+    ))
+}
+
+/// The `context` keyword's value from keyword names other than the usual `("context",)`
+/// tuple (NULL when absent); any other keyword is a `TypeError`.
+///
+/// # Safety
+/// GIL held; `args`/`nargs`/`kwnames` are a valid fastcall with non-NULL `kwnames`.
+#[cold]
+#[inline(never)]
+unsafe fn keyword_context(
+    py: Python<'_>,
+    method: Method,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let mut context = null_mut();
+    // SAFETY: kwnames is a tuple of str.
+    let nkw = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
+    for i in 0..nkw {
+        // SAFETY: in bounds; the values follow the positionals.
+        let (name, value) = unsafe {
+            (
+                ffi::PyTuple_GET_ITEM(kwnames, i),
+                *args.add(nargs + i as usize),
+            )
+        };
+        // SAFETY: `name` is a str.
+        let is_context =
+            unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0;
+        if !is_context {
+            // SAFETY: `name` is a valid str.
+            let name = unsafe { Bound::from_borrowed_ptr(py, name) };
+            return Err(PyTypeError::new_err(format!(
+                "{}() got an unexpected keyword argument {name}",
+                method.name()
+            )));
+        }
+        context = value;
+    }
+    Ok(context)
+}
+
 /// The shared body of the four replacements.
 ///
 /// # Safety
@@ -464,10 +516,7 @@ unsafe fn forward(
         let nargs = usize::try_from(nargs).unwrap_or(0);
         let leading = method.leading();
         if nargs < leading + 1 {
-            return Err(PyTypeError::new_err(format!(
-                "{}() missing required positional arguments",
-                method.name()
-            )));
+            return Err(missing_arguments(method));
         }
         // SAFETY: a fastcall passes `nargs` positional pointers.
         let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
@@ -477,30 +526,8 @@ unsafe fn forward(
             // SAFETY: the one keyword's value follows the positionals.
             context = unsafe { *args.add(nargs) };
         } else if !kwnames.is_null() {
-            // SAFETY: kwnames is a tuple of str.
-            let nkw = unsafe { ffi::PyTuple_GET_SIZE(kwnames) };
-            for i in 0..nkw {
-                // SAFETY: in bounds; the values follow the positionals.
-                let (name, value) = unsafe {
-                    (
-                        ffi::PyTuple_GET_ITEM(kwnames, i),
-                        *args.add(nargs + i as usize),
-                    )
-                };
-                // SAFETY: `name` is a str.
-                let is_context =
-                    unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) }
-                        == 0;
-                if !is_context {
-                    // SAFETY: `name` is a valid str.
-                    let name = unsafe { Bound::from_borrowed_ptr(py, name) };
-                    return Err(PyTypeError::new_err(format!(
-                        "{}() got an unexpected keyword argument {name}",
-                        method.name()
-                    )));
-                }
-                context = value;
-            }
+            // SAFETY: forwarded from our caller.
+            context = unsafe { keyword_context(py, method, args, nargs, kwnames)? };
         }
         let callback = positional[leading];
         // asyncio's `call_later` goes through `call_at` (uvloop's the other way round), both

@@ -141,26 +141,33 @@ pub fn slice_start(started_ns: u64) -> Option<u64> {
         let generation = std::ptr::from_ref(sampler) as usize;
         let fresh = !matches!(&*cell, Some((g, _)) if *g == generation);
         if fresh {
-            let slot = Arc::new(Slot {
-                start_ns: AtomicU64::new(0),
-                // SAFETY: called with the GIL held (from the loop wrapper), so this thread has
-                // a current thread state.
-                tstate: AtomicPtr::new(unsafe { ffi::PyThreadState_Get() }),
-                has_samples: AtomicBool::new(false),
-                samples: Mutex::new((0, Vec::new())),
-            });
-            sampler
-                .slots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Arc::downgrade(&slot));
-            *cell = Some((generation, slot));
+            *cell = Some((generation, new_slot(sampler)));
         }
         if let Some((_, slot)) = &*cell {
             slot.start_ns.store(now_ns, Ordering::Release);
         }
     });
     Some(now_ns)
+}
+
+/// This thread's slot, registered with the watchdog (once per thread and sampler).
+#[cold]
+#[inline(never)]
+fn new_slot(sampler: &Sampler) -> Arc<Slot> {
+    let slot = Arc::new(Slot {
+        start_ns: AtomicU64::new(0),
+        // SAFETY: called with the GIL held (from the loop wrapper), so this thread has a
+        // current thread state.
+        tstate: AtomicPtr::new(unsafe { ffi::PyThreadState_Get() }),
+        has_samples: AtomicBool::new(false),
+        samples: Mutex::new((0, Vec::new())),
+    });
+    sampler
+        .slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Arc::downgrade(&slot));
+    slot
 }
 
 /// Ends the slice started at `token`; returns its samples, if the watchdog took any.
@@ -171,22 +178,30 @@ pub fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
         let cell = cell.borrow();
         let (_, slot) = cell.as_ref()?;
         slot.start_ns.store(0, Ordering::Release);
-        if !slot.has_samples.load(Ordering::Acquire)
-            || !slot.has_samples.swap(false, Ordering::AcqRel)
-        {
+        if !slot.has_samples.load(Ordering::Acquire) {
             return None;
         }
-        let mut guard = slot
-            .samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (owner, samples) = &mut *guard;
-        if *owner != start {
-            samples.clear();
-            return None;
-        }
-        Some(std::mem::take(samples))
+        take_samples(slot, start)
     })
+}
+
+/// The samples the watchdog took of the slice started at `start` (rare: a long slice).
+#[cold]
+#[inline(never)]
+fn take_samples(slot: &Slot, start: u64) -> Option<Vec<Vec<Frame>>> {
+    if !slot.has_samples.swap(false, Ordering::AcqRel) {
+        return None;
+    }
+    let mut guard = slot
+        .samples
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (owner, samples) = &mut *guard;
+    if *owner != start {
+        samples.clear();
+        return None;
+    }
+    Some(std::mem::take(samples))
 }
 
 fn watchdog(sampler: &'static Sampler) {

@@ -45,7 +45,7 @@ pub(crate) fn run_monitored(
         if aiocop_hook::in_handle() {
             return invoke();
         }
-        registry::capture_context(py)
+        capture_context(py)
     } else {
         None
     };
@@ -62,10 +62,53 @@ pub(crate) fn run_monitored(
     let threshold_ns = config::threshold_ns();
     if recorded.is_none() && elapsed_ns < threshold_ns {
         if target.has_ready() {
-            Python::attach(|py| target.pick_up(py));
+            pick_up(target);
         }
         return result; // the fast path
     }
+    after_slow_handle(
+        py,
+        callback,
+        target,
+        elapsed_ns,
+        threshold_ns,
+        recorded,
+        samples,
+        pre_context,
+        result,
+    )
+}
+
+/// The context providers' dict at the start of a handle (only with providers registered).
+#[cold]
+#[inline(never)]
+fn capture_context(py: Python<'_>) -> Option<Py<PyDict>> {
+    registry::capture_context(py)
+}
+
+/// Schedules the delivery of pending events (now and then, not per handle): kept out of the
+/// per-handle code so that what runs for every handle stays small and together.
+#[cold]
+#[inline(never)]
+fn pick_up(target: &Arc<LoopShared>) {
+    Python::attach(|py| target.pick_up(py));
+}
+
+/// The end of a handle that recorded a blocking call or ran over the threshold.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn after_slow_handle(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    target: &Arc<LoopShared>,
+    elapsed_ns: u64,
+    threshold_ns: u64,
+    recorded: Option<aiocop_hook::Recorded>,
+    samples: Option<Vec<Vec<aiocop_events::Frame>>>,
+    pre_context: Option<Py<PyDict>>,
+    result: PyResult<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
     let identity = Identity::of_callback(py, callback);
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
@@ -108,21 +151,36 @@ fn slow_path(
     } else {
         merge(py, pre_context, post_context)
     };
-    let records = recorded.records.iter().map(|r| r.resolve(py)).collect();
-    drop(recorded.records);
-    let slice = Slice {
+    // The calls' argument text is made when the event's blocking_events is read (most
+    // callbacks never do), from the argument tuples the event keeps.
+    let (records, args): (Vec<_>, Vec<_>) = recorded
+        .records
+        .into_iter()
+        .map(aiocop_hook::PendingRecord::into_deferred)
+        .unzip();
+    let mut slice = Slice {
         elapsed_ns,
         threshold_ns,
         records,
         cpu_samples,
         dropped_records: recorded.dropped,
     };
-    let objects = SliceObjects { context, identity };
     let violation = result.is_ok()
         && recorded.should_raise
         && has_records
         && slice.exceeded_threshold()
         && slice.score() >= THRESHOLD_HIGH;
+    if violation {
+        // The warning or the exception shows the calls: their text is made now.
+        for (record, args) in slice.records.iter_mut().zip(&args) {
+            record.args = args.resolve(py);
+        }
+    }
+    let objects = SliceObjects {
+        context,
+        identity,
+        args,
+    };
     let error = if violation {
         match aiocop_hook::enforce::mode(py) {
             aiocop_hook::enforce::Mode::Raise => {

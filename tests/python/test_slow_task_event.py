@@ -273,3 +273,59 @@ def test_a_kept_event_reads_its_task_at_delivery(loop_kind, tmp_path):
     assert evt.task_name == "original-name"
     assert evt.coroutine.endswith("work")
     assert evt.blocking_events[0]["task_name"] == "original-name"
+
+
+def test_call_text_is_made_when_read_or_at_delivery(loop_kind, tmp_path):
+    """The text of a call (``os.stat(<path>)``) is made from the argument objects when
+    ``blocking_events`` is read; a kept event makes it right after delivery, then lets the
+    arguments go."""
+
+    class Where:
+        def __init__(self, label):
+            self.label = label
+
+        def __fspath__(self):
+            return str(tmp_path)
+
+        def __str__(self):
+            return self.label
+
+    kept = []
+    where = Where("first-label")
+
+    async def body():
+        os.stat(where)
+
+    aiocop.register_slow_task_callback(kept.append)
+    try:
+        run_monitored(body, loop_kind)
+    finally:
+        aiocop.unregister_slow_task_callback(kept.append)
+    where.label = "changed-after-delivery"
+    ref = weakref.ref(where)
+    del where
+    gc.collect()
+    assert ref() is None, "a kept event must not keep the call's arguments alive"
+    (evt,) = [e for e in kept if e.reason == "io_blocking"]
+    assert [r["event"] for r in evt.blocking_events] == ["os.stat(first-label)"]
+
+
+def test_call_text_read_inside_the_callback(loop_kind, tmp_path):
+    seen = []
+
+    def read_now(evt):
+        if evt.reason == "io_blocking":
+            seen.append([r["event"] for r in evt.blocking_events])
+
+    async def body():
+        os.stat(tmp_path)
+        open(os.devnull).close()
+
+    aiocop.register_slow_task_callback(read_now)
+    try:
+        run_monitored(body, loop_kind)
+    finally:
+        aiocop.unregister_slow_task_callback(read_now)
+    (events,) = seen
+    assert events[0] == f"os.stat({tmp_path})"
+    assert events[1].startswith(f"open({os.devnull}")
