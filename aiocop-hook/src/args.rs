@@ -13,19 +13,32 @@ pub fn resolve_args(args: &Bound<'_, PyAny>) -> RawArgs {
             Err(_) => RawArgs::Unformattable,
         };
     };
-    if tuple.len() == 2 {
-        if let (Ok(first), Ok(second)) = (tuple.get_item(0), tuple.get_item(1)) {
-            if let (Ok(inner), true) = (first.cast::<PyTuple>(), second.is_instance_of::<PyDict>())
-            {
-                return match strs(inner) {
-                    Some(values) => RawArgs::Call(values),
-                    None => RawArgs::Unformattable,
-                };
-            }
-        }
+    if let Some(inner) = call_tuple(args) {
+        return call_args(&inner);
     }
     match strs(tuple) {
         Some(values) => RawArgs::Values(values),
+        None => RawArgs::Unformattable,
+    }
+}
+
+/// The inner tuple of an `(args_tuple, kwargs_dict)` pair.
+pub fn call_tuple<'py>(args: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
+    let tuple = args.cast::<PyTuple>().ok()?;
+    if tuple.len() != 2 {
+        return None;
+    }
+    let (first, second) = (tuple.get_item(0).ok()?, tuple.get_item(1).ok()?);
+    if !second.is_instance_of::<PyDict>() {
+        return None;
+    }
+    first.cast_into::<PyTuple>().ok()
+}
+
+/// [`RawArgs::Call`] of a pair's inner tuple.
+pub fn call_args(inner: &Bound<'_, PyTuple>) -> RawArgs {
+    match strs(inner) {
+        Some(values) => RawArgs::Call(values),
         None => RawArgs::Unformattable,
     }
 }

@@ -131,12 +131,23 @@ unsafe fn raise_event(
     kwnames: *mut ffi::PyObject,
 ) -> c_int {
     let build = || -> PyResult<(Bound<'_, pyo3::types::PyTuple>, Bound<'_, pyo3::types::PyDict>)> {
-        let mut positional = Vec::with_capacity(nargs);
+        // SAFETY: GIL held; a new tuple of `nargs` empty slots, or NULL with an exception set.
+        let tuple = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(nargs as ffi::Py_ssize_t))?
+        };
         for i in 0..nargs {
-            // SAFETY: a vectorcall passes `nargs` valid positional pointers.
-            positional.push(unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) });
+            // SAFETY: a vectorcall passes `nargs` valid positional pointers; each empty slot of
+            // the new tuple takes a new reference.
+            unsafe {
+                ffi::PyTuple_SET_ITEM(
+                    tuple.as_ptr(),
+                    i as ffi::Py_ssize_t,
+                    ffi::Py_NewRef(*args.add(i)),
+                );
+            }
         }
-        let tuple = pyo3::types::PyTuple::new(py, positional)?;
+        // SAFETY: it was made as a tuple just above.
+        let tuple = unsafe { tuple.cast_into_unchecked::<pyo3::types::PyTuple>() };
         let kwargs = pyo3::types::PyDict::new(py);
         if !kwnames.is_null() {
             // SAFETY: kwnames is a tuple of str naming the values after the positionals.

@@ -4,7 +4,7 @@
 //! The flags read on every audited call and every handle are bits of one `const`-initialised
 //! thread-local without a destructor — the cheapest TLS there is, and one TLS address per
 //! function (in an extension module each TLS variable costs a `__tls_get_addr` call); the
-//! record queue is created on a thread's first record only.
+//! record list is created on a thread's first record only.
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use aiocop_events::{RawArgs, RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
 use aiocop_severity::EventSpec;
-use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
 use crate::args::resolve_args;
@@ -58,7 +57,7 @@ impl PendingRecord {
 
     /// The record with its argument text left to be made later ([`RawArgs::Deferred`]), and
     /// what it will be made from.
-    pub fn into_deferred(self) -> (RawRecord, DeferredArgs) {
+    pub fn into_deferred(self, py: Python<'_>) -> (RawRecord, DeferredArgs) {
         let record = RawRecord {
             event_name: self.spec.name.to_owned(),
             args: RawArgs::Deferred,
@@ -66,27 +65,48 @@ impl PendingRecord {
             timestamp: self.timestamp,
             weight: Some(self.spec.weight),
         };
-        let args = DeferredArgs {
-            name: self.spec.name,
-            args: self.args,
-        };
-        (record, args)
+        (record, DeferredArgs::new(py, self.spec.name, self.args))
     }
 }
 
-/// A record's event name and argument tuple, kept so that its text (`name(arg1, arg2)`) is made
+/// A record's event name and arguments, kept so that its text (`name(arg1, arg2)`) is made
 /// only when someone reads it.
 #[derive(Debug)]
 pub struct DeferredArgs {
     /// The audit event's name.
     pub name: &'static str,
-    /// The audit event's argument tuple.
+    /// The audit event's argument tuple, or, for an `(args_tuple, kwargs_dict)` pair (what
+    /// aiocop's wrappers emit), the inner tuple alone: the only part its text shows, so the
+    /// pair and the dict are let go at once.
     pub args: Py<PyAny>,
+    /// `args` is a pair's inner tuple ([`RawArgs::Call`]).
+    pub call: bool,
 }
 
 impl DeferredArgs {
+    /// Keeps what the text of `args` will be made from.
+    pub fn new(py: Python<'_>, name: &'static str, args: Py<PyAny>) -> Self {
+        if let Some(inner) = crate::args::call_tuple(args.bind(py)) {
+            return Self {
+                name,
+                args: inner.into_any().unbind(),
+                call: true,
+            };
+        }
+        Self {
+            name,
+            args,
+            call: false,
+        }
+    }
+
     /// The arguments' text (`str()` of each, now).
     pub fn resolve(&self, py: Python<'_>) -> RawArgs {
+        if self.call {
+            if let Ok(inner) = self.args.bind(py).cast::<pyo3::types::PyTuple>() {
+                return crate::args::call_args(inner);
+            }
+        }
         resolve_args(self.args.bind(py))
     }
 
@@ -96,8 +116,10 @@ impl DeferredArgs {
     }
 }
 
+/// One thread's records of the running handle. Only its own thread touches it; borrows are
+/// short and never held while Python code runs (dropping a record can).
 struct ThreadRecords {
-    queue: ArrayQueue<PendingRecord>,
+    records: RefCell<Vec<PendingRecord>>,
     dropped: Cell<u32>,
     should_raise: Cell<bool>,
     first_context: RefCell<Option<Py<PyAny>>>,
@@ -106,15 +128,28 @@ struct ThreadRecords {
 impl ThreadRecords {
     fn new() -> Self {
         Self {
-            queue: ArrayQueue::new(MAX_RECORDS_PER_HANDLE),
+            records: RefCell::new(Vec::with_capacity(MAX_RECORDS_PER_HANDLE)),
             dropped: Cell::new(0),
             should_raise: Cell::new(false),
             first_context: RefCell::new(None),
         }
     }
 
+    fn take(&self) -> Vec<PendingRecord> {
+        match self.records.try_borrow_mut() {
+            Ok(mut records) => records.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records
+            .try_borrow()
+            .map_or(MAX_RECORDS_PER_HANDLE, |r| r.len())
+    }
+
     fn clear(&self) {
-        while self.queue.pop().is_some() {}
+        drop(self.take());
         self.dropped.set(0);
         self.should_raise.set(false);
         self.first_context.borrow_mut().take();
@@ -171,10 +206,7 @@ pub fn exit_handle(token: HandleToken) -> Option<Recorded> {
 #[inline(never)]
 fn take_records() -> Recorded {
     RECORDS.with(|r| {
-        let mut records = Vec::with_capacity(r.queue.len());
-        while let Some(record) = r.queue.pop() {
-            records.push(record);
-        }
+        let records = r.take();
         let out = Recorded {
             records,
             dropped: r.dropped.replace(0),
@@ -237,11 +269,12 @@ pub(crate) fn push_record(
 ) {
     FLAGS.set(FLAGS.get() | TOUCHED);
     RECORDS.with(|r| {
-        if r.queue.is_full() {
+        let len = r.len();
+        if len >= MAX_RECORDS_PER_HANDLE {
             count_dropped_record(r);
             return;
         }
-        let first = r.queue.is_empty();
+        let first = len == 0;
         if raise_enabled() {
             r.should_raise.set(true);
         }
@@ -249,7 +282,15 @@ pub(crate) fn push_record(
             let ctx = first_context();
             *r.first_context.borrow_mut() = ctx;
         }
-        if let Err(rejected) = r.queue.push(make()) {
+        let record = make();
+        let rejected = match r.records.try_borrow_mut() {
+            Ok(mut records) if records.len() < MAX_RECORDS_PER_HANDLE => {
+                records.push(record);
+                None
+            }
+            _ => Some(record),
+        };
+        if let Some(rejected) = rejected {
             drop(rejected);
             count_dropped_record(r);
         }

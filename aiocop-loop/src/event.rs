@@ -305,6 +305,7 @@ impl SlowTaskEvent {
                 .map(|a| DeferredArgs {
                     name: a.name,
                     args: a.args.clone_ref(py),
+                    call: a.call,
                 })
                 .collect();
             (events, args)

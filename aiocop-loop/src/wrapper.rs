@@ -153,11 +153,13 @@ fn slow_path(
     };
     // The calls' argument text is made when the event's blocking_events is read (most
     // callbacks never do), from the argument tuples the event keeps.
-    let (records, args): (Vec<_>, Vec<_>) = recorded
-        .records
-        .into_iter()
-        .map(aiocop_hook::PendingRecord::into_deferred)
-        .unzip();
+    let mut records = Vec::with_capacity(recorded.records.len());
+    let mut args = Vec::with_capacity(recorded.records.len());
+    for record in recorded.records {
+        let (record, deferred) = record.into_deferred(py);
+        records.push(record);
+        args.push(deferred);
+    }
     let mut slice = Slice {
         elapsed_ns,
         threshold_ns,
