@@ -90,21 +90,29 @@ unsafe extern "C" fn audit_hook(
         let Some(spec) = aiocop_severity::lookup(name) else {
             return 0;
         };
-        // Audit hooks run with the GIL held; attaching (cheap then) makes pyo3 release any
-        // object we drop at once instead of deferring it.
-        Python::attach(|py| {
-            let rc = in_hook(|| on_blocking_call(py, spec, args));
-            if rc == 0 {
-                // Nothing we ran may leave an exception behind for the audited call.
-                PyErr::take(py);
-            }
-            rc
-        })
+        // SAFETY: audit hooks run with the GIL held. Not `Python::attach`: pyo3 would ask
+        // CPython for the thread state (PyGILState_Ensure/Release) on every record. The plain
+        // path drops no unbound object (`Bound`s release theirs at once); the rare paths that
+        // may (rules, enforcement, errors) attach for real.
+        let py = unsafe { Python::assume_attached() };
+        let rc = in_hook(|| on_blocking_call(py, spec, args));
+        if rc == 0 && PyErr::occurred(py) {
+            // Nothing we ran may leave an exception behind for the audited call.
+            clear_error();
+        }
+        rc
     }))
     .unwrap_or_else(|_| {
         tracing::error!("panic inside the aiocop audit hook; record dropped");
         0
     })
+}
+
+/// Clears the pending exception, attached so that pyo3 releases it at once.
+#[cold]
+#[inline(never)]
+fn clear_error() {
+    Python::attach(|py| drop(PyErr::take(py)));
 }
 
 /// A blocking call inside a monitored handle: recorded, or, with allow rules or enforcement in
@@ -116,7 +124,7 @@ fn on_blocking_call(
 ) -> c_int {
     let site = capture_site(py, trace_depth());
     if enforce::in_use() || rules::has_active() {
-        return on_checked_call(py, spec, args, &site);
+        return Python::attach(|py| on_checked_call(py, spec, args, &site));
     }
     let record = PendingRecord {
         spec,
