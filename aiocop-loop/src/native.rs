@@ -37,8 +37,45 @@ struct MonitoredObject {
     callback: *mut ffi::PyObject,
     /// Strong reference to a non-empty tuple, or NULL for "no arguments".
     args: *mut ffi::PyObject,
-    /// `Arc::into_raw` of the loop's shared state, or NULL once cleared.
+    /// The loop's shared state, borrowed from `owner`'s `Arc`; NULL once cleared.
     target: *const LoopShared,
+    /// Strong reference to the `LoopPatch` that owns `target` (a plain reference count: no
+    /// atomic operation per callback), or NULL once cleared.
+    owner: *mut ffi::PyObject,
+}
+
+/// Freed `MonitoredCallback`s kept for reuse: every monitored callback allocates one, and a
+/// reused object skips the allocator, the zero-fill and the collector's bookkeeping of a new
+/// one. Only touched with the GIL held (the module keeps the GIL on free-threaded builds).
+struct FreeList(std::cell::UnsafeCell<Vec<*mut ffi::PyObject>>);
+
+// SAFETY: every access holds the GIL (a `Python` token is required), which serialises them.
+unsafe impl Sync for FreeList {}
+
+/// How many freed objects are kept (about 12 KiB).
+const FREELIST_MAX: usize = 256;
+
+static FREELIST: FreeList = FreeList(std::cell::UnsafeCell::new(Vec::new()));
+
+impl FreeList {
+    fn pop(&self, _py: Python<'_>) -> Option<*mut ffi::PyObject> {
+        // SAFETY: GIL held (see the `Sync` impl); no reference into the Vec outlives the call.
+        unsafe { (*self.0.get()).pop() }
+    }
+
+    /// Keeps `obj` (untracked, fields cleared, still holding its type) unless the list is full.
+    fn push(&self, _py: Python<'_>, obj: *mut ffi::PyObject) -> bool {
+        // SAFETY: as in `pop`.
+        let list = unsafe { &mut *self.0.get() };
+        if list.len() >= FREELIST_MAX {
+            return false;
+        }
+        if list.capacity() == 0 {
+            list.reserve_exact(FREELIST_MAX);
+        }
+        list.push(obj);
+        true
+    }
 }
 
 static MONITORED_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
@@ -110,6 +147,7 @@ unsafe fn new_monitored(
     py: Python<'_>,
     callback: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],
+    owner: *mut ffi::PyObject,
     target: &Arc<LoopShared>,
 ) -> PyResult<*mut ffi::PyObject> {
     let tp = monitored_type();
@@ -137,8 +175,19 @@ unsafe fn new_monitored(
         }
         tuple
     };
-    // SAFETY: GIL held; `tp` is our heap type; GenericAlloc zero-fills and GC-tracks.
-    let obj = unsafe { ffi::PyType_GenericAlloc(tp, 0) };
+    let obj = match FREELIST.pop(py) {
+        // SAFETY: a MonitoredObject of our type freed earlier: its fields are cleared, it is
+        // untracked, still holds its reference to the type, and its count is 0; incrementing
+        // makes it live again with one reference (as CPython's own free lists do), and it is
+        // tracked like a new one.
+        Some(obj) => unsafe {
+            ffi::Py_INCREF(obj);
+            ffi::PyObject_GC_Track(obj.cast());
+            obj
+        },
+        // SAFETY: GIL held; `tp` is our heap type; GenericAlloc zero-fills and GC-tracks.
+        None => unsafe { ffi::PyType_GenericAlloc(tp, 0) },
+    };
     if obj.is_null() {
         if !tuple.is_null() {
             // SAFETY: we own `tuple`.
@@ -153,7 +202,9 @@ unsafe fn new_monitored(
         (*m).vectorcall = Some(monitored_vectorcall);
         (*m).callback = callback;
         (*m).args = tuple;
-        (*m).target = Arc::into_raw(Arc::clone(target));
+        ffi::Py_INCREF(owner);
+        (*m).owner = owner;
+        (*m).target = Arc::as_ptr(target);
     }
     if args.is_empty() && is_task_step(callback) {
         // A task's own step, scheduled by the C Task, which drops the handle at once: only the
@@ -208,8 +259,9 @@ unsafe extern "C" fn monitored_vectorcall(
             // SAFETY: forwarded from our caller.
             return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
         }
-        // `target` came from Arc::into_raw and stays alive while `m` (kept alive by our caller
-        // for the whole call) holds it; ManuallyDrop borrows it without touching the count.
+        // `target` is the pointer of the `Arc` its owner (a `LoopPatch` that `m`, kept alive by
+        // our caller for the whole call, holds) keeps; ManuallyDrop borrows it as an `Arc`
+        // without touching the count.
         // SAFETY: see above.
         let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
         // SAFETY: callback/stored are valid strong references held by `m`.
@@ -281,8 +333,8 @@ unsafe extern "C" fn monitored_traverse(
 ) -> c_int {
     let m = obj.cast::<MonitoredObject>();
     // SAFETY: GC calls traverse on a live MonitoredObject.
-    let (callback, args) = unsafe { ((*m).callback, (*m).args) };
-    for child in [callback, args] {
+    let (callback, args, owner) = unsafe { ((*m).callback, (*m).args, (*m).owner) };
+    for child in [callback, args, owner] {
         if !child.is_null() {
             // SAFETY: visiting a valid object with the GC's own visitor.
             let rc = unsafe { visit(child, arg) };
@@ -302,23 +354,38 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
     unsafe {
         let callback = std::mem::replace(&mut (*m).callback, null_mut());
         let args = std::mem::replace(&mut (*m).args, null_mut());
-        let target = std::mem::replace(&mut (*m).target, ptr::null());
+        (*m).target = ptr::null();
+        let owner = std::mem::replace(&mut (*m).owner, null_mut());
         if !callback.is_null() {
             ffi::Py_DECREF(callback);
         }
         if !args.is_null() {
             ffi::Py_DECREF(args);
         }
-        if !target.is_null() {
-            drop(Arc::from_raw(target));
+        if !owner.is_null() {
+            ffi::Py_DECREF(owner);
         }
     }
     0
 }
 
 unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: called once by CPython when the refcount drops to zero, GIL held.
-    unsafe { dealloc(obj, monitored_clear) }
+    // SAFETY: called by CPython when the refcount drops to zero, GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: as above; untracking is always allowed, and the cleared object keeps its type
+    // reference while it waits in the free list.
+    unsafe {
+        if ffi::Py_TYPE(obj) == monitored_type() {
+            ffi::PyObject_GC_UnTrack(obj.cast());
+            monitored_clear(obj);
+            // Releasing the fields may run finalizers, but none can reach this object (nothing
+            // refers to an object whose count is zero): it is free to reuse.
+            if FREELIST.push(py, obj) {
+                return;
+            }
+        }
+        dealloc(obj, monitored_clear);
+    }
 }
 
 unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -540,7 +607,15 @@ unsafe fn forward(
             unsafe { ffi::Py_NewRef(callback) }
         } else {
             // SAFETY: GIL held; valid objects from the caller.
-            unsafe { new_monitored(py, callback, &positional[leading + 1..], patch.shared())? }
+            unsafe {
+                new_monitored(
+                    py,
+                    callback,
+                    &positional[leading + 1..],
+                    slf,
+                    patch.shared(),
+                )?
+            }
         };
         // Slot 0 is spare: with PY_VECTORCALL_ARGUMENTS_OFFSET the original (a bound method)
         // may put its `self` there instead of copying the arguments to prepend it.

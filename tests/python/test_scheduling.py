@@ -223,6 +223,36 @@ def test_reference_cycles_through_a_monitored_callback_are_collected(loop_kind):
     assert ref() is None
 
 
+def test_reused_wrappers_carry_only_their_own_callback(loop_kind, tmp_path):
+    """Freed wrappers are reused: each callback still gets exactly its own arguments, and the
+    events of a second loop (wrappers freed by the first one reused) belong to that loop."""
+    for round_ in range(2):
+        calls = []
+        stats = []
+
+        def note(i, text):
+            calls.append((i, text))
+            if i % 100 == 0:
+                os.stat(tmp_path)
+                stats.append(i)
+
+        async def body():
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            # More at once than the free list keeps, then a second wave reusing them.
+            for wave in range(2):
+                for i in range(wave * 600, wave * 600 + 600):
+                    loop.call_soon(note, i, f"{round_}-{i}")
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            loop.call_soon(done.set_result, None)
+            await done
+
+        result = run_monitored(body, loop_kind)
+        assert calls == [(i, f"{round_}-{i}") for i in range(1200)]
+        assert len(result.events_with("os.stat")) == len(stats) == 12
+
+
 def test_patching_adds_only_the_five_methods_to_an_asyncio_loop():
     """Ours only: the loop gets its five replaced methods as instance attributes and nothing
     else. (An asyncio loop keeps its attributes in its class's compact shared-key layout only
