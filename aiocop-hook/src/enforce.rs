@@ -163,18 +163,18 @@ pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
 }
 
 /// A task's name and its coroutine's qualname (`str` objects, or `None` when not a `str`).
-pub type Identity = (Option<Py<PyAny>>, Option<Py<PyAny>>);
+pub type TaskNames = (Option<Py<PyAny>>, Option<Py<PyAny>>);
 
 /// The task running on this thread: `(name, coroutine qualname)`, if any.
-pub fn current_task(py: Python<'_>) -> Identity {
+pub fn current_task(py: Python<'_>) -> TaskNames {
     let task = py
         .import("asyncio")
         .and_then(|m| m.call_method0(pyo3::intern!(py, "current_task")))
         .ok()
         .filter(|t| !t.is_none());
-    let identity = task.as_ref().and_then(task_identity);
+    let names = task.as_ref().and_then(task_names);
     PyErr::take(py);
-    identity.unwrap_or((None, None))
+    names.unwrap_or((None, None))
 }
 
 /// `value` when it is a `str`, else `None`.
@@ -185,18 +185,25 @@ pub fn str_or_none(value: PyResult<Bound<'_, PyAny>>) -> Option<Py<PyAny>> {
         .map(Bound::unbind)
 }
 
-/// `(task.get_name(), task.get_coro().__qualname__)`, as the `str` objects they are; `None`
-/// when `task` has no `get_coro()` (it is not a task). Leaves no exception set.
-pub fn task_identity(task: &Bound<'_, PyAny>) -> Option<Identity> {
+/// `(task.get_name(), task.get_coro().__qualname__)`; `None` when `task` has no `get_coro()`
+/// (it is not a task). Leaves no exception set.
+pub fn task_names(task: &Bound<'_, PyAny>) -> Option<TaskNames> {
     let py = task.py();
     let Ok(coro) = task.call_method0(pyo3::intern!(py, "get_coro")) else {
         PyErr::take(py);
         return None;
     };
+    Some(names_of(task, &coro))
+}
+
+/// `(task.get_name(), coro.__qualname__)` for a task and the coroutine it runs. Leaves no
+/// exception set.
+pub fn names_of(task: &Bound<'_, PyAny>, coro: &Bound<'_, PyAny>) -> TaskNames {
+    let py = task.py();
     let name = str_or_none(task.call_method0(pyo3::intern!(py, "get_name")));
     let qualname = str_or_none(coro.getattr(pyo3::intern!(py, "__qualname__")));
     PyErr::take(py);
-    Some((name, qualname))
+    (name, qualname)
 }
 
 struct Described {

@@ -90,10 +90,11 @@ unsafe extern "C" fn audit_hook(
         let Some(spec) = aiocop_severity::lookup(name) else {
             return 0;
         };
-        // SAFETY: audit hooks run with the GIL held. Not `Python::attach`: pyo3 would ask
-        // CPython for the thread state (PyGILState_Ensure/Release) on every record. The plain
-        // path drops no unbound object (`Bound`s release theirs at once); the rare paths that
-        // may (rules, enforcement, errors) attach for real.
+        // Not `Python::attach`: pyo3 would ask CPython for the thread state
+        // (PyGILState_Ensure/Release) on every record. `Bound`s release their objects at once;
+        // an unbound one dropped here (a cache eviction) waits in pyo3's pool until the next
+        // real attach, at the end of this handle. Rules, enforcement and errors attach for real.
+        // SAFETY: audit hooks run with the GIL held.
         let py = unsafe { Python::assume_attached() };
         let rc = in_hook(|| on_blocking_call(py, spec, args));
         if rc == 0 && PyErr::occurred(py) {

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aiocop_events::{BlockingEvent, CpuSample, FastBuildHasher, SlowTask, Stack};
+use aiocop_hook::enforce::TaskNames;
 use aiocop_hook::DeferredArgs;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -102,13 +103,12 @@ impl Identity {
     }
 
     /// `(task name, qualname)`: `str` objects, or `None`. Leaves no exception set.
-    pub fn names(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+    pub fn names(&self, py: Python<'_>) -> TaskNames {
         use aiocop_hook::enforce::str_or_none;
         let names = match self {
-            Identity::Task { task, coro } => (
-                str_or_none(task.bind(py).call_method0(pyo3::intern!(py, "get_name"))),
-                str_or_none(coro.bind(py).getattr(pyo3::intern!(py, "__qualname__"))),
-            ),
+            Identity::Task { task, coro } => {
+                aiocop_hook::enforce::names_of(task.bind(py), coro.bind(py))
+            }
             Identity::Callable(target) => (
                 None,
                 str_or_none(target.bind(py).getattr(pyo3::intern!(py, "__qualname__"))),

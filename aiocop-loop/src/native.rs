@@ -176,10 +176,10 @@ unsafe fn new_monitored(
         tuple
     };
     let obj = match FREELIST.pop(py) {
-        // SAFETY: a MonitoredObject of our type freed earlier: its fields are cleared, it is
-        // untracked, still holds its reference to the type, and its count is 0; incrementing
-        // makes it live again with one reference (as CPython's own free lists do), and it is
-        // tracked like a new one.
+        // A MonitoredObject of our type freed earlier: its fields are cleared, it is untracked,
+        // still holds its reference to the type, and its count is 0.
+        // SAFETY: see above; incrementing makes it live again with one reference (as CPython's
+        // own free lists do), and it is tracked like a new one.
         Some(obj) => unsafe {
             ffi::Py_INCREF(obj);
             ffi::PyObject_GC_Track(obj.cast());
