@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use aiocop_events::{FastBuildHasher, Frame, Stack};
 use pyo3::ffi;
@@ -428,9 +428,15 @@ thread_local! {
 
 fn site_key(raw: &[(usize, Position)]) -> u64 {
     let mut hasher = FastBuildHasher::default().build_hasher();
-    for (code, position) in raw {
-        code.hash(&mut hasher);
-        position.hash(&mut hasher);
+    for &(code, position) in raw {
+        // One word per frame: the code object's address, then the position with its kind in
+        // the low bit.
+        let packed = match position {
+            Position::Lasti(offset) => u64::from(offset as u32) << 1,
+            Position::Line(line) => (u64::from(line as u32) << 1) | 1,
+        };
+        hasher.write_usize(code);
+        hasher.write_u64(packed);
     }
     hasher.finish()
 }

@@ -72,8 +72,8 @@ pub trait PythonVersion {
     ///
     /// # Safety
     /// The GIL must be held by the calling thread.
-    unsafe fn walk_interpreter_frames(
-        visit: &mut dyn FnMut(*mut ffi::PyObject, Position) -> bool,
+    unsafe fn walk_interpreter_frames<F: FnMut(*mut ffi::PyObject, Position) -> bool>(
+        visit: &mut F,
     ) -> bool {
         let _ = visit;
         false

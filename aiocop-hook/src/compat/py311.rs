@@ -18,8 +18,8 @@ impl PythonVersion for Py311 {
         unsafe { super::lasti_position(frame) }
     }
 
-    unsafe fn walk_interpreter_frames(
-        visit: &mut dyn FnMut(*mut ffi::PyObject, Position) -> bool,
+    unsafe fn walk_interpreter_frames<F: FnMut(*mut ffi::PyObject, Position) -> bool>(
+        visit: &mut F,
     ) -> bool {
         // SAFETY: forwarded from the caller (GIL held, on the thread being walked).
         unsafe { walk(visit) };
@@ -146,7 +146,8 @@ unsafe fn incomplete(frame: *const InterpreterFrame) -> bool {
 ///
 /// # Safety
 /// The GIL must be held by the calling thread.
-unsafe fn walk(visit: &mut dyn FnMut(*mut ffi::PyObject, Position) -> bool) {
+#[inline]
+unsafe fn walk<F: FnMut(*mut ffi::PyObject, Position) -> bool>(visit: &mut F) {
     // SAFETY: the GIL is held, so the thread state and its frames are stable and valid for
     // the duration of the walk; the layouts are 3.11's (checked above and at run time).
     unsafe {
