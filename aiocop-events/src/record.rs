@@ -1,5 +1,6 @@
 //! Record types: stack frames, audit-event arguments, raw and formatted blocking events.
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use crate::format::{entry_point, format_trace};
@@ -110,8 +111,8 @@ pub enum RawArgs {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRecord {
-    /// The audit event name, e.g. `"open"`.
-    pub event_name: String,
+    /// The audit event name, e.g. `"open"` (borrowed from the event table for recorded calls).
+    pub event_name: Cow<'static, str>,
     /// The event's arguments as text.
     pub args: RawArgs,
     /// The Python stack at the event, innermost frame first (aiocop's own frames excluded);

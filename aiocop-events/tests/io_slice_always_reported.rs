@@ -8,7 +8,7 @@ use aiocop_severity::{weight_of, Level};
 
 fn record(name: &str, args: RawArgs, frames: Vec<Frame>) -> RawRecord {
     RawRecord {
-        event_name: name.to_owned(),
+        event_name: name.to_owned().into(),
         args,
         stack: Stack::shared(frames),
         timestamp: 1_700_000_000.25,

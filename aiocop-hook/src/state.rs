@@ -47,7 +47,7 @@ impl PendingRecord {
     /// Resolves the record to plain Rust data (argument text; the stack is already resolved).
     pub fn resolve(&self, py: Python<'_>) -> RawRecord {
         RawRecord {
-            event_name: self.spec.name.to_owned(),
+            event_name: self.spec.name.into(),
             args: resolve_args(self.args.bind(py)),
             stack: Arc::clone(&self.stack),
             timestamp: self.timestamp,
@@ -59,7 +59,7 @@ impl PendingRecord {
     /// what it will be made from.
     pub fn into_deferred(self, py: Python<'_>) -> (RawRecord, DeferredArgs) {
         let record = RawRecord {
-            event_name: self.spec.name.to_owned(),
+            event_name: self.spec.name.into(),
             args: RawArgs::Deferred,
             stack: self.stack,
             timestamp: self.timestamp,

@@ -404,7 +404,7 @@ fn format_blocking_event<'py>(
         RawArgs::Unformattable
     };
     let record = RawRecord {
-        event_name,
+        event_name: event_name.into(),
         args,
         stack: aiocop_events::Stack::shared(frames_from(&get("raw_stack")?)?),
         timestamp: raw_event
