@@ -372,10 +372,23 @@ const fn load8(name: &[u8], start: usize) -> u64 {
 /// apart in one or two probes.
 const fn name_slot(name: &[u8]) -> usize {
     let len = name.len();
-    let tail = len.saturating_sub(8);
-    let h = (load8(name, 0) ^ ((len as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ load8(name, tail).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    mix(len, load8(name, 0), load8(name, len.saturating_sub(8)))
+}
+
+const fn mix(len: usize, head: u64, tail: u64) -> usize {
+    let h = (head ^ ((len as u64) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ tail.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     ((h ^ (h >> 31)) as usize) & (HASH_SLOTS - 1)
+}
+
+/// [`name_slot`] at run time: names of 8 bytes or more are read a word at a time.
+#[inline]
+fn name_slot_runtime(name: &[u8]) -> usize {
+    let len = name.len();
+    match (name.first_chunk::<8>(), name.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => mix(len, u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => name_slot(name),
+    }
 }
 
 const fn build_slots() -> [u8; HASH_SLOTS] {
@@ -418,7 +431,7 @@ const _: () =
 /// ```
 #[inline]
 pub fn lookup(name: &[u8]) -> Option<&'static EventSpec> {
-    let mut slot = name_slot(name);
+    let mut slot = name_slot_runtime(name);
     let entry = loop {
         let at = SLOTS[slot];
         if at == EMPTY {
@@ -485,6 +498,21 @@ mod tests {
             .iter()
             .chain(WRAPPED_EVENTS)
             .find(|spec| spec.name.as_bytes() == name)
+    }
+
+    #[test]
+    fn the_run_time_slot_is_the_compile_time_slot() {
+        let names: &[&[u8]] = &[
+            b"",
+            b"open",
+            b"os.stat",
+            b"os.chdir",
+            b"socket.getaddrinfo",
+            b"x",
+        ];
+        for name in names.iter().copied().chain(INDEX.iter().map(|e| e.name)) {
+            assert_eq!(name_slot_runtime(name), name_slot(name), "{name:?}");
+        }
     }
 
     #[test]
