@@ -159,21 +159,7 @@ unsafe fn new_monitored(
     let tuple = if args.is_empty() {
         null_mut()
     } else {
-        let len = ffi::Py_ssize_t::try_from(args.len()).unwrap_or(ffi::Py_ssize_t::MAX);
-        // SAFETY: GIL held.
-        let tuple = unsafe { ffi::PyTuple_New(len) };
-        if tuple.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        for (i, &item) in args.iter().enumerate() {
-            // SAFETY: `tuple` is a fresh tuple of `len` slots; `item` is a valid object whose
-            // new reference the tuple steals.
-            unsafe {
-                ffi::Py_INCREF(item);
-                ffi::PyTuple_SET_ITEM(tuple, i as ffi::Py_ssize_t, item);
-            }
-        }
-        tuple
+        args_tuple(py, args)?
     };
     let obj = match FREELIST.pop(py) {
         // A MonitoredObject of our type freed earlier: its fields are cleared, it is untracked,
@@ -217,6 +203,26 @@ unsafe fn new_monitored(
     Ok(obj)
 }
 
+/// A new tuple of `args` (the arguments stored with a callback).
+#[inline(never)]
+fn args_tuple(py: Python<'_>, args: &[*mut ffi::PyObject]) -> PyResult<*mut ffi::PyObject> {
+    let len = ffi::Py_ssize_t::try_from(args.len()).unwrap_or(ffi::Py_ssize_t::MAX);
+    // SAFETY: GIL held.
+    let tuple = unsafe { ffi::PyTuple_New(len) };
+    if tuple.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    for (i, &item) in args.iter().enumerate() {
+        // SAFETY: `tuple` is a fresh tuple of `len` slots; `item` is a valid object whose new
+        // reference the tuple steals.
+        unsafe {
+            ffi::Py_INCREF(item);
+            ffi::PyTuple_SET_ITEM(tuple, i as ffi::Py_ssize_t, item);
+        }
+    }
+    Ok(tuple)
+}
+
 /// The type of the C Task's step callbacks (`TaskStepMethWrapper`), once seen.
 static TASK_STEP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
 
@@ -228,6 +234,13 @@ fn is_task_step(callback: *mut ffi::PyObject) -> bool {
     if !known.is_null() {
         return tp == known;
     }
+    learn_task_step_type(tp)
+}
+
+/// Whether `tp` is the C Task's step type, remembered once it is seen.
+#[cold]
+#[inline(never)]
+fn learn_task_step_type(tp: *mut ffi::PyTypeObject) -> bool {
     // SAFETY: `tp_name` of a live type is a valid NUL-terminated string.
     let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) };
     if name.to_bytes() == b"TaskStepMethWrapper" {
@@ -461,6 +474,13 @@ fn context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
     if !existing.is_null() {
         return existing;
     }
+    new_context_kwnames(py)
+}
+
+/// Makes the `("context",)` keyword-names tuple (once).
+#[cold]
+#[inline(never)]
+fn new_context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
     let names = pyo3::types::PyTuple::new(py, [pyo3::intern!(py, "context")])
         .map(|t| t.into_ptr())
         .unwrap_or(null_mut());
@@ -490,6 +510,17 @@ unsafe fn is_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
     if KNOWN_CONTEXT_KWNAMES.load(Ordering::Relaxed) == kwnames {
         return true;
     }
+    // SAFETY: guaranteed by the caller.
+    unsafe { learn_context_kwnames(kwnames) }
+}
+
+/// [`is_context_kwnames`] for a tuple not seen before.
+///
+/// # Safety
+/// As for [`is_context_kwnames`].
+#[cold]
+#[inline(never)]
+unsafe fn learn_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
     // SAFETY: guaranteed by the caller.
     let is_context = unsafe {
         ffi::PyTuple_GET_SIZE(kwnames) == 1
