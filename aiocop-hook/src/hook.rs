@@ -127,21 +127,36 @@ fn on_blocking_call(
     if enforce::in_use() || rules::has_active() {
         return Python::attach(|py| on_checked_call(py, spec, args, &site));
     }
-    let record = PendingRecord {
+    let record = new_record(py, spec, args, &site);
+    // Without enforcement in use, after-the-handle raising is off (its variable is unread).
+    keep(py, record, || false);
+    0
+}
+
+/// The record of this call, with our own reference to its argument tuple.
+fn new_record(
+    py: Python<'_>,
+    spec: &'static aiocop_severity::EventSpec,
+    args: *mut ffi::PyObject,
+    site: &stack::CallSite,
+) -> PendingRecord {
+    PendingRecord {
         spec,
-        // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
-        // reference.
+        // SAFETY: `args` is the event's argument tuple, valid for this call (CPython passes it
+        // to the hook); we take our own reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
         stack: Arc::clone(&site.stack),
         timestamp: now_unix(),
-    };
-    // Without enforcement in use, after-the-handle raising is off (its variable is unread).
+    }
+}
+
+/// Adds `record` to the running handle's records.
+fn keep(py: Python<'_>, record: PendingRecord, raise_enabled: impl FnOnce() -> bool) {
     push_record(
         || record,
-        || false,
+        raise_enabled,
         || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
     );
-    0
 }
 
 /// A blocking call while allow rules or enforcement are in use: allowed by a rule (nothing
@@ -164,14 +179,7 @@ fn on_checked_call(
         }
         facts = Some(known);
     }
-    let record = PendingRecord {
-        spec,
-        // SAFETY: `args` is the event's argument tuple, valid for this call; we take our own
-        // reference.
-        args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
-        stack: Arc::clone(&site.stack),
-        timestamp: now_unix(),
-    };
+    let record = new_record(py, spec, args, site);
     if let Some(min_weight) = enforce::at_call_min_weight(py) {
         if spec.weight >= min_weight {
             let facts = facts.unwrap_or_else(|| stack::facts(py, &site.frames));
@@ -184,10 +192,6 @@ fn on_checked_call(
             }
         }
     }
-    push_record(
-        || record,
-        || enforce::raise_enabled(py),
-        || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
-    );
+    keep(py, record, || enforce::raise_enabled(py));
     0
 }

@@ -5,8 +5,7 @@ use aiocop_events::SlowTask;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-pub use crate::event::SliceObjects;
-use crate::event::{blocking_events, SlowTaskEvent};
+use crate::event::{blocking_events, SliceObjects, SlowTaskEvent};
 use crate::{pylog, registry};
 
 fn or_none(py: Python<'_>, value: Option<Py<PyAny>>) -> Bound<'_, PyAny> {

@@ -23,7 +23,8 @@ use aiocop_events::{assemble, Slice, SlowTask};
 use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
-use crate::deliver::{deliver, SliceObjects};
+use crate::deliver::deliver;
+use crate::event::SliceObjects;
 use crate::registry::CallbackSnapshot;
 
 /// Slices that may wait for the background thread (all loops together).

@@ -27,7 +27,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 /// The fields, in aiocop 1.2.1's order, ours (the task identity) last.
-pub const FIELD_NAMES: [&str; FIELDS] = [
+const FIELD_NAMES: [&str; FIELDS] = [
     "elapsed_ms",
     "threshold_ms",
     "exceeded_threshold",

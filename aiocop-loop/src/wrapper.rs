@@ -13,9 +13,9 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::config::{self, Dispatch};
-use crate::deliver::{deliver, high_severity_error, SliceObjects};
+use crate::deliver::{deliver, high_severity_error};
 use crate::dispatch::{self, LoopShared};
-use crate::event::Identity;
+use crate::event::{Identity, SliceObjects};
 use crate::{registry, sampler};
 
 /// Runs one monitored handle: `callback(*args)`, timed, with the thread marked as inside a
