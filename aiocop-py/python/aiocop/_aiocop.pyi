@@ -4,8 +4,8 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, Literal, Optional, Union
 
-from aiocop.types.events import BlockingEventInfo, RawBlockingEvent, SlowTaskEvent
-from aiocop.types.events import SlowTaskEvent as SlowTaskEvent
+from aiocop.types.events import BlockingEventInfo, RawBlockingEvent
+from aiocop.types.events import SlowTaskEvent as SlowTaskEvent  # re-exported: the native class
 from aiocop.types.severity import IoSeverityLevel
 
 NATIVE_TIME_SLEEP_EVENT: bool
