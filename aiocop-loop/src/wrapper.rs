@@ -277,6 +277,8 @@ pub struct LoopPatch {
     /// `call_soon`, `call_later`, `call_at`, `call_soon_threadsafe`, as bound before patching.
     originals: [Py<PyAny>; 4],
     call_exception_handler_orig: Py<PyAny>,
+    /// Set for a stock asyncio loop: `call_soon` does the stock steps itself.
+    direct: Option<crate::native::DirectCallSoon>,
 }
 
 impl LoopPatch {
@@ -288,6 +290,11 @@ impl LoopPatch {
     /// An original scheduling method, by index (see `originals`).
     pub(crate) fn original(&self, index: usize) -> &Py<PyAny> {
         &self.originals[index.min(3)]
+    }
+
+    /// What the `call_soon` replacement needs to do a stock asyncio `call_soon` itself.
+    pub(crate) fn direct(&self) -> Option<&crate::native::DirectCallSoon> {
+        self.direct.as_ref()
     }
 }
 
@@ -318,6 +325,9 @@ impl LoopPatch {
             visit.call(original)?;
         }
         visit.call(&self.call_exception_handler_orig)?;
+        if let Some(direct) = &self.direct {
+            direct.traverse(&visit)?;
+        }
         Ok(())
     }
 }
@@ -342,6 +352,7 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
                 original("call_soon_threadsafe")?,
             ],
             call_exception_handler_orig: original("call_exception_handler")?,
+            direct: crate::native::DirectCallSoon::for_loop(event_loop),
         },
     )?;
     for (name, replacement) in crate::native::bound_replacements(&patch)? {

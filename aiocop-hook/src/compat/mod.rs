@@ -9,6 +9,7 @@
 //! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
 //! | 3.14 | native | as 3.11 | as 3.13 |
+//! | all | | | asyncio's stock `BaseEventLoop.call_soon` does the same steps outside debug mode (closed check, `events.Handle`, append to `_ready`) |
 //!
 //! The crate is compiled against one CPython version (no abi3: `PySys_AddAuditHook` is outside the
 //! limited API), so [`Current`] is chosen with pyo3's `Py_3_x` cfgs and everything else goes
@@ -58,6 +59,12 @@ pub trait PythonVersion {
     /// The code-object attribute holding the function's qualified name (`co_qualname` from
     /// 3.11; 3.10 only has `co_name`).
     const QUALNAME_ATTR: &'static str = "co_qualname";
+    /// Whether asyncio's stock `BaseEventLoop.call_soon`, outside debug mode, is exactly:
+    /// raise if `_closed`, `events.Handle(callback, args, loop, context)`, append it to
+    /// `_ready`, return it (through `_check_closed` and `_call_soon`). True for 3.10–3.14;
+    /// aiocop's `call_soon` replacement does those steps itself for a stock asyncio loop
+    /// instead of calling the Python method, and forwards to it where this is false.
+    const STOCK_CALL_SOON_IS_HANDLE_APPEND: bool = true;
 
     /// The position of `frame` in its code object.
     ///
