@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 
-use aiocop_events::{FastBuildHasher, Frame, Stack};
+use aiocop_events::{FastBuildHasher, FastHasher, Frame, Stack};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -402,14 +402,38 @@ pub struct CallSite {
     pub frames: Vec<CapturedFrame>,
     /// The resolved stack, shared by every record made at this site.
     pub stack: Arc<Stack>,
+    /// The capture as two words per frame ([`push_frame`]): what a new capture is compared
+    /// with.
+    words: Box<[u64]>,
 }
 
 impl CallSite {
-    fn matches(&self, raw: &[(usize, Position)]) -> bool {
-        self.frames.len() == raw.len()
-            && self.frames.iter().zip(raw).all(|(f, &(code, position))| {
-                f.code.as_ptr() as usize == code && f.position == position
-            })
+    fn matches(&self, words: &[u64]) -> bool {
+        *self.words == *words
+    }
+}
+
+/// Appends one frame to a capture as two words, the code object's address and its position
+/// with the kind in the low bit, and mixes both into `hasher`.
+#[inline(always)]
+fn push_frame(words: &mut Vec<u64>, hasher: &mut FastHasher, code: usize, position: Position) {
+    let packed = match position {
+        Position::Lasti(offset) => u64::from(offset as u32) << 1,
+        Position::Line(line) => (u64::from(line as u32) << 1) | 1,
+    };
+    words.push(code as u64);
+    words.push(packed);
+    hasher.write_u64(code as u64);
+    hasher.write_u64(packed);
+}
+
+/// The position packed by [`push_frame`].
+fn unpack_position(packed: u64) -> Position {
+    let value = (packed >> 1) as u32 as i32;
+    if packed & 1 == 0 {
+        Position::Lasti(value)
+    } else {
+        Position::Line(value)
     }
 }
 
@@ -421,41 +445,32 @@ const STACK_CACHE_CAP: usize = 2048;
 thread_local! {
     static SITES: RefCell<HashMap<u64, Arc<CallSite>, FastBuildHasher>> =
         RefCell::new(HashMap::default());
-    /// The current capture as `(code address, position)` pairs: reused, so a capture of a
-    /// known call site allocates nothing and takes no references.
-    static SCRATCH: RefCell<Vec<(usize, Position)>> = const { RefCell::new(Vec::new()) };
+    /// The current capture as words ([`push_frame`]): reused, so a capture of a known call
+    /// site allocates nothing and takes no references.
+    static SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
-fn site_key(raw: &[(usize, Position)]) -> u64 {
-    let mut hasher = FastBuildHasher::default().build_hasher();
-    for &(code, position) in raw {
-        // One word per frame: the code object's address, then the position with its kind in
-        // the low bit.
-        let packed = match position {
-            Position::Lasti(offset) => u64::from(offset as u32) << 1,
-            Position::Line(line) => (u64::from(line as u32) << 1) | 1,
-        };
-        hasher.write_usize(code);
-        hasher.write_u64(packed);
-    }
-    hasher.finish()
-}
-
-fn cached_site(key: u64, raw: &[(usize, Position)]) -> Option<Arc<CallSite>> {
+fn cached_site(key: u64, words: &[u64]) -> Option<Arc<CallSite>> {
     SITES.with(|cache| {
         cache
             .borrow()
             .get(&key)
-            .filter(|site| site.matches(raw))
+            .filter(|site| site.matches(words))
             .map(Arc::clone)
     })
 }
 
 /// Resolves `frames` into a new call site and caches it under `key`.
-fn new_site(py: Python<'_>, key: u64, frames: Vec<CapturedFrame>) -> Arc<CallSite> {
+fn new_site(
+    py: Python<'_>,
+    key: u64,
+    frames: Vec<CapturedFrame>,
+    words: Box<[u64]>,
+) -> Arc<CallSite> {
     let site = Arc::new(CallSite {
         stack: Stack::shared(resolve_frames(py, &frames)),
         frames,
+        words,
     });
     SITES.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -470,56 +485,106 @@ fn new_site(py: Python<'_>, key: u64, frames: Vec<CapturedFrame>) -> Arc<CallSit
 /// What a walk into the scratch buffer found.
 enum Walked {
     Known(Arc<CallSite>),
-    New(u64, Vec<CapturedFrame>),
+    New(u64, Vec<CapturedFrame>, Box<[u64]>),
 }
 
 /// The call site of the calling thread's current stack (up to `depth` frames): for a site seen
-/// before, a walk, a hash and a comparison — no allocation, no reference taken; a new site is
-/// resolved through the code-object cache.
+/// before, one walk that hashes as it goes and one comparison of words — no allocation, no
+/// reference taken; a new site is resolved through the code-object cache.
 pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
     if DIRECT_WALK.load(Ordering::Relaxed) == DIRECT_OK {
         let walked = SCRATCH.with(|scratch| {
-            let Ok(mut raw) = scratch.try_borrow_mut() else {
+            let Ok(mut words) = scratch.try_borrow_mut() else {
                 return None;
             };
-            raw.clear();
+            words.clear();
+            let limit = depth.min(MAX_WALK) * 2;
+            let mut hasher = FastHasher::default();
             let mut visit = |code: *mut ffi::PyObject, position: Position| {
-                raw.push((code as usize, position));
-                raw.len() < depth && raw.len() < MAX_WALK
+                push_frame(&mut words, &mut hasher, code as usize, position);
+                words.len() < limit
             };
             // SAFETY: the GIL is held (`py`) by this thread, whose stack is walked.
             if !unsafe { Current::walk_interpreter_frames(&mut visit) } {
                 return None;
             }
-            let key = site_key(&raw);
-            if let Some(site) = cached_site(key, &raw) {
+            let key = hasher.finish();
+            if let Some(site) = cached_site(key, &words) {
                 return Some(Walked::Known(site));
             }
             // A new site: take references now, before any Python code can run and free a
             // code object.
-            let frames = raw
-                .iter()
-                .map(|&(code, position)| CapturedFrame {
+            let frames = words
+                .chunks_exact(2)
+                .map(|pair| CapturedFrame {
                     // SAFETY: the code objects of the live frames just walked, no Python code
                     // ran since; we take our own reference.
-                    code: unsafe { Bound::from_borrowed_ptr(py, code as *mut ffi::PyObject) }
+                    code: unsafe { Bound::from_borrowed_ptr(py, pair[0] as *mut ffi::PyObject) }
                         .unbind(),
-                    position,
+                    position: unpack_position(pair[1]),
                 })
                 .collect::<Vec<_>>();
-            Some(Walked::New(key, frames))
+            Some(Walked::New(key, frames, words.as_slice().into()))
         });
         match walked {
             Some(Walked::Known(site)) => return site,
-            Some(Walked::New(key, frames)) => return new_site(py, key, frames),
+            Some(Walked::New(key, frames, words)) => return new_site(py, key, frames, words),
             None => {}
         }
     }
     let frames = capture_current(py, depth);
-    let raw: Vec<(usize, Position)> = frames
-        .iter()
-        .map(|f| (f.code.as_ptr() as usize, f.position))
-        .collect();
-    let key = site_key(&raw);
-    cached_site(key, &raw).unwrap_or_else(|| new_site(py, key, frames))
+    let mut words = Vec::with_capacity(frames.len() * 2);
+    let mut hasher = FastHasher::default();
+    for frame in &frames {
+        push_frame(
+            &mut words,
+            &mut hasher,
+            frame.code.as_ptr() as usize,
+            frame.position,
+        );
+    }
+    let key = hasher.finish();
+    cached_site(key, &words).unwrap_or_else(|| new_site(py, key, frames, words.into_boxed_slice()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_positions_unpack_to_themselves() {
+        let positions = [
+            Position::Lasti(0),
+            Position::Lasti(1234),
+            Position::Lasti(i32::MAX),
+            Position::Line(1),
+            Position::Line(-1),
+            Position::Line(i32::MAX),
+        ];
+        let mut words = Vec::new();
+        let mut hasher = FastHasher::default();
+        for (i, &position) in positions.iter().enumerate() {
+            push_frame(&mut words, &mut hasher, 0x1000 + i, position);
+        }
+        let unpacked: Vec<(u64, Position)> = words
+            .chunks_exact(2)
+            .map(|pair| (pair[0], unpack_position(pair[1])))
+            .collect();
+        let expected: Vec<(u64, Position)> = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &position)| (0x1000 + i as u64, position))
+            .collect();
+        assert_eq!(unpacked, expected);
+    }
+
+    #[test]
+    fn an_offset_and_a_line_of_the_same_value_differ() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut ha, mut hb) = (FastHasher::default(), FastHasher::default());
+        push_frame(&mut a, &mut ha, 0x1000, Position::Lasti(7));
+        push_frame(&mut b, &mut hb, 0x1000, Position::Line(7));
+        assert_ne!(a, b);
+        assert_ne!(ha.finish(), hb.finish());
+    }
 }
