@@ -64,6 +64,9 @@ pub struct LoopShared {
     /// The loop thread has scheduled a delivery that has not run yet.
     delivery_scheduled: AtomicBool,
     thread: ThreadId,
+    /// The callable scheduled to deliver this loop's events, made on first use and reused
+    /// (it refers back to this state weakly, so it keeps nothing alive).
+    delivery: std::sync::OnceLock<Py<Delivery>>,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,7 @@ impl LoopShared {
             in_flight: AtomicUsize::new(0),
             delivery_scheduled: AtomicBool::new(false),
             thread: std::thread::current().id(),
+            delivery: std::sync::OnceLock::new(),
         });
         let mut loops = LOOPS
             .lock()
@@ -180,26 +184,58 @@ impl LoopShared {
         }
     }
 
+    /// Schedules the delivery handle: `method(loop, delivery, context=<new empty context>)`,
+    /// with `method` a class-level (unpatched) `call_soon` or `call_soon_threadsafe`, as one
+    /// vectorcall (no argument tuple or keyword dict).
     fn schedule_with(self: &Arc<Self>, py: Python<'_>, method: &Py<PyAny>) -> PyResult<()> {
         let event_loop = self
             .event_loop(py)
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the loop is gone"))?;
-        let delivery = Py::new(
-            py,
-            Delivery {
-                target: Arc::clone(self),
-            },
-        )?;
+        let delivery = self.delivery(py)?;
         // Deliver in a fresh, empty context: not in a copy of whichever task's context was
         // current when the delivery was scheduled.
         // SAFETY: GIL held; returns a new reference or NULL with an exception set.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_New()) }?;
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "context"), context)?;
-        method
-            .bind(py)
-            .call((event_loop, delivery), Some(&kwargs))?;
+        let kwnames = crate::native::context_kwnames(py);
+        if kwnames.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // Slot 0 is spare for PY_VECTORCALL_ARGUMENTS_OFFSET.
+        let args = [
+            std::ptr::null_mut(),
+            event_loop.as_ptr(),
+            delivery.as_ptr(),
+            context.as_ptr(),
+        ];
+        // SAFETY: GIL held; two positionals and the `context` keyword's value, all valid for
+        // the call; `kwnames` names the last one; slot 0 may be overwritten by the callee.
+        let handle = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyObject_Vectorcall(
+                    method.as_ptr(),
+                    args.as_ptr().add(1),
+                    2 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                    kwnames,
+                ),
+            )
+        }?;
+        drop(handle);
         Ok(())
+    }
+
+    /// This loop's delivery callable (made once).
+    fn delivery<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<&Bound<'py, Delivery>> {
+        if let Some(delivery) = self.delivery.get() {
+            return Ok(delivery.bind(py));
+        }
+        let made = Py::new(
+            py,
+            Delivery {
+                target: Arc::downgrade(self),
+            },
+        )?;
+        Ok(self.delivery.get_or_init(|| made).bind(py))
     }
 
     fn discard_pending(&self) {
@@ -215,13 +251,15 @@ impl LoopShared {
 #[pyclass(frozen, module = "aiocop._aiocop", name = "_Delivery")]
 #[derive(Debug)]
 pub struct Delivery {
-    target: Arc<LoopShared>,
+    target: Weak<LoopShared>,
 }
 
 #[pymethods]
 impl Delivery {
     fn __call__(&self, py: Python<'_>) {
-        self.target.deliver_pending(py);
+        if let Some(target) = self.target.upgrade() {
+            target.deliver_pending(py);
+        }
     }
 
     fn __repr__(&self) -> &'static str {

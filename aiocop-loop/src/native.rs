@@ -470,7 +470,9 @@ impl Method {
 
 static CONTEXT_KWNAMES: AtomicPtr<ffi::PyObject> = AtomicPtr::new(null_mut());
 
-fn context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
+/// The `("context",)` keyword-names tuple (made once, kept for the process): NULL only if
+/// it could not be made.
+pub(crate) fn context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
     let existing = CONTEXT_KWNAMES.load(Ordering::Acquire);
     if !existing.is_null() {
         return existing;
