@@ -62,16 +62,13 @@ const COROUTINE: usize = 10;
 /// `blocking_events` is, or when the event outlives its delivery.
 #[derive(Debug)]
 pub enum Identity {
-    /// A task step: the task and its coroutine (taken at the step: an eager task may drop its
-    /// coroutine once done).
-    Task {
-        /// The task (`callback.__self__`).
-        task: Py<PyAny>,
-        /// `task.get_coro()`.
-        coro: Py<PyAny>,
-    },
-    /// A plain callback, or the function of a `functools.partial`.
-    Callable(Py<PyAny>),
+    /// The handle's callback, not looked into yet: a task's step (whose `__self__` is the task)
+    /// or any other callable. Looking into it at the end of every slow handle (an attribute
+    /// read and a method call) cost more than the rest of the slow path on some programs
+    /// (their attribute lookups also evict hot entries from CPython's type cache), so it waits
+    /// until a name is wanted. A task whose step was scheduled did not complete eagerly, so
+    /// its `get_coro()` still answers then.
+    Callback(Py<PyAny>),
     /// The names themselves (`str`, or `None`).
     Names(Option<Py<PyAny>>, Option<Py<PyAny>>),
 }
@@ -83,36 +80,35 @@ impl Default for Identity {
 }
 
 impl Identity {
-    /// What `callback` runs for: a task's step (its owner answers `get_coro()`), else the
-    /// callable itself. Leaves no exception set.
-    pub fn of_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) -> Self {
-        if let Ok(owner) = callback.getattr(pyo3::intern!(py, "__self__")) {
-            if let Ok(coro) = owner.call_method0(pyo3::intern!(py, "get_coro")) {
-                return Identity::Task {
-                    task: owner.unbind(),
-                    coro: coro.unbind(),
-                };
-            }
-        }
-        PyErr::take(py);
-        let target = callback
-            .getattr(pyo3::intern!(py, "func")) // functools.partial
-            .unwrap_or_else(|_| callback.clone());
-        PyErr::take(py);
-        Identity::Callable(target.unbind())
+    /// Who `callback` runs for, read later ([`Identity::names`]).
+    pub fn of_callback(callback: &Bound<'_, PyAny>) -> Self {
+        Identity::Callback(callback.clone().unbind())
     }
 
-    /// `(task name, qualname)`: `str` objects, or `None`. Leaves no exception set.
+    /// `(task name, qualname)`: `str` objects, or `None`. For a task's step, the task's name
+    /// and its coroutine's qualname; for a plain callback, its `__qualname__` (the function's,
+    /// for a `functools.partial`). Leaves no exception set.
     pub fn names(&self, py: Python<'_>) -> TaskNames {
-        use aiocop_hook::enforce::str_or_none;
+        use aiocop_hook::enforce::{str_or_none, task_names};
         let names = match self {
-            Identity::Task { task, coro } => {
-                aiocop_hook::enforce::names_of(task.bind(py), coro.bind(py))
+            Identity::Callback(callback) => {
+                let callback = callback.bind(py);
+                let of_task = callback
+                    .getattr(pyo3::intern!(py, "__self__"))
+                    .ok()
+                    .and_then(|owner| task_names(&owner));
+                PyErr::take(py);
+                of_task.unwrap_or_else(|| {
+                    let target = callback
+                        .getattr(pyo3::intern!(py, "func")) // functools.partial
+                        .unwrap_or_else(|_| callback.clone());
+                    PyErr::take(py);
+                    (
+                        None,
+                        str_or_none(target.getattr(pyo3::intern!(py, "__qualname__"))),
+                    )
+                })
             }
-            Identity::Callable(target) => (
-                None,
-                str_or_none(target.bind(py).getattr(pyo3::intern!(py, "__qualname__"))),
-            ),
             Identity::Names(name, qualname) => (
                 name.as_ref().map(|n| n.clone_ref(py)),
                 qualname.as_ref().map(|q| q.clone_ref(py)),
@@ -124,11 +120,7 @@ impl Identity {
 
     fn clone_ref(&self, py: Python<'_>) -> Self {
         match self {
-            Identity::Task { task, coro } => Identity::Task {
-                task: task.clone_ref(py),
-                coro: coro.clone_ref(py),
-            },
-            Identity::Callable(target) => Identity::Callable(target.clone_ref(py)),
+            Identity::Callback(callback) => Identity::Callback(callback.clone_ref(py)),
             Identity::Names(name, qualname) => Identity::Names(
                 name.as_ref().map(|n| n.clone_ref(py)),
                 qualname.as_ref().map(|q| q.clone_ref(py)),
@@ -138,11 +130,7 @@ impl Identity {
 
     fn visit(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            Identity::Task { task, coro } => {
-                visit.call(task)?;
-                visit.call(coro)
-            }
-            Identity::Callable(target) => visit.call(target),
+            Identity::Callback(callback) => visit.call(callback),
             Identity::Names(name, qualname) => {
                 visit.call(name)?;
                 visit.call(qualname)

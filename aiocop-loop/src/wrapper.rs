@@ -67,7 +67,6 @@ pub(crate) fn run_monitored(
         return result; // the fast path
     }
     after_slow_handle(
-        py,
         callback,
         target,
         elapsed_ns,
@@ -99,7 +98,6 @@ fn pick_up(target: &Arc<LoopShared>) {
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn after_slow_handle(
-    py: Python<'_>,
     callback: &Bound<'_, PyAny>,
     target: &Arc<LoopShared>,
     elapsed_ns: u64,
@@ -109,7 +107,7 @@ fn after_slow_handle(
     pre_context: Option<Py<PyDict>>,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let identity = Identity::of_callback(py, callback);
+    let identity = Identity::of_callback(callback);
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
     Python::attach(|py| {
