@@ -227,6 +227,13 @@ fn args_tuple(py: Python<'_>, args: &[*mut ffi::PyObject]) -> PyResult<*mut ffi:
 /// The type of the C Task's step callbacks (`TaskStepMethWrapper`), once seen.
 static TASK_STEP_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
 
+/// The last type seen (before the step type was) that is not the C Task's step type: a loop
+/// scheduling only plain callbacks until its first task step compares a pointer, not a name.
+/// Only compared, never dereferenced; if a type freed since were replaced by the step type at
+/// the same address, steps would merely stay tracked by the collector until another type is
+/// seen.
+static LAST_OTHER_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(null_mut());
+
 /// Whether `callback` is a C Task's step (`TaskStepMethWrapper`).
 fn is_task_step(callback: *mut ffi::PyObject) -> bool {
     // SAFETY: `callback` is a valid object; its type outlives it.
@@ -234,6 +241,9 @@ fn is_task_step(callback: *mut ffi::PyObject) -> bool {
     let known = TASK_STEP_TYPE.load(Ordering::Relaxed);
     if !known.is_null() {
         return tp == known;
+    }
+    if LAST_OTHER_TYPE.load(Ordering::Relaxed) == tp {
+        return false;
     }
     learn_task_step_type(tp)
 }
@@ -248,6 +258,7 @@ fn learn_task_step_type(tp: *mut ffi::PyTypeObject) -> bool {
         TASK_STEP_TYPE.store(tp, Ordering::Relaxed);
         return true;
     }
+    LAST_OTHER_TYPE.store(tp, Ordering::Relaxed);
     false
 }
 
