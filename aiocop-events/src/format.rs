@@ -240,6 +240,13 @@ pub fn format_event(name: &str, args: &RawArgs) -> String {
     out
 }
 
+/// [`format_event`], kept out of line: the loop thread's records defer their text.
+#[cold]
+#[inline(never)]
+fn format_event_text(name: &str, args: &RawArgs) -> String {
+    format_event(name, args)
+}
+
 /// Formats a raw record as Python's `format_blocking_event()` does: event string, trace, entry
 /// point, and the record's weight as `severity`. The stack's text is formatted here when no
 /// earlier record of the same call site has formatted it yet.
@@ -269,7 +276,7 @@ pub fn format_record(record: &RawRecord) -> BlockingEvent {
     BlockingEvent {
         event: match record.args {
             RawArgs::Deferred => String::new(),
-            _ => format_event(&record.event_name, &record.args),
+            _ => format_event_text(&record.event_name, &record.args),
         },
         stack: Arc::clone(&record.stack),
         severity: record.weight,

@@ -167,6 +167,16 @@ impl Stack {
     }
 
     fn text(&self) -> &(String, String) {
+        match self.text.get() {
+            Some(text) => text,
+            None => self.format_once(),
+        }
+    }
+
+    /// Formats the text (once; a stack is shared, so usually by an earlier event).
+    #[cold]
+    #[inline(never)]
+    fn format_once(&self) -> &(String, String) {
         self.text
             .get_or_init(|| (format_trace(&self.frames), entry_point(&self.frames)))
     }

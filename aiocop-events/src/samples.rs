@@ -40,6 +40,15 @@ pub struct CpuSample {
 /// assert!(aggregate_samples(&[]).is_empty());
 /// ```
 pub fn aggregate_samples(stacks: &[Vec<Frame>]) -> Vec<CpuSample> {
+    if stacks.is_empty() {
+        return Vec::new(); // the usual case: an IO event in a short handle
+    }
+    count_samples(stacks)
+}
+
+#[cold]
+#[inline(never)]
+fn count_samples(stacks: &[Vec<Frame>]) -> Vec<CpuSample> {
     let mut slot_of: HashMap<&[Frame], usize> = HashMap::with_capacity(stacks.len());
     let mut counted: Vec<(&[Frame], u32)> = Vec::new();
     for stack in stacks {

@@ -214,6 +214,7 @@ fn ns_to_ms(ns: u64) -> f64 {
 ///
 /// assert!(assemble(&Slice { elapsed_ns: 1, threshold_ns: 30_000_000, ..Slice::default() }).is_none());
 /// ```
+#[inline(never)] // one copy for every caller: the slow path calls it from several branches
 pub fn assemble(slice: &Slice) -> Option<SlowTask> {
     let exceeded_threshold = slice.exceeded_threshold();
     let (reason, severity_score, blocking_events) = if !slice.records.is_empty() {

@@ -140,14 +140,16 @@ fn slow_path(
     identity: Identity,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let post_context = registry::capture_context(py);
-    let has_records = !recorded.records.is_empty();
-    let context: Option<Py<PyAny>> = if has_records {
-        recorded
-            .first_context
-            .or_else(|| merge(py, pre_context, post_context))
+    let post_context = if registry::has_providers() {
+        capture_context(py)
     } else {
-        merge(py, pre_context, post_context)
+        None
+    };
+    let has_records = !recorded.records.is_empty();
+    let context: Option<Py<PyAny>> = match recorded.first_context {
+        Some(first) if has_records => Some(first),
+        _ if pre_context.is_none() && post_context.is_none() => None,
+        _ => merge(py, pre_context, post_context),
     };
     // The calls' argument text is made when the event's blocking_events is read (most
     // callbacks never do), from the argument tuples the event keeps.
@@ -170,38 +172,18 @@ fn slow_path(
         && has_records
         && slice.exceeded_threshold()
         && slice.score() >= THRESHOLD_HIGH;
-    if violation {
-        // The warning or the exception shows the calls: their text is made now.
-        for (record, args) in slice.records.iter_mut().zip(&args) {
-            record.args = args.resolve(py);
-        }
-    }
     let objects = SliceObjects {
         context,
         identity,
         args,
     };
     let error = if violation {
-        match aiocop_hook::enforce::mode(py) {
-            aiocop_hook::enforce::Mode::Raise => {
-                assemble(&slice).map(|task| high_severity_error(py, &task, &objects))
-            }
-            aiocop_hook::enforce::Mode::Warn => {
-                if let Some(task) = assemble(&slice) {
-                    warn_violation(py, &task);
-                }
-                None
-            }
-        }
+        violation_error(py, &mut slice, &objects)
     } else {
         None
     };
     match config::dispatch() {
-        Dispatch::Inline => {
-            if let Some(task) = assemble(&slice) {
-                deliver(py, task, objects, &registry::callbacks(py));
-            }
-        }
+        Dispatch::Inline => deliver_inline(py, &slice, objects),
         // A slice with nothing left to format is assembled here: cheaper than the hand-off.
         Dispatch::Background if slice.is_reportable() && target.can_assemble_here(&slice) => {
             if let Some(task) = assemble(&slice) {
@@ -217,6 +199,36 @@ fn slow_path(
     match error {
         Some(err) => Err(err),
         None => result,
+    }
+}
+
+/// A handle that broke raise/warn mode: the `HighSeverityBlockingIoException` to raise, or
+/// `None` after logging the warning. The calls' text is made now (the message shows them).
+#[cold]
+#[inline(never)]
+fn violation_error(py: Python<'_>, slice: &mut Slice, objects: &SliceObjects) -> Option<PyErr> {
+    for (record, args) in slice.records.iter_mut().zip(&objects.args) {
+        record.args = args.resolve(py);
+    }
+    match aiocop_hook::enforce::mode(py) {
+        aiocop_hook::enforce::Mode::Raise => {
+            assemble(slice).map(|task| high_severity_error(py, &task, objects))
+        }
+        aiocop_hook::enforce::Mode::Warn => {
+            if let Some(task) = assemble(slice) {
+                warn_violation(py, &task);
+            }
+            None
+        }
+    }
+}
+
+/// `dispatch="inline"`: assemble and deliver right after the handle.
+#[cold]
+#[inline(never)]
+fn deliver_inline(py: Python<'_>, slice: &Slice, objects: SliceObjects) {
+    if let Some(task) = assemble(slice) {
+        deliver(py, task, objects, &registry::callbacks(py));
     }
 }
 
@@ -249,6 +261,8 @@ fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
 }
 
 /// Start values, overridden by the end values that are not `None`.
+#[cold]
+#[inline(never)]
 fn merge(py: Python<'_>, pre: Option<Py<PyDict>>, post: Option<Py<PyDict>>) -> Option<Py<PyAny>> {
     match (pre, post) {
         (None, None) => None,
