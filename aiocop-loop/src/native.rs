@@ -289,12 +289,14 @@ unsafe extern "C" fn monitored_vectorcall(
         // without touching the count.
         // SAFETY: see above.
         let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
+        // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
+        // caller) holds both for as long as the call runs.
         // SAFETY: callback/stored are valid strong references held by `m`.
-        let callback = unsafe { Bound::from_borrowed_ptr(py, callback) };
+        let callback = unsafe { pyo3::Borrowed::from_ptr(py, callback) };
         let stored = (!stored.is_null())
             // SAFETY: as above.
-            .then(|| unsafe { Bound::from_borrowed_ptr(py, stored) });
-        run_monitored(py, &callback, stored.as_ref(), &target)
+            .then(|| unsafe { pyo3::Borrowed::from_ptr(py, stored) });
+        run_monitored(py, &callback, stored.as_deref(), &target)
     }));
     match outcome {
         Ok(Ok(value)) => value.into_ptr(),
