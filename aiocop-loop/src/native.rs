@@ -609,9 +609,9 @@ unsafe fn keyword_context(
 
 /// A stock asyncio loop's `call_soon`, done natively: the loop (the original bound method's
 /// `self`) and `asyncio.events.Handle`. Calling the pure-Python `call_soon` from C (a new
-/// interpreter entry, then `_check_closed` and `_call_soon`) was a third of the replacement's
-/// cost; outside debug mode those steps are only an attribute check, the `Handle` and an
-/// append, which the replacement does itself (and forwards to the original for anything
+/// interpreter entry, then `_check_closed` and `_call_soon`) cost more than the rest of the
+/// replacement; outside debug mode those steps are only an attribute check, the `Handle` and
+/// an append, which the replacement does itself (and forwards to the original for anything
 /// else: debug mode, a closed loop).
 #[derive(Debug)]
 pub(crate) struct DirectCallSoon {
