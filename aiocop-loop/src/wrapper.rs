@@ -146,10 +146,12 @@ fn slow_path(
         None
     };
     let has_records = !recorded.records.is_empty();
-    let context: Option<Py<PyAny>> = match recorded.first_context {
-        Some(first) if has_records => Some(first),
-        _ if pre_context.is_none() && post_context.is_none() => None,
-        _ => merge(py, pre_context, post_context),
+    let context: Option<Py<PyAny>> = if has_records {
+        recorded
+            .first_context
+            .or_else(|| merge(py, pre_context, post_context))
+    } else {
+        merge(py, pre_context, post_context)
     };
     // The calls' argument text is made when the event's blocking_events is read (most
     // callbacks never do), from the argument tuples the event keeps.
@@ -261,23 +263,27 @@ fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
 }
 
 /// Start values, overridden by the end values that are not `None`.
-#[cold]
-#[inline(never)]
 fn merge(py: Python<'_>, pre: Option<Py<PyDict>>, post: Option<Py<PyDict>>) -> Option<Py<PyAny>> {
     match (pre, post) {
         (None, None) => None,
         (Some(pre), None) => Some(pre.into_any()),
         (None, Some(post)) => Some(post.into_any()),
-        (Some(pre), Some(post)) => {
-            let pre = pre.bind(py);
-            for (key, value) in post.bind(py).iter() {
-                if !value.is_none() && pre.set_item(key, value).is_err() {
-                    PyErr::take(py);
-                }
-            }
-            Some(pre.clone().into_any().unbind())
+        (Some(pre), Some(post)) => Some(merge_dicts(py, pre, post)),
+    }
+}
+
+/// `pre` updated with the values of `post` that are not `None` (context providers at both
+/// ends of the handle: rare, so out of line).
+#[cold]
+#[inline(never)]
+fn merge_dicts(py: Python<'_>, pre: Py<PyDict>, post: Py<PyDict>) -> Py<PyAny> {
+    let pre = pre.bind(py);
+    for (key, value) in post.bind(py).iter() {
+        if !value.is_none() && pre.set_item(key, value).is_err() {
+            PyErr::take(py);
         }
     }
+    pre.clone().into_any().unbind()
 }
 
 /// The state installed on a monitored loop: the original scheduling methods (which the native
