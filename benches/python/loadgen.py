@@ -5,7 +5,8 @@
 Each connection sends a GET, reads the whole response (``Content-Length`` bodies only), and
 sends the next. Requests in the warm-up are not counted. The run is bounded in time and in
 requests, and only ever connects to 127.0.0.1. Prints one JSON line: requests/s, p50 and p99
-latency in milliseconds, and the count of failed requests.
+latency in milliseconds, the count of failed requests, and ``completed``: every request
+answered, warm-up included (what the server did while the run lasted).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ HOST = "127.0.0.1"
 class Stats:
     latencies_ns: list[int] = field(default_factory=list)
     started: int = 0
+    completed: int = 0
     errors: int = 0
 
 
@@ -57,6 +59,7 @@ async def connection(
                 stats.errors += 1
                 break
             end = time.perf_counter_ns()
+            stats.completed += 1
             if start >= measure_from and end <= until:
                 stats.latencies_ns.append(end - start)
     finally:
@@ -88,6 +91,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "connections": args.connections,
         "duration_s": args.duration,
         "requests": len(latencies),
+        "completed": stats.completed,
         "rps": len(latencies) / args.duration,
         "p50_ms": statistics.median(latencies) / 1e6,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] / 1e6,

@@ -249,8 +249,9 @@ fn micro_table(rows: &[micro::Row]) -> String {
 fn server_table(rows: &[server::Row]) -> String {
     let mut out = String::from(
         "| endpoint | none req/s | ours req/s | incumbent req/s | ours / none | incumbent / none \
-         | p50 ms none / ours / incumbent | p99 ms none / ours / incumbent | target | met |\n\
-         |---|---:|---:|---:|---:|---:|---|---|---|---|\n",
+         | p50 ms none / ours / incumbent | p99 ms none / ours / incumbent \
+         | server CPU µs/request none / ours / incumbent | ours' extra CPU µs/request | target | met |\n\
+         |---|---:|---:|---:|---:|---:|---|---|---|---:|---|---|\n",
     );
     for row in rows {
         let per_mode = |samples: &[Vec<f64>; 3], digits: usize| {
@@ -262,7 +263,7 @@ fn server_table(rows: &[server::Row]) -> String {
         let share = |mode: Mode| opt(row.share(mode), |s| format!("{:.1}%", s * 100.0));
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} | ours ≥{:.0}% | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | ours ≥{:.0}% | {} |",
             row.endpoint.path,
             rps(Mode::None),
             rps(Mode::Ours),
@@ -271,6 +272,8 @@ fn server_table(rows: &[server::Row]) -> String {
             share(Mode::Incumbent),
             per_mode(&row.p50_ms, 2),
             per_mode(&row.p99_ms, 2),
+            per_mode(&row.cpu_us, 1),
+            opt(row.cpu_overhead_us(Mode::Ours), |us| format!("{us:+.2}")),
             row.endpoint.min_share * 100.0,
             met(row.meets_target()),
         );
@@ -340,6 +343,11 @@ fn to_json(results: &Results, machine: &[(&str, String)], options: &Options) -> 
             ("rps", per_mode(&row.rps)),
             ("p50_ms", per_mode(&row.p50_ms)),
             ("p99_ms", per_mode(&row.p99_ms)),
+            ("server_cpu_us_per_request", per_mode(&row.cpu_us)),
+            (
+                "ours_extra_cpu_us_per_request",
+                Value::num(row.cpu_overhead_us(Mode::Ours)),
+            ),
         ])
     });
     let memory = results.memory.iter().map(|row| {
@@ -441,9 +449,15 @@ cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only 
 - **Server** (`benches/python/server.py`): Starlette served by uvicorn (`--loop uvloop --http
   httptools`, one worker, 127.0.0.1), the monitor activated in the lifespan handler, loaded by
   `benches/python/loadgen.py` (raw asyncio sockets, HTTP/1.1 keep-alive, 32 connections, 1 s
-  warm-up then 5 s); one server per mode per round, the modes taking turns going first, medians
-  over the rounds. Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat`
-  and `/read`. The load generator and the server share the machine's 2 cores.
+  warm-up then 5 s). One server per mode runs for the whole part; each round loads every endpoint
+  of each mode in turn (the modes taking turns going first), so the runs compared are seconds
+  apart. A mode's share is the median over the rounds of its requests/s over no monitor's in
+  the same round. Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat`
+  and `/read`. The load generator and the server share the machine's 2 cores, so throughput
+  also moves with the load generator's luck; the server's own CPU time (user + system, all
+  threads, from `/proc/<pid>/stat` at 10 ms resolution) per answered request, warm-up
+  included, is shown next to it: its difference to no monitor is what the monitor costs each
+  request.
 - **Memory** (`benches/python/memory.py`): RSS (`VmRSS`) before and after 10^7 monitored
   callbacks, 10^6 of which call `os.stat` (each one an `io_blocking` event delivered to the
   callback).

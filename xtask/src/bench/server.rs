@@ -1,6 +1,7 @@
 //! The real-server bench: `benches/python/server.py` (Starlette) served by uvicorn on uvloop
 //! and httptools, one worker on 127.0.0.1, loaded by `benches/python/loadgen.py` in another
-//! process. Each round starts one server per mode, in turn, and loads each endpoint.
+//! process. One server per mode runs for the whole part; each round loads every endpoint of
+//! each, the modes in turn.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -42,13 +43,28 @@ pub(crate) struct Row {
     pub(crate) rps: [Vec<f64>; 3],
     pub(crate) p50_ms: [Vec<f64>; 3],
     pub(crate) p99_ms: [Vec<f64>; 3],
+    /// The server process's CPU time (user + system, all its threads) per answered request,
+    /// in microseconds: what each request cost the server, whatever the load generator did.
+    pub(crate) cpu_us: [Vec<f64>; 3],
     pub(crate) errors: f64,
 }
 
 impl Row {
-    /// median requests/s of `mode` over median requests/s with no monitor.
+    /// The median over the rounds of `mode`'s requests/s over no monitor's in the same round
+    /// (the two measured a few seconds apart, so drift of the machine cancels out).
     pub(crate) fn share(&self, mode: Mode) -> Option<f64> {
-        Some(median(&self.rps[mode as usize])? / median(&self.rps[Mode::None as usize])?)
+        let ratios: Vec<f64> = self.rps[mode as usize]
+            .iter()
+            .zip(&self.rps[Mode::None as usize])
+            .filter(|(_, none)| **none > 0.0)
+            .map(|(rps, none)| rps / none)
+            .collect();
+        median(&ratios)
+    }
+
+    /// Median server CPU microseconds per request of `mode` minus no monitor's.
+    pub(crate) fn cpu_overhead_us(&self, mode: Mode) -> Option<f64> {
+        Some(median(&self.cpu_us[mode as usize])? - median(&self.cpu_us[Mode::None as usize])?)
     }
 
     pub(crate) fn meets_target(&self) -> Option<bool> {
@@ -66,28 +82,35 @@ fn durations(smoke: bool) -> (&'static str, &'static str) {
     }
 }
 
+/// Starts one server per mode, all kept running (an idle server costs nothing), then loads
+/// them in turn: per round and endpoint, each mode once, the modes taking turns going first,
+/// so the runs compared are seconds apart and drift over a round does not always favour the
+/// same one.
 pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
     let mut rows = ENDPOINTS.each_ref().map(|endpoint| Row {
         endpoint,
         rps: Default::default(),
         p50_ms: Default::default(),
         p99_ms: Default::default(),
+        cpu_us: Default::default(),
         errors: 0.0,
     });
     let (duration, warmup) = durations(bench.options.smoke);
     let rounds = bench.options.rounds;
+    let servers = Mode::ALL
+        .into_iter()
+        .map(|mode| Server::start(bench, mode))
+        .collect::<Result<Vec<_>>>()?;
     for round in 1..=rounds {
         step(&format!(
             "server, round {round}/{rounds}: uvicorn + Starlette, {CONNECTIONS} connections, \
-             {duration} s per endpoint"
+             {duration} s per endpoint and mode"
         ));
-        // The modes take turns going first, so drift over a round (other load on a shared
-        // machine, warm caches) does not always favour the same one.
         let mut order = Mode::ALL;
         order.rotate_left((round - 1) % Mode::ALL.len());
-        for mode in order {
-            let server = Server::start(bench, mode)?;
-            for row in &mut rows {
+        for row in &mut rows {
+            for mode in order {
+                let server = &servers[mode as usize];
                 let mut cmd = bench.script(Mode::None, "loadgen.py")?;
                 cmd.args([
                     "--port",
@@ -97,26 +120,38 @@ pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
                 ])
                 .args(["--connections", &CONNECTIONS.to_string()])
                 .args(["--duration", duration, "--warmup", warmup]);
+                let cpu_before = server.cpu_seconds()?;
                 let result = run_json(&mut cmd)?;
+                let cpu = server.cpu_seconds()? - cpu_before;
+                let completed = result.f64("completed")?;
                 let i = mode as usize;
                 row.rps[i].push(result.f64("rps")?);
                 row.p50_ms[i].push(result.f64("p50_ms")?);
                 row.p99_ms[i].push(result.f64("p99_ms")?);
+                if completed > 0.0 {
+                    row.cpu_us[i].push(cpu / completed * 1e6);
+                }
                 row.errors += result.f64("errors")?;
                 println!(
-                    "{:>10} {:<7} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms",
+                    "{:>10} {:<7} {:>8.0} req/s  p50 {:.2} ms  p99 {:.2} ms  server CPU {:.1} us/req",
                     mode.name(),
                     row.endpoint.path,
                     result.f64("rps")?,
                     result.f64("p50_ms")?,
-                    result.f64("p99_ms")?
+                    result.f64("p99_ms")?,
+                    cpu / completed.max(1.0) * 1e6,
                 );
             }
-            server.stop();
         }
+    }
+    for server in servers {
+        server.stop();
     }
     Ok(rows.into())
 }
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
 
 /// A uvicorn process, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Server {
@@ -162,6 +197,25 @@ impl Server {
 
     fn stop(self) {
         drop(self);
+    }
+
+    /// The process's CPU time so far (user + system, all threads), from `/proc/<pid>/stat`.
+    fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.child.id());
+        let stat = std::fs::read_to_string(&path).map_err(|err| format!("{path}: {err}"))?;
+        // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+        let ticks = |index: usize| -> Result<f64> {
+            fields
+                .get(index)
+                .and_then(|field| field.parse::<f64>().ok())
+                .ok_or_else(|| format!("{path}: no CPU times in `{stat}`").into())
+        };
+        Ok((ticks(11)? + ticks(12)?) / USER_HZ)
     }
 }
 
