@@ -4,7 +4,6 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
@@ -65,13 +64,6 @@ pub fn trace_depth() -> usize {
 /// Sets the function called at a handle's first record to capture the user's context.
 pub fn set_first_record_context(f: ContextCapture) {
     let _ = FIRST_RECORD_CONTEXT.set(f);
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// The hook. On a thread that is not inside a monitored handle it returns at once: two
@@ -146,7 +138,7 @@ fn new_record(
         // to the hook); we take our own reference.
         args: unsafe { Bound::from_borrowed_ptr(py, args) }.unbind(),
         stack: Arc::clone(&site.stack),
-        timestamp: now_unix(),
+        timestamp: aiocop_clock::unix_now(),
     }
 }
 

@@ -79,32 +79,11 @@ pub fn dispatch() -> Dispatch {
     }
 }
 
-/// Monotonic nanoseconds (`CLOCK_MONOTONIC`, the clock behind `std::time::Instant`); never 0.
-/// Read twice per monitored handle: a raw read and integer arithmetic, without `Instant`'s
-/// checked `Duration` conversions.
-#[cfg(unix)]
+/// Monotonic nanoseconds on the process's one clock ([`aiocop_clock::now_ns`]: the TSC where
+/// the kernel trusts it, else `CLOCK_MONOTONIC`); never 0. Read twice per monitored handle.
 #[inline]
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC exists on every unix target.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.wrapping_mul(1_000_000_000).wrapping_add(nanos).max(1)
-}
-
-/// Monotonic nanoseconds since the first call in this process; never 0.
-#[cfg(not(unix))]
-#[inline]
-pub fn now_ns() -> u64 {
-    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let base = *BASE.get_or_init(std::time::Instant::now);
-    u64::try_from(base.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .saturating_add(1)
+    aiocop_clock::now_ns()
 }
 
 #[cfg(test)]

@@ -460,6 +460,7 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     let grace_ns = u64::try_from(PICKUP_GRACE.as_nanos()).unwrap_or(u64::MAX);
     loop {
         let drained = drain(d, &mut waiting);
+        aiocop_clock::recalibrate();
         let now = crate::config::now_ns();
         // The age that counts is the loop's own: when its events last became ready after a
         // pick-up, not when this thread first saw it waiting (a loop that picks up batch after

@@ -210,6 +210,7 @@ fn watchdog(sampler: &'static Sampler) {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
         }
+        aiocop_clock::recalibrate();
         let threshold = config::threshold_ns();
         let arm = config.effective_arm_after_ns(threshold);
         let slots: Vec<Arc<Slot>> = {

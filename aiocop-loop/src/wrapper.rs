@@ -108,6 +108,8 @@ fn after_slow_handle(
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let identity = Identity::of_callback(callback);
+    // Now and then: refine the clock's rate (the background threads do it too, when awake).
+    aiocop_clock::recalibrate();
     // A real attach (not just the caller's token) so that Python objects released on the slow
     // path are released now, not deferred to pyo3's pool.
     Python::attach(|py| {

@@ -471,7 +471,8 @@ fn flush(py: Python<'_>) {
 /// Counters: events dropped because a bounded queue was full, events not delivered because
 /// their loop closed first, blocking records dropped because a handle already had 50, and
 /// deliveries scheduled by the loop thread itself (`deliveries_picked_up`) or by the background
-/// thread for an idle loop (`deliveries_woken`).
+/// thread for an idle loop (`deliveries_woken`); the delivery mode, and the clock that times
+/// handles (`"tsc"` or `"monotonic"`).
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
@@ -482,6 +483,7 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("deliveries_picked_up", picked_up)?;
     dict.set_item("deliveries_woken", woken)?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
+    dict.set_item("clock", aiocop_clock::source().as_str())?;
     Ok(dict)
 }
 
