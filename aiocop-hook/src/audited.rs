@@ -118,7 +118,7 @@ fn non_blocking(py: Python<'_>, sock: *mut ffi::PyObject) -> bool {
     }
 }
 
-/// Raises the audit event with `(args_tuple, kwargs_dict)`. Returns -1 with an exception set
+/// Raises the audit event with the arguments `(args_tuple, kwargs_dict)`. Returns -1 with an exception set
 /// when a hook refused the call.
 ///
 /// # Safety
@@ -160,11 +160,14 @@ unsafe fn raise_event(
         }
         Ok((tuple, kwargs))
     };
-    match build() {
-        // SAFETY: GIL held; "OO" takes two object pointers, borrowed for the call.
-        Ok((tuple, kwargs)) => unsafe {
-            PySys_Audit(event, c"OO".as_ptr(), tuple.as_ptr(), kwargs.as_ptr())
-        },
+    // The hooks get the pair itself: with "O", PySys_Audit passes a tuple on as the event's
+    // arguments (with "OO" it would build the same pair again from the format).
+    let pair = build().and_then(|(tuple, kwargs)| {
+        pyo3::types::PyTuple::new(py, [tuple.into_any(), kwargs.into_any()])
+    });
+    match pair {
+        // SAFETY: GIL held; "O" takes one object pointer, borrowed for the call.
+        Ok(pair) => unsafe { PySys_Audit(event, c"O".as_ptr(), pair.as_ptr()) },
         // Our own failure never fails the user's call.
         Err(_) => 0,
     }
