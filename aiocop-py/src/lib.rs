@@ -9,13 +9,12 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
 
+mod alloc;
 mod validate;
 
-/// Rust allocations cross threads (the loop thread builds slices the dispatch thread frees, and
-/// the other way round); mimalloc's per-thread heaps free them without the allocator-lock
-/// contention glibc's arenas showed under load. Python's own allocations are unaffected.
+/// mimalloc for the extension's Rust allocations (see `alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 use validate::{callable, non_negative_ms, optional_ms, positive_int, positive_ms};
 
