@@ -197,7 +197,13 @@ pub fn unix_now() -> f64 {
             match WALL_OFFSET_NS.load(Ordering::Relaxed) {
                 // Not taken yet (another thread is making the first calibration).
                 0 => source::unix_ns() as f64 / 1e9,
-                offset => (i128::from(now) + i128::from(offset)) as f64 / 1e9,
+                // i64 nanoseconds reach the year 2262; an i128 would convert in software.
+                offset => {
+                    i64::try_from(now)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(offset) as f64
+                        / 1e9
+                }
             }
         }
         Source::Monotonic => source::unix_ns() as f64 / 1e9,
