@@ -80,7 +80,8 @@ def new_loop(kind: str) -> Any:
 
 
 def versions() -> dict[str, str]:
-    """What ran: the interpreter, uvloop, the monitor and the build of ours (for the report)."""
+    """What ran: the interpreter, uvloop, the monitor, the build of ours and the clock it timed
+    handles with (for the report)."""
     from importlib.metadata import PackageNotFoundError, version
 
     def installed(name: str) -> str:
@@ -100,4 +101,6 @@ def versions() -> dict[str, str]:
         result["build"] = time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.stat(native.__file__).st_mtime)
         )
+        # The clock that timed the handles ("tsc" or "monotonic").
+        result["clock"] = str(native.stats().get("clock", "-"))
     return result

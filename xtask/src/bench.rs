@@ -137,14 +137,15 @@ impl Bench<'_> {
 }
 
 /// What the bench processes ran with: `<mode>.python`, `<mode>.uvloop`, `<mode>.aiocop`, and
-/// `ours.build` (the extension's mtime), each with every distinct value seen.
+/// `ours.build` (the extension's mtime) and `ours.clock` (`aiocop.stats()["clock"]`), each with
+/// every distinct value seen.
 #[derive(Debug, Default)]
 pub(crate) struct Versions(BTreeMap<String, Vec<String>>);
 
 impl Versions {
     /// Records the versions a process of `mode` reported in its JSON `result`.
     pub(crate) fn record(&mut self, mode: Mode, result: &Value) {
-        for key in ["python", "uvloop", "aiocop", "build"] {
+        for key in ["python", "uvloop", "aiocop", "build", "clock"] {
             if let Some(version) = result.text(key) {
                 let seen = self.0.entry(format!("{}.{key}", mode.name())).or_default();
                 if !seen.iter().any(|v| v == version) {
