@@ -118,8 +118,8 @@ fn non_blocking(py: Python<'_>, sock: *mut ffi::PyObject) -> bool {
     }
 }
 
-/// Raises the audit event with the arguments `(args_tuple, kwargs_dict)`. Returns -1 with an exception set
-/// when a hook refused the call.
+/// Raises the audit event with the arguments `(args_tuple, kwargs_dict)`. Returns -1 with an
+/// exception set when a hook refused the call.
 ///
 /// # Safety
 /// GIL held; a valid vectorcall (`args`, `nargs`, `kwnames`).

@@ -56,7 +56,7 @@ pub struct LoopShared {
     pending: ArrayQueue<Pending>,
     /// Events are pending and no delivery has been scheduled for them yet.
     ready: AtomicBool,
-    /// When `ready` last went from false to true (ns on [`crate::config::now_ns`]'s clock).
+    /// When `ready` last went from false to true (ns on [`aiocop_clock::now_ns`]'s clock).
     ready_since_ns: AtomicU64,
     /// Slices of this loop handed to the background thread and not yet in `pending`: while
     /// there are any, later slices follow them there too (events stay in order).
@@ -376,7 +376,7 @@ fn report_drops(py: Python<'_>) {
     if dropped <= reported {
         return;
     }
-    let now = crate::config::now_ns();
+    let now = aiocop_clock::now_ns();
     let last = LAST_NS.load(Ordering::Relaxed);
     if last != 0 && now.saturating_sub(last) < 1_000_000_000 {
         return;
@@ -461,7 +461,7 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
     loop {
         let drained = drain(d, &mut waiting);
         aiocop_clock::recalibrate();
-        let now = crate::config::now_ns();
+        let now = aiocop_clock::now_ns();
         // The age that counts is the loop's own: when its events last became ready after a
         // pick-up, not when this thread first saw it waiting (a loop that picks up batch after
         // batch is never idle, however long it stays in the list).
@@ -491,7 +491,7 @@ fn run(d: &'static Dispatcher, wake: flume::Receiver<Wake>) {
             .min()
             .map(|oldest| {
                 let deadline = oldest.saturating_add(grace_ns);
-                Duration::from_nanos(deadline.saturating_sub(crate::config::now_ns()))
+                Duration::from_nanos(deadline.saturating_sub(aiocop_clock::now_ns()))
             });
         let next = if drained > 0 {
             // Traffic: look again after POLL without announcing a nap, so that producers
@@ -550,7 +550,7 @@ fn drain(d: &Dispatcher, waiting: &mut Vec<Arc<LoopShared>>) -> usize {
             // it could not schedule): the age starts now.
             target
                 .ready_since_ns
-                .store(crate::config::now_ns(), Ordering::Release);
+                .store(aiocop_clock::now_ns(), Ordering::Release);
             target.ready.store(true, Ordering::Release);
         }
         if !waiting.iter().any(|w| Arc::ptr_eq(w, &target)) {

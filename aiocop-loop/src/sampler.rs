@@ -130,7 +130,7 @@ pub fn after_fork_child() {
     }
 }
 
-/// Marks the start of a slice (begun at `started_ns`, on [`config::now_ns`]'s clock) on this
+/// Marks the start of a slice (begun at `started_ns`, on [`aiocop_clock::now_ns`]'s clock) on this
 /// thread. Returns the token for [`slice_end`], or `None` when sampling is off.
 #[inline]
 pub fn slice_start(started_ns: u64) -> Option<u64> {
@@ -221,7 +221,7 @@ fn watchdog(sampler: &'static Sampler) {
             slots.retain(|s| s.strong_count() > 0);
             slots.iter().filter_map(Weak::upgrade).collect()
         };
-        let now = config::now_ns();
+        let now = aiocop_clock::now_ns();
         let mut any_running = false;
         for slot in &slots {
             let start = slot.start_ns.load(Ordering::Acquire);

@@ -52,10 +52,10 @@ pub(crate) fn run_monitored(
     let Some(token) = aiocop_hook::enter_handle() else {
         return invoke();
     };
-    let started_ns = config::now_ns();
+    let started_ns = aiocop_clock::now_ns();
     let sampling = sampler::slice_start(started_ns);
     let result = invoke();
-    let elapsed_ns = config::now_ns().saturating_sub(started_ns);
+    let elapsed_ns = aiocop_clock::now_ns().saturating_sub(started_ns);
     let samples = sampler::slice_end(sampling);
     let recorded = aiocop_hook::exit_handle(token);
 
