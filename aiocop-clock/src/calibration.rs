@@ -62,3 +62,21 @@ impl Calibration {
         self.rate as f64 / (1u64 << SHIFT) as f64
     }
 }
+
+/// Largest rate difference between the TSC as calibrated and `CLOCK_MONOTONIC` that is not a
+/// changed TSC: NTP slews `CLOCK_MONOTONIC` by at most 500 ppm.
+const MAX_RATE_ERROR: u64 = 1_000; // 1 in 1,000
+/// Slack for the two readings behind each comparison.
+const READING_SLACK_NS: u64 = 50_000;
+
+/// Whether the TSC no longer ticks at the calibrated rate: between two checks of the
+/// calibrated clock against `CLOCK_MONOTONIC` (at monotonic times `previous_ns` and `ns`, where
+/// calibrated minus monotonic was `previous_drift` and `drift` nanoseconds), the difference
+/// moved by more than a thousandth of the time between them (plus slack for the readings).
+/// This happens when a virtual machine moves to a host whose TSC runs at another rate, or when
+/// the counter stops being synchronised; the kernel then stops keeping time with it too.
+pub fn rate_changed(previous_ns: u64, previous_drift: i64, ns: u64, drift: i64) -> bool {
+    let interval = ns.saturating_sub(previous_ns);
+    let moved = drift.abs_diff(previous_drift);
+    moved > interval / MAX_RATE_ERROR + READING_SLACK_NS
+}

@@ -11,15 +11,17 @@
 //! [`recalibrate`] (called from background threads and from the end of slow handles) over an
 //! ever longer span, geometrically, until the span passes [`FINAL_SPAN_NS`]. Each refinement
 //! keeps the clock continuous (the new rate starts where the old one ended), so a duration
-//! measured across one is off by at most the old rate's error over that duration.
+//! measured across one is off by at most the old rate's error over that duration. Each check
+//! also compares the calibrated clock with `CLOCK_MONOTONIC`: should the TSC leave its rate (a
+//! virtual machine moved to another host, say), readings go to `CLOCK_MONOTONIC` for good.
 
 mod calibration;
 mod source;
 
-use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-pub use calibration::Calibration;
+pub use calibration::{rate_changed, Calibration};
 pub use source::{Source, CLOCK_ENV};
 
 /// The README's example, compiled and run as a doctest.
@@ -39,16 +41,31 @@ const WALL_REFRESH_NS: u64 = 1_000_000_000;
 static CALIBRATION: AtomicPtr<Calibration> = AtomicPtr::new(std::ptr::null_mut());
 /// The clock source, chosen once.
 static SOURCE: OnceLock<Source> = OnceLock::new();
+/// The TSC stopped ticking at its calibrated rate: `CLOCK_MONOTONIC` from then on.
+static FELL_BACK: AtomicBool = AtomicBool::new(false);
 /// [`now_ns`] time of the next due refinement or wall-clock refresh.
 static NEXT_DUE_NS: AtomicU64 = AtomicU64::new(0);
 /// Unix time minus [`now_ns`], in nanoseconds.
 static WALL_OFFSET_NS: AtomicI64 = AtomicI64::new(0);
-/// Serialises refinements (taken with `try_lock` only); holds the first (tsc, monotonic ns)
-/// pair, the rate's origin.
-static ORIGIN: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+/// Serialises refinements (taken with `try_lock` only); holds what they measure from.
+static ORIGIN: Mutex<Option<Tracking>> = Mutex::new(None);
 
-/// The source [`now_ns`] reads.
+/// What refinements measure from.
+#[derive(Debug, Clone, Copy)]
+struct Tracking {
+    /// The first (tsc, monotonic ns) pair: the rate's origin.
+    origin: (u64, u64),
+    /// The last check of the calibrated clock against `CLOCK_MONOTONIC`: (monotonic ns,
+    /// calibrated minus monotonic).
+    checked: Option<(u64, i64)>,
+}
+
+/// The source [`now_ns`] reads: `Monotonic` from the moment the TSC is found to have left its
+/// calibrated rate.
 pub fn source() -> Source {
+    if FELL_BACK.load(Ordering::Relaxed) {
+        return Source::Monotonic;
+    }
     *SOURCE.get_or_init(Source::detect)
 }
 
@@ -91,8 +108,8 @@ fn calibrate_first() {
     let Some(mut origin) = lock_origin() else {
         return;
     };
-    if !CALIBRATION.load(Ordering::Acquire).is_null() {
-        return; // another thread was first
+    if !CALIBRATION.load(Ordering::Acquire).is_null() || FELL_BACK.load(Ordering::Relaxed) {
+        return; // another thread was first, or the TSC was given up
     }
     let (tsc0, ns0) = source::tsc_and_monotonic();
     let calibration = loop {
@@ -104,7 +121,10 @@ fn calibrate_first() {
         }
         std::hint::spin_loop();
     };
-    *origin = Some((tsc0, ns0));
+    *origin = Some(Tracking {
+        origin: (tsc0, ns0),
+        checked: None,
+    });
     publish(calibration);
 }
 
@@ -139,10 +159,14 @@ pub fn recalibrate() {
 #[cold]
 #[inline(never)]
 fn refine() {
-    let Some(origin) = lock_origin() else {
+    let Some(mut tracking) = lock_origin() else {
         return; // another thread is at it
     };
-    let Some((tsc0, ns0)) = *origin else {
+    let Some(Tracking {
+        origin: (tsc0, ns0),
+        checked,
+    }) = *tracking
+    else {
         return;
     };
     let current = CALIBRATION.load(Ordering::Acquire);
@@ -156,6 +180,19 @@ fn refine() {
         return; // another thread did it
     }
     let (tsc, ns) = source::tsc_and_monotonic();
+    let drift = i64::try_from(i128::from(current.ns_at(tsc)) - i128::from(ns)).unwrap_or(i64::MAX);
+    if let Some((checked_ns, checked_drift)) = checked {
+        if rate_changed(checked_ns, checked_drift, ns, drift) {
+            // Readings go to CLOCK_MONOTONIC from now on (the calibrated clock was based on
+            // it, so the step is the drift); `source()` reports the change.
+            FELL_BACK.store(true, Ordering::Relaxed);
+            CALIBRATION.store(std::ptr::null_mut(), Ordering::Release);
+            return;
+        }
+    }
+    if let Some(tracking) = tracking.as_mut() {
+        tracking.checked = Some((ns, drift));
+    }
     let span = ns.saturating_sub(ns0);
     if current.span_ns() >= FINAL_SPAN_NS || span < current.span_ns().saturating_mul(4) {
         // Not a refinement yet: only the wall-clock offset is due.
@@ -169,11 +206,11 @@ fn refine() {
         // The TSC did not move forward: keep the rate, try again later.
         None => NEXT_DUE_NS.store(now.saturating_add(WALL_REFRESH_NS), Ordering::Release),
     }
-    drop(origin);
+    drop(tracking);
 }
 
 /// The origin, if no other thread holds it.
-fn lock_origin() -> Option<std::sync::MutexGuard<'static, Option<(u64, u64)>>> {
+fn lock_origin() -> Option<std::sync::MutexGuard<'static, Option<Tracking>>> {
     match ORIGIN.try_lock() {
         Ok(guard) => Some(guard),
         Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
