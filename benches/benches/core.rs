@@ -76,6 +76,13 @@ fn formatting(c: &mut Criterion) {
     });
 }
 
+/// A reading of the handle clock (twice per monitored handle), next to `std::time::Instant`,
+/// which reads `CLOCK_MONOTONIC`.
+fn clock(c: &mut Criterion) {
+    c.bench_function("clock_now_ns", |b| b.iter(aiocop_clock::now_ns));
+    c.bench_function("instant_now", |b| b.iter(std::time::Instant::now));
+}
+
 fn queue(c: &mut Criterion) {
     let q: ArrayQueue<u64> = ArrayQueue::new(aiocop_events::MAX_RECORDS_PER_HANDLE);
     c.bench_function("queue_push_pop", |b| {
@@ -86,5 +93,5 @@ fn queue(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, baseline, severity, formatting, queue);
+criterion_group!(benches, baseline, severity, formatting, clock, queue);
 criterion_main!(benches);
