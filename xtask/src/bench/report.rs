@@ -452,9 +452,10 @@ cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only 
 - **Server** (`benches/python/server.py`): Starlette served by uvicorn (`--loop uvloop --http
   httptools`, one worker, 127.0.0.1), the monitor activated in the lifespan handler, loaded by
   `benches/python/loadgen.py` (raw asyncio sockets, HTTP/1.1 keep-alive, 32 connections, 1 s
-  warm-up then 5 s). One server per mode runs for the whole part; each round loads every endpoint
-  of each mode in turn (the modes taking turns going first), so the runs compared are seconds
-  apart. A mode's share is the median over the rounds of its requests/s over no monitor's in
+  warm-up then 5 s). Each round starts a fresh server per mode and loads every endpoint of each
+  mode in turn (the modes taking turns going first), so the runs compared are seconds apart and
+  each round draws new processes (a process's memory layout decides which of CPython's cache
+  entries collide, which moves its throughput by a few percent for as long as it runs). A mode's share is the median over the rounds of its requests/s over no monitor's in
   the same round. Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat`
   and `/read`. The load generator and the server share the machine's 2 cores, so throughput
   also moves with the load generator's luck; the server's own CPU time (user + system, all

@@ -1,7 +1,7 @@
 //! The real-server bench: `benches/python/server.py` (Starlette) served by uvicorn on uvloop
 //! and httptools, one worker on 127.0.0.1, loaded by `benches/python/loadgen.py` in another
-//! process. One server per mode runs for the whole part; each round loads every endpoint of
-//! each, the modes in turn.
+//! process. Each round starts one server per mode and loads every endpoint of each, the modes
+//! in turn.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -82,10 +82,11 @@ fn durations(smoke: bool) -> (&'static str, &'static str) {
     }
 }
 
-/// Starts one server per mode, all kept running (an idle server costs nothing), then loads
-/// them in turn: per round and endpoint, each mode once, the modes taking turns going first,
-/// so the runs compared are seconds apart and drift over a round does not always favour the
-/// same one.
+/// Per round: starts one server per mode (all kept running through the round: an idle server
+/// costs nothing), then loads them in turn, per endpoint each mode once, the modes taking turns
+/// going first, so the runs compared are seconds apart and drift over a round does not always
+/// favour the same one. Fresh processes every round, so that one process's luck (its memory
+/// layout, hence which of CPython's cache entries collide) is not counted in every round.
 pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
     let mut rows = ENDPOINTS.each_ref().map(|endpoint| Row {
         endpoint,
@@ -97,11 +98,11 @@ pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
     });
     let (duration, warmup) = durations(bench.options.smoke);
     let rounds = bench.options.rounds;
-    let servers = Mode::ALL
-        .into_iter()
-        .map(|mode| Server::start(bench, mode))
-        .collect::<Result<Vec<_>>>()?;
     for round in 1..=rounds {
+        let servers = Mode::ALL
+            .into_iter()
+            .map(|mode| Server::start(bench, mode))
+            .collect::<Result<Vec<_>>>()?;
         step(&format!(
             "server, round {round}/{rounds}: uvicorn + Starlette, {CONNECTIONS} connections, \
              {duration} s per endpoint and mode"
@@ -143,9 +144,9 @@ pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
                 );
             }
         }
-    }
-    for server in servers {
-        server.stop();
+        for server in servers {
+            server.stop();
+        }
     }
     Ok(rows.into())
 }
