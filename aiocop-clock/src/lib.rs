@@ -101,9 +101,9 @@ fn first_now_ns() -> u64 {
     }
 }
 
-/// The first calibration: spins over [`FIRST_SPAN_NS`] of `CLOCK_MONOTONIC`. Returns at once
-/// when another thread holds the lock (never waits for it: after a `fork()` it may be held by
-/// a thread that does not exist in the child).
+/// The first calibration: spins over [`FIRST_SPAN_NS`] of `CLOCK_MONOTONIC`, and gives the TSC
+/// up if it cannot in 50 times that. Returns at once when another thread holds the lock (never
+/// waits for it: after a `fork()` it may be held by a thread that does not exist in the child).
 fn calibrate_first() {
     let Some(mut origin) = lock_origin() else {
         return;
@@ -111,15 +111,31 @@ fn calibrate_first() {
     if !CALIBRATION.load(Ordering::Acquire).is_null() || FELL_BACK.load(Ordering::Relaxed) {
         return; // another thread was first, or the TSC was given up
     }
-    let (tsc0, ns0) = source::tsc_and_monotonic();
+    let deadline = source::monotonic_ns().saturating_add(FIRST_SPAN_NS * 50);
+    let mut origin_pair = None;
     let calibration = loop {
-        let (tsc, ns) = source::tsc_and_monotonic();
+        if source::monotonic_ns() > deadline {
+            // Not one uninterrupted pair (or no forward-moving TSC) in 10 ms: not a TSC to
+            // time handles with.
+            FELL_BACK.store(true, Ordering::Relaxed);
+            return;
+        }
+        let Some((tsc, ns)) = source::tsc_and_monotonic() else {
+            continue;
+        };
+        let Some((tsc0, ns0)) = origin_pair else {
+            origin_pair = Some((tsc, ns));
+            continue;
+        };
         if ns.saturating_sub(ns0) >= FIRST_SPAN_NS {
             if let Some(calibration) = Calibration::measured(tsc0, ns0, tsc, ns) {
                 break calibration;
             }
         }
         std::hint::spin_loop();
+    };
+    let Some((tsc0, ns0)) = origin_pair else {
+        return;
     };
     *origin = Some(Tracking {
         origin: (tsc0, ns0),
@@ -179,7 +195,10 @@ fn refine() {
     if now < NEXT_DUE_NS.load(Ordering::Acquire) {
         return; // another thread did it
     }
-    let (tsc, ns) = source::tsc_and_monotonic();
+    let Some((tsc, ns)) = source::tsc_and_monotonic() else {
+        // Interrupted every time: look again at the next call.
+        return;
+    };
     let drift = i64::try_from(i128::from(current.ns_at(tsc)) - i128::from(ns)).unwrap_or(i64::MAX);
     if let Some((checked_ns, checked_drift)) = checked {
         if rate_changed(checked_ns, checked_drift, ns, drift) {
