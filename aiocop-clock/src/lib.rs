@@ -112,8 +112,8 @@ fn calibrate_first() {
         return; // another thread was first, or the TSC was given up
     }
     let deadline = source::monotonic_ns().saturating_add(FIRST_SPAN_NS * 50);
-    let mut origin_pair = None;
-    let calibration = loop {
+    let mut first_pair = None;
+    let (first, calibration) = loop {
         if source::monotonic_ns() > deadline {
             // Not one uninterrupted pair (or no forward-moving TSC) in 10 ms: not a TSC to
             // time handles with.
@@ -123,22 +123,19 @@ fn calibrate_first() {
         let Some((tsc, ns)) = source::tsc_and_monotonic() else {
             continue;
         };
-        let Some((tsc0, ns0)) = origin_pair else {
-            origin_pair = Some((tsc, ns));
+        let Some((tsc0, ns0)) = first_pair else {
+            first_pair = Some((tsc, ns));
             continue;
         };
         if ns.saturating_sub(ns0) >= FIRST_SPAN_NS {
             if let Some(calibration) = Calibration::measured(tsc0, ns0, tsc, ns) {
-                break calibration;
+                break ((tsc0, ns0), calibration);
             }
         }
         std::hint::spin_loop();
     };
-    let Some((tsc0, ns0)) = origin_pair else {
-        return;
-    };
     *origin = Some(Tracking {
-        origin: (tsc0, ns0),
+        origin: first,
         checked: None,
     });
     publish(calibration);
@@ -225,7 +222,6 @@ fn refine() {
         // The TSC did not move forward: keep the rate, try again later.
         None => NEXT_DUE_NS.store(now.saturating_add(WALL_REFRESH_NS), Ordering::Release),
     }
-    drop(tracking);
 }
 
 /// The origin, if no other thread holds it.
