@@ -1,5 +1,6 @@
 //! The loop wrapper: `call_soon`, `call_later`, `call_at` and `call_soon_threadsafe` of a loop
-//! are replaced (as instance attributes, which the C Task and uvloop both look up) by native
+//! are replaced (as instance attributes of an asyncio loop, as attributes of a class of its own
+//! for any other loop: both are what the C Task and uvloop look up) by native
 //! methods (`crate::native`) that wrap the callback in a `MonitoredCallback`. Running it
 //! ([`run_monitored`]) times the handle, marks the thread as "inside a monitored handle" for the
 //! audit hook, and on the slow path only builds the slice and hands it over.
@@ -375,19 +376,71 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
             direct: crate::native::DirectCallSoon::for_loop(event_loop),
         },
     )?;
-    for (name, replacement) in crate::native::bound_replacements(&patch)? {
-        event_loop.setattr(name, replacement)?;
-    }
-    event_loop.setattr(
+    let mut methods = crate::native::bound_replacements(&patch)?;
+    methods.push((
         "call_exception_handler",
         patch.getattr("call_exception_handler")?,
-    )?;
-    // No attribute of our own beyond the five methods: an asyncio loop keeps its attributes
-    // in the class's shared-key layout only while they fit (30 on 3.11; the stock loop has 24),
-    // and a loop whose instance dict had to be materialised loses CPython's specialised method
-    // lookups on every `self.method()` in asyncio's own code. The patch is found through the
-    // replacement `call_soon` instead (`loop_patch`).
+    ));
+    if is_asyncio_loop(event_loop) || !patch_class(event_loop, &methods)? {
+        // No attribute of our own beyond the five methods: an asyncio loop keeps its
+        // attributes in the class's shared-key layout only while they fit (30 on 3.11; the
+        // stock loop has 24), and a loop whose instance dict had to be materialised loses
+        // CPython's specialised method lookups on every `self.method()` in asyncio's own code.
+        // The patch is found through the replacement `call_soon` instead (`loop_patch`).
+        for (name, method) in methods {
+            event_loop.setattr(name, method)?;
+        }
+    }
     Ok(true)
+}
+
+/// Whether `event_loop` is one of asyncio's own loops (a `BaseEventLoop`): those get the
+/// five methods as instance attributes, which fit their compact attribute layout.
+fn is_asyncio_loop(event_loop: &Bound<'_, PyAny>) -> bool {
+    event_loop
+        .py()
+        .import("asyncio.base_events")
+        .and_then(|m| m.getattr("BaseEventLoop"))
+        .and_then(|base| event_loop.is_instance(&base))
+        .unwrap_or(false)
+}
+
+/// Gives `event_loop` a class of its own: a subclass of its class, with the same name, module
+/// and no slots of its own, holding the five `methods`. Returns `false` (and changes nothing)
+/// where CPython refuses the class change.
+///
+/// Any other loop (uvloop's) gets no attribute dict this way: instance attributes would
+/// create one (uvloop allocates its loops without the compact attribute values), and CPython
+/// specialises `loop.method()` lookups (`LOAD_METHOD`) only for an instance without a dict,
+/// so every lookup of any of the loop's methods, from asyncio's Python code and from
+/// uvicorn's, would take the generic path.
+fn patch_class(
+    event_loop: &Bound<'_, PyAny>,
+    methods: &[(&'static str, Bound<'_, PyAny>)],
+) -> PyResult<bool> {
+    let py = event_loop.py();
+    let class = event_loop.get_type();
+    let namespace = PyDict::new(py);
+    for (name, method) in methods {
+        namespace.set_item(*name, method)?;
+    }
+    for name in ["__module__", "__qualname__", "__doc__"] {
+        if let Ok(value) = class.getattr(name) {
+            namespace.set_item(name, value)?;
+        }
+    }
+    namespace.set_item("__slots__", PyTuple::empty(py))?;
+    let Ok(subclass) = class
+        .get_type()
+        .call1((class.name()?, (&class,), namespace))
+    else {
+        return Ok(false);
+    };
+    match event_loop.setattr("__class__", subclass) {
+        Ok(()) => Ok(true),
+        Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 /// The patch of `event_loop`, if it is patched: the object our `call_soon` replacement is

@@ -282,3 +282,91 @@ def test_patching_adds_only_the_five_methods_to_an_asyncio_loop():
     finally:
         aiocop.deactivate()
         loop.close()
+
+
+def test_patching_gives_a_uvloop_loop_a_class_of_its_own_and_no_attributes():
+    """Ours only: a loop that is not one of asyncio's gets the five methods on a subclass of
+    its class made for it (same name, module and docstring), not as instance attributes: an
+    instance dict would cost CPython's specialised lookup of every other method of the loop."""
+    uvloop = pytest.importorskip("uvloop")
+    seen = {}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        aiocop.activate()
+        seen["class"] = type(loop)
+        aiocop.activate()  # activating again keeps the class
+        assert type(loop) is seen["class"]
+        assert vars(loop) == {}
+        events = []
+        aiocop.register_slow_task_callback(events.append)
+        try:
+            done = loop.create_future()
+            loop.call_soon(stat_in_callback, ".", done)
+            await done
+            aiocop.flush()
+        finally:
+            aiocop.unregister_slow_task_callback(events.append)
+        assert any(e.reason == "io_blocking" for e in events)
+
+    loops = [uvloop.new_event_loop(), uvloop.new_event_loop()]
+    classes = []
+    try:
+        for loop in loops:
+            loop.run_until_complete(main())
+            classes.append(seen.pop("class"))
+    finally:
+        aiocop.deactivate()
+        for loop in loops:
+            loop.close()
+    first, second = classes
+    assert first is not uvloop.Loop and first is not second  # one class per loop
+    for loop, cls in zip(loops, classes):
+        assert type(loop) is cls and isinstance(loop, uvloop.Loop)
+        assert cls.__bases__ == (uvloop.Loop,)
+        assert (cls.__name__, cls.__qualname__, cls.__module__, cls.__doc__) == (
+            "Loop",
+            uvloop.Loop.__qualname__,
+            "uvloop",
+            uvloop.Loop.__doc__,
+        )
+        assert repr(loop).startswith("<uvloop.Loop ")
+    # Each loop's methods are bound to its own patch.
+    assert loops[0].call_soon.__self__ is not loops[1].call_soon.__self__
+
+
+def test_a_loop_class_that_refuses_a_subclass_gets_instance_attributes():
+    """Where no class can be made for the loop, the five methods become instance attributes
+    (as on asyncio's loops) and the loop is monitored all the same."""
+    uvloop = pytest.importorskip("uvloop")
+
+    class Final(uvloop.Loop):
+        def __init_subclass__(cls, **kwargs):
+            raise TypeError("Final cannot be subclassed")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        aiocop.activate()
+        assert type(loop) is Final
+        assert set(vars(loop)) == {
+            "call_soon",
+            "call_later",
+            "call_at",
+            "call_soon_threadsafe",
+            "call_exception_handler",
+        }
+        done = loop.create_future()
+        loop.call_soon(stat_in_callback, ".", done)
+        await done
+
+    loop = Final()
+    events = []
+    aiocop.register_slow_task_callback(events.append)
+    try:
+        loop.run_until_complete(main())
+        aiocop.flush()
+    finally:
+        aiocop.unregister_slow_task_callback(events.append)
+        aiocop.deactivate()
+        loop.close()
+    assert any(e.reason == "io_blocking" for e in events)
