@@ -7,7 +7,8 @@
 //!   tuple (on a stock asyncio loop outside debug mode, `call_soon` does the stock method's
 //!   steps itself: [`DirectCallSoon`]);
 //! - `MonitoredCallback` is a heap type implementing vectorcall, holding the callback, its
-//!   arguments and the loop's shared state.
+//!   arguments (a single one inline, as most are: a future's done-callbacks, a task's wake-up)
+//!   and the loop's shared state.
 //!
 //! Every `extern "C"` entry here catches panics and turns them into a Python `RuntimeError`.
 
@@ -36,7 +37,9 @@ struct MonitoredObject {
     vectorcall: Option<ffi::vectorcallfunc>,
     /// Strong reference, or NULL once cleared.
     callback: *mut ffi::PyObject,
-    /// Strong reference to a non-empty tuple, or NULL for "no arguments".
+    /// Strong reference to the only argument, or NULL when there are none or several.
+    arg: *mut ffi::PyObject,
+    /// Strong reference to a tuple of two or more arguments, or NULL.
     args: *mut ffi::PyObject,
     /// The loop's shared state, borrowed from `owner`'s `Arc`; NULL once cleared.
     target: *const LoopShared,
@@ -157,10 +160,15 @@ unsafe fn new_monitored(
             "aiocop's MonitoredCallback type is not ready",
         ));
     }
-    let tuple = if args.is_empty() {
-        null_mut()
-    } else {
-        args_tuple(py, args)?
+    let (arg, tuple) = match args {
+        [] => (null_mut(), null_mut()),
+        &[arg] => {
+            // SAFETY: GIL held; `arg` is a valid object, whose new reference `obj` keeps (or
+            // which is released below if no object can be had).
+            unsafe { ffi::Py_INCREF(arg) };
+            (arg, null_mut())
+        }
+        _ => (null_mut(), args_tuple(py, args)?),
     };
     let obj = match FREELIST.pop(py) {
         // A MonitoredObject of our type freed earlier: its fields are cleared, it is untracked,
@@ -176,9 +184,10 @@ unsafe fn new_monitored(
         None => unsafe { ffi::PyType_GenericAlloc(tp, 0) },
     };
     if obj.is_null() {
-        if !tuple.is_null() {
-            // SAFETY: we own `tuple`.
-            unsafe { ffi::Py_DECREF(tuple) };
+        // SAFETY: we own `arg` and `tuple` (each possibly NULL).
+        unsafe {
+            ffi::Py_XDECREF(arg);
+            ffi::Py_XDECREF(tuple);
         }
         return Err(PyErr::fetch(py));
     }
@@ -188,6 +197,7 @@ unsafe fn new_monitored(
         ffi::Py_INCREF(callback);
         (*m).vectorcall = Some(monitored_vectorcall);
         (*m).callback = callback;
+        (*m).arg = arg;
         (*m).args = tuple;
         ffi::Py_INCREF(owner);
         (*m).owner = owner;
@@ -273,12 +283,22 @@ unsafe extern "C" fn monitored_vectorcall(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let m = callable.cast::<MonitoredObject>();
         // SAFETY: `callable` is a MonitoredObject (this function is only installed on it).
-        let (callback, stored, target) = unsafe { ((*m).callback, (*m).args, (*m).target) };
+        let (callback, arg, stored, target) =
+            unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).target) };
         if callback.is_null() || target.is_null() {
             return Err(PyRuntimeError::new_err("MonitoredCallback was cleared"));
         }
         // SAFETY: a vectorcall's nargsf.
         let extra = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
+        let one = [arg];
+        let stored: &[*mut ffi::PyObject] = if !arg.is_null() {
+            &one
+        } else if stored.is_null() {
+            &[]
+        } else {
+            // SAFETY: `stored` is a tuple `m` holds for as long as the call runs.
+            unsafe { tuple_items(stored) }
+        };
         if extra != 0 || !kwnames.is_null() {
             // Not how the loop calls us; keep the callable semantics anyway.
             // SAFETY: forwarded from our caller.
@@ -290,13 +310,19 @@ unsafe extern "C" fn monitored_vectorcall(
         // SAFETY: see above.
         let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
         // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
-        // caller) holds both for as long as the call runs.
-        // SAFETY: callback/stored are valid strong references held by `m`.
+        // caller) holds the callback and its arguments for as long as the call runs.
+        let invoke = || {
+            let nargs = stored.len();
+            // SAFETY: GIL held; `callback` and the `nargs` pointers of `stored` are valid
+            // objects (see above).
+            let result =
+                unsafe { ffi::PyObject_Vectorcall(callback, stored.as_ptr(), nargs, null_mut()) };
+            // SAFETY: a new reference, or NULL with an exception set.
+            unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
+        };
+        // SAFETY: as above.
         let callback = unsafe { pyo3::Borrowed::from_ptr(py, callback) };
-        let stored = (!stored.is_null())
-            // SAFETY: as above.
-            .then(|| unsafe { pyo3::Borrowed::from_ptr(py, stored) });
-        run_monitored(py, &callback, stored.as_deref(), &target)
+        run_monitored(py, &callback, invoke, &target)
     }));
     match outcome {
         Ok(Ok(value)) => value.into_ptr(),
@@ -311,16 +337,31 @@ unsafe extern "C" fn monitored_vectorcall(
     }
 }
 
+/// The items of `tuple`, borrowed.
+///
+/// # Safety
+/// GIL held; `tuple` is a tuple that outlives the returned slice and is not resized meanwhile
+/// (tuples are immutable once shared).
+unsafe fn tuple_items<'a>(tuple: *mut ffi::PyObject) -> &'a [*mut ffi::PyObject] {
+    // SAFETY: a tuple's `ob_item` holds `ob_size` valid pointers (the non-limited C API layout,
+    // the same 3.10-3.14).
+    unsafe {
+        let len = usize::try_from(ffi::PyTuple_GET_SIZE(tuple)).unwrap_or(0);
+        let items = (*tuple.cast::<ffi::PyTupleObject>()).ob_item.as_ptr();
+        std::slice::from_raw_parts(items, len)
+    }
+}
+
 /// Calls `callback(*stored, *args, **kw)` (never used by the loops themselves).
 ///
 /// # Safety
-/// GIL held; the arguments are a valid vectorcall.
+/// GIL held; `stored` are valid objects; the arguments are a valid vectorcall.
 #[cold]
 #[inline(never)]
 unsafe fn call_with_extra(
     py: Python<'_>,
     callback: *mut ffi::PyObject,
-    stored: *mut ffi::PyObject,
+    stored: &[*mut ffi::PyObject],
     args: *const *mut ffi::PyObject,
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
@@ -333,15 +374,7 @@ unsafe fn call_with_extra(
         // SAFETY: kwnames is a tuple.
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
-    let mut all: Vec<*mut ffi::PyObject> = Vec::new();
-    if !stored.is_null() {
-        // SAFETY: `stored` is a tuple.
-        let n = unsafe { ffi::PyTuple_GET_SIZE(stored) };
-        for i in 0..n {
-            // SAFETY: in bounds; borrowed.
-            all.push(unsafe { ffi::PyTuple_GET_ITEM(stored, i) });
-        }
-    }
+    let mut all: Vec<*mut ffi::PyObject> = stored.to_vec();
     for i in 0..nargs + nkw {
         // SAFETY: a vectorcall passes nargs + len(kwnames) pointers.
         all.push(unsafe { *args.add(i) });
@@ -360,8 +393,8 @@ unsafe extern "C" fn monitored_traverse(
 ) -> c_int {
     let m = obj.cast::<MonitoredObject>();
     // SAFETY: GC calls traverse on a live MonitoredObject.
-    let (callback, args, owner) = unsafe { ((*m).callback, (*m).args, (*m).owner) };
-    for child in [callback, args, owner] {
+    let (callback, only, args, owner) = unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).owner) };
+    for child in [callback, only, args, owner] {
         if !child.is_null() {
             // SAFETY: visiting a valid object with the GC's own visitor.
             let rc = unsafe { visit(child, arg) };
@@ -380,18 +413,14 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
     // SAFETY: `obj` is a live MonitoredObject; we take each field out before releasing it.
     unsafe {
         let callback = std::mem::replace(&mut (*m).callback, null_mut());
+        let arg = std::mem::replace(&mut (*m).arg, null_mut());
         let args = std::mem::replace(&mut (*m).args, null_mut());
         (*m).target = ptr::null();
         let owner = std::mem::replace(&mut (*m).owner, null_mut());
-        if !callback.is_null() {
-            ffi::Py_DECREF(callback);
-        }
-        if !args.is_null() {
-            ffi::Py_DECREF(args);
-        }
-        if !owner.is_null() {
-            ffi::Py_DECREF(owner);
-        }
+        ffi::Py_XDECREF(callback);
+        ffi::Py_XDECREF(arg);
+        ffi::Py_XDECREF(args);
+        ffi::Py_XDECREF(owner);
     }
     0
 }

@@ -19,24 +19,15 @@ use crate::dispatch::{self, LoopShared};
 use crate::event::{Identity, SliceObjects};
 use crate::{registry, sampler};
 
-/// Runs one monitored handle: `callback(*args)`, timed, with the thread marked as inside a
-/// monitored handle for the audit hook. The fast path (nothing recorded, under the threshold)
-/// allocates nothing and touches no other thread.
+/// Runs one monitored handle: `invoke()` (the call of `callback` with its arguments), timed,
+/// with the thread marked as inside a monitored handle for the audit hook. The fast path
+/// (nothing recorded, under the threshold) allocates nothing and touches no other thread.
 pub(crate) fn run_monitored(
     py: Python<'_>,
     callback: &Bound<'_, PyAny>,
-    args: Option<&Bound<'_, PyAny>>,
+    invoke: impl FnOnce() -> PyResult<Py<PyAny>>,
     target: &Arc<LoopShared>,
 ) -> PyResult<Py<PyAny>> {
-    let invoke = || -> PyResult<Py<PyAny>> {
-        match args {
-            None => callback.call0().map(Bound::unbind),
-            Some(args) => {
-                let args = args.cast::<PyTuple>().map_err(PyErr::from)?;
-                callback.call1(args).map(Bound::unbind)
-            }
-        }
-    };
     if !config::is_active() {
         return invoke();
     }

@@ -370,3 +370,55 @@ def test_a_loop_class_that_refuses_a_subclass_gets_instance_attributes():
         aiocop.deactivate()
         loop.close()
     assert any(e.reason == "io_blocking" for e in events)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
+def test_stored_arguments_reach_the_callback_in_order(loop_kind, count):
+    """None, one (kept inline, as a future's done-callbacks are), or several arguments: each
+    reaches the callback once and in order, and a handle's callback called by hand with more
+    arguments gets the stored ones first."""
+    calls = []
+
+    def note(*args, **kwargs):
+        calls.append((args, kwargs))
+
+    stored = tuple(object() for _ in range(count))
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        handle = loop.call_soon(note, *stored)
+        await asyncio.sleep(0)
+        wrapped = getattr(handle, "_callback", None)  # asyncio's handles expose it
+        if wrapped is not None:
+            assert wrapped.__wrapped__ is note
+            wrapped("extra", key="value")
+
+    run_monitored(body, loop_kind)
+    expected = [(stored, {})]
+    if loop_kind == "asyncio":
+        expected.append(((*stored, "extra"), {"key": "value"}))
+    assert calls == expected
+
+
+def test_a_single_stored_argument_in_a_cycle_is_collected(loop_kind):
+    """A callback's only argument (held inline by the monitored callback) is visited by the
+    collector: a cycle through it is freed once the handle has run."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    refs = []
+
+    async def body():
+        loop = asyncio.get_running_loop()
+        node = Node()
+        node.handle = loop.call_soon(lambda n: None, node)
+        refs.append(weakref.ref(node))
+        del node
+        await asyncio.sleep(0)
+
+    run_monitored(body, loop_kind)
+    gc.collect()
+    assert refs[0]() is None
