@@ -102,24 +102,26 @@ fn after_slow_handle(
     let identity = Identity::of_callback(callback);
     // Now and then: refine the clock's rate (the background threads do it too, when awake).
     aiocop_clock::recalibrate();
-    // A real attach (not just the caller's token) so that Python objects released on the slow
-    // path are released now, not deferred to pyo3's pool.
-    Python::attach(|py| {
-        if target.has_ready() {
-            target.pick_up(py);
-        }
-        slow_path(
-            py,
-            target,
-            elapsed_ns,
-            threshold_ns,
-            recorded.unwrap_or_default(),
-            samples.unwrap_or_default(),
-            pre_context,
-            identity,
-            result,
-        )
-    })
+    // The caller's token, not a real attach (`PyGILState_Ensure` and its release, on every
+    // event): the slow path moves the Python objects it holds into the event (released on
+    // delivery, under pyo3's own count) and, in the usual case, drops none here. One that it
+    // does drop (context providers' dicts merged, an error's value) waits in pyo3's pool until
+    // the next call into the module.
+    let py = callback.py();
+    if target.has_ready() {
+        target.pick_up(py);
+    }
+    slow_path(
+        py,
+        target,
+        elapsed_ns,
+        threshold_ns,
+        recorded.unwrap_or_default(),
+        samples.unwrap_or_default(),
+        pre_context,
+        identity,
+        result,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
