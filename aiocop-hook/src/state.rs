@@ -86,7 +86,11 @@ pub struct DeferredArgs {
 impl DeferredArgs {
     /// Keeps what the text of `args` will be made from.
     pub fn new(py: Python<'_>, name: &'static str, args: Py<PyAny>) -> Self {
-        if let Some(inner) = crate::args::call_tuple(args.bind(py)) {
+        // Held as a `Bound`: a pair let go here is released at once, also where pyo3 does not
+        // count the thread as attached (the end of a slow handle runs on the caller's token),
+        // instead of waiting in pyo3's pool of deferred releases.
+        let args = args.into_bound(py);
+        if let Some(inner) = crate::args::call_tuple(&args) {
             return Self {
                 name,
                 args: inner.into_any().unbind(),
@@ -95,7 +99,7 @@ impl DeferredArgs {
         }
         Self {
             name,
-            args,
+            args: args.unbind(),
             call: false,
         }
     }
