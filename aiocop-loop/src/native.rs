@@ -312,11 +312,10 @@ unsafe extern "C" fn monitored_vectorcall(
         // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
         // caller) holds the callback and its arguments for as long as the call runs.
         let invoke = || {
-            let nargs = stored.len();
-            // SAFETY: GIL held; `callback` and the `nargs` pointers of `stored` are valid
-            // objects (see above).
-            let result =
-                unsafe { ffi::PyObject_Vectorcall(callback, stored.as_ptr(), nargs, null_mut()) };
+            let (argv, nargs) = (stored.as_ptr(), stored.len());
+            // SAFETY: GIL held; `callback` and the `nargs` pointers at `argv` are valid objects
+            // (see above).
+            let result = unsafe { ffi::PyObject_Vectorcall(callback, argv, nargs, null_mut()) };
             // SAFETY: a new reference, or NULL with an exception set.
             unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
         };

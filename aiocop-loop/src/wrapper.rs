@@ -400,7 +400,7 @@ fn is_asyncio_loop(event_loop: &Bound<'_, PyAny>) -> bool {
 
 /// Gives `event_loop` a class of its own: a subclass of its class, with the same name, module
 /// and no slots of its own, holding the five `methods`. Returns `false` (and changes nothing)
-/// where CPython refuses the class change.
+/// where no subclass can be made or CPython refuses the class change.
 ///
 /// Any other loop (uvloop's) gets no attribute dict this way: instance attributes would
 /// create one (uvloop allocates its loops without the compact attribute values), and CPython
