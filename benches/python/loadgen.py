@@ -6,7 +6,8 @@ Each connection sends a GET, reads the whole response (``Content-Length`` bodies
 sends the next. Requests in the warm-up are not counted. The run is bounded in time and in
 requests, and only ever connects to 127.0.0.1. Prints one JSON line: requests/s, p50 and p99
 latency in milliseconds, the count of failed requests, and ``completed``: every request
-answered, warm-up included (what the server did while the run lasted).
+answered, warm-up included (what the server did while the run lasted). ``--cpu N`` keeps the
+load generator on CPU ``N``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -107,7 +109,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="uncounted seconds first")
     parser.add_argument("--max-requests", type=int, default=10_000_000)
+    parser.add_argument("--cpu", type=int, help="run on this CPU only")
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     try:
         import uvloop
 

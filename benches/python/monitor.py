@@ -61,6 +61,18 @@ def flush() -> None:
         flush_fn()
 
 
+def pin_to_cpu(cpu: str | int | None) -> None:
+    """Keeps the calling thread, and the threads it starts from now on, on CPU `cpu` (no-op for
+    ``None``)."""
+    if cpu is None:
+        return
+    try:
+        index = int(cpu)
+    except ValueError:
+        raise SystemExit(f"CPU {cpu!r}: expected a CPU number") from None
+    os.sched_setaffinity(0, {index})
+
+
 def mode_from_env() -> str:
     """The mode named by ``AIOCOP_BENCH_MODE`` (default ``none``)."""
     return os.environ.get("AIOCOP_BENCH_MODE", "none")

@@ -4,7 +4,8 @@
         --host 127.0.0.1 --port 8000 --loop uvloop --http httptools --log-level warning
 
 The monitor is set up at import and activated in the lifespan handler, aiocop 1.2.1's ASGI
-recipe (``AIOCOP_BENCH_MODE=none`` imports no monitor). Endpoints:
+recipe (``AIOCOP_BENCH_MODE=none`` imports no monitor). ``AIOCOP_BENCH_CPU=<n>`` keeps the
+server (every thread it starts) on CPU ``n``. Endpoints:
 
 - ``/async``: all async, a small JSON response;
 - ``/stat``: ``os.stat('.')`` (one blocking event per request);
@@ -27,6 +28,8 @@ import monitor
 
 DATA_FILE = os.path.join(tempfile.gettempdir(), f"aiocop-bench-server-{os.getpid()}.bin")
 
+# Before the monitor's and the loop's threads start: they inherit the affinity.
+monitor.pin_to_cpu(os.environ.get("AIOCOP_BENCH_CPU"))
 monitor.setup(monitor.mode_from_env())
 
 
