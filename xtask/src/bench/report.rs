@@ -430,7 +430,7 @@ are set up with the same code, as their READMEs show: `patch_audit_functions()`,
 then `activate()` inside the running loop (`benches/python/monitor.py`).
 
 ```bash
-cargo xtask bench                  # everything: ~10 minutes on 2 cores; rewrites this page
+cargo xtask bench                  # everything: ~14 minutes on 2 cores; rewrites this page
 cargo xtask bench --rounds 3       # fewer rounds
 cargo xtask bench --only stat      # one scenario, or: criterion, server, memory
 cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only (run by xtask test)
