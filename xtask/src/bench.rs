@@ -38,7 +38,7 @@ pub(crate) const INCUMBENT_PACKAGES: &[&str] = &[
 const SCRIPTS: &str = "benches/python";
 
 /// Parts that are not micro-scenarios, for `--only`.
-const PARTS: [&str; 3] = ["criterion", "server", "memory"];
+const PARTS: [&str; 4] = ["criterion", "server", "paired", "memory"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Options {
@@ -236,7 +236,9 @@ pub(crate) fn run_with(root: &Path, ours: &Venv, options: &Options) -> Result {
         results.micro = micro::run(&bench, &mut results.versions)?;
     }
     if options.runs("server") {
-        results.server = server::run(&bench)?;
+        results.server = server::run(&bench, true)?;
+    } else if options.runs("paired") {
+        results.server = server::run(&bench, false)?;
     }
     if options.runs("memory") {
         results.memory = memory::run(&bench, &mut results.versions)?;
@@ -324,6 +326,7 @@ mod tests {
             })
         );
         assert!(parse(&["--only", "server"]).is_some());
+        assert!(parse(&["--only", "paired"]).is_some());
         assert!(parse(&["--only", "nope"]).is_none());
         assert!(parse(&["--rounds", "0"]).is_none());
         assert!(parse(&["--rounds"]).is_none());

@@ -432,7 +432,7 @@ then `activate()` inside the running loop (`benches/python/monitor.py`).
 ```bash
 cargo xtask bench                  # everything: ~14 minutes on 2 cores; rewrites this page
 cargo xtask bench --rounds 3       # fewer rounds
-cargo xtask bench --only stat      # one scenario, or: criterion, server, memory
+cargo xtask bench --only stat      # one scenario, or: criterion, server, paired (its paired rounds), memory
 cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only (run by xtask test)
 ```
 

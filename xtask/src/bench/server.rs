@@ -103,7 +103,10 @@ fn durations(smoke: bool) -> (&'static str, &'static str) {
 /// going first, so the runs compared are seconds apart and drift over a round does not always
 /// favour the same one. Fresh processes every round, so that one process's luck (its memory
 /// layout, hence which of CPython's cache entries collide) is not counted in every round.
-pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
+///
+/// Without `sequential`, only the paired rounds run (`--only paired`: a few minutes, what the
+/// server targets are judged on).
+pub(crate) fn run(bench: &Bench<'_>, sequential: bool) -> Result<Vec<Row>> {
     let mut rows = ENDPOINTS.each_ref().map(|endpoint| Row {
         endpoint,
         rps: Default::default(),
@@ -114,7 +117,7 @@ pub(crate) fn run(bench: &Bench<'_>) -> Result<Vec<Row>> {
         errors: 0.0,
     });
     let (duration, warmup) = durations(bench.options.smoke);
-    let rounds = bench.options.rounds;
+    let rounds = if sequential { bench.options.rounds } else { 0 };
     for round in 1..=rounds {
         let servers = Mode::ALL
             .into_iter()
