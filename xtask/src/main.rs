@@ -36,7 +36,8 @@ commands:
                                      1.2.1 (criterion, Python scenarios, a uvicorn server,
                                      memory); writes results/ and docs/benchmarks.md.
                                      --smoke: tiny and fast, results/smoke/ only; PART: a
-                                     scenario, criterion, server or memory
+                                     scenario, criterion, server, paired (the server's
+                                     paired rounds alone) or memory
   lint                               cargo fmt --check and cargo clippy -D warnings
   help                               this text
 
