@@ -7,7 +7,7 @@ sends the next. Requests in the warm-up are not counted. The run is bounded in t
 requests, and only ever connects to 127.0.0.1. Prints one JSON line: requests/s, p50 and p99
 latency in milliseconds, the count of failed requests, and ``completed``: every request
 answered, warm-up included (what the server did while the run lasted). ``--cpu N`` keeps the
-load generator on CPU ``N``.
+load generator on the N-th of the CPUs it may use (counting from 0).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
+
+from monitor import pin_to_cpu
 
 HOST = "127.0.0.1"
 
@@ -109,10 +111,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="uncounted seconds first")
     parser.add_argument("--max-requests", type=int, default=10_000_000)
-    parser.add_argument("--cpu", type=int, help="run on this CPU only")
+    parser.add_argument(
+        "--cpu", type=int, help="run on the N-th of the CPUs this process may use only"
+    )
     args = parser.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+    pin_to_cpu(args.cpu)
     try:
         import uvloop
 

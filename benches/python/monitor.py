@@ -62,15 +62,19 @@ def flush() -> None:
 
 
 def pin_to_cpu(cpu: str | int | None) -> None:
-    """Keeps the calling thread, and the threads it starts from now on, on CPU `cpu` (no-op for
-    ``None``)."""
+    """Keeps the calling thread, and the threads it starts from now on, on one CPU: the one at
+    index `cpu` among the CPUs this process may run on (no-op for ``None``)."""
     if cpu is None:
         return
+    allowed = sorted(os.sched_getaffinity(0))
     try:
         index = int(cpu)
-    except ValueError:
-        raise SystemExit(f"CPU {cpu!r}: expected a CPU number") from None
-    os.sched_setaffinity(0, {index})
+        chosen = allowed[index]
+    except (ValueError, IndexError):
+        raise SystemExit(
+            f"CPU {cpu!r}: expected an index below {len(allowed)} (the CPUs this process may use)"
+        ) from None
+    os.sched_setaffinity(0, {chosen})
 
 
 def mode_from_env() -> str:

@@ -5,7 +5,7 @@
 
 The monitor is set up at import and activated in the lifespan handler, aiocop 1.2.1's ASGI
 recipe (``AIOCOP_BENCH_MODE=none`` imports no monitor). ``AIOCOP_BENCH_CPU=<n>`` keeps the
-server (every thread it starts) on CPU ``n``. Endpoints:
+server (every thread it starts) on the n-th of the CPUs it may use. Endpoints:
 
 - ``/async``: all async, a small JSON response;
 - ``/stat``: ``os.stat('.')`` (one blocking event per request);

@@ -470,15 +470,15 @@ cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only 
   entries collide, which moves its throughput by a few percent for as long as it runs). A
   mode's share is the median over the rounds of its requests/s over no monitor's in the same
   round. Targets: ours keeps ≥98% of none's throughput on `/async`, ≥95% on `/stat` and
-  `/read` (judged on the paired share below where there is one). The load generator and the server share the machine's 2 cores, so throughput
-  also moves with the load generator's luck; the server's own CPU time (user + system, all
-  threads, from `/proc/<pid>/stat` at 10 ms resolution) per answered request, warm-up
-  included, is shown next to it: its difference to no monitor is what the monitor costs each
-  request. On this kind of machine both move by 10–25% between runs seconds apart (other
+  `/read` (judged on the paired share below where there is one). The load generator and the
+  server share the machine's 2 cores, so throughput also moves with the load generator's luck;
+  the server's own CPU time (user + system, all threads, from `/proc/<pid>/stat` at 10 ms
+  resolution) per answered request, warm-up included, is shown next to it: its difference to
+  no monitor is what the monitor costs each request. On this kind of machine both move by 10–25% between runs seconds apart (other
   tenants, the clock), several times the difference measured, so the target is judged on
   **paired** rounds (a machine with at least 2 CPUs): per round a fresh server without monitor
-  and a fresh one with ours both run on CPU 0 and are loaded at the same time, per endpoint,
-  by two load generators on CPU 1 (same connections and durations as above; the two servers
+  and a fresh one with ours both run on one CPU and are loaded at the same time, per endpoint,
+  by two load generators on another (same connections and durations as above; the two servers
   take turns starting first). Each one's CPU time per answered request is what a request
   costs it at the same moment, on the same core and next to the same neighbour, so the drift
   of the machine cancels out of their ratio. **ours / none, paired** is no monitor's CPU per

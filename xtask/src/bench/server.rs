@@ -174,7 +174,8 @@ pub(crate) fn run(bench: &Bench<'_>, sequential: bool) -> Result<Vec<Row>> {
     Ok(rows.into())
 }
 
-/// The CPU both paired servers run on, and the one both load generators run on.
+/// The CPU both paired servers run on, and the one both load generators run on: indices
+/// among the CPUs the bench may use (`benches/python/monitor.py`'s `pin_to_cpu`).
 const SERVER_CPU: usize = 0;
 const LOADGEN_CPU: usize = 1;
 
@@ -195,8 +196,8 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
     let rounds = bench.options.rounds;
     for round in 1..=rounds {
         step(&format!(
-            "server, paired round {round}/{rounds}: none and ours on CPU {SERVER_CPU}, \
-             loaded at the same time from CPU {LOADGEN_CPU}"
+            "server, paired round {round}/{rounds}: none and ours on one CPU, loaded at the \
+             same time from another"
         ));
         let mut modes = [Mode::None, Mode::Ours];
         if round % 2 == 0 {
