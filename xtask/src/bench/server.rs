@@ -116,7 +116,7 @@ pub(crate) fn run(bench: &Bench<'_>, sequential: bool) -> Result<Vec<Row>> {
         paired_cpu_ratio: Vec::new(),
         errors: 0.0,
     });
-    let (duration, warmup) = durations(bench.options.smoke);
+    let (duration, _) = durations(bench.options.smoke);
     let rounds = if sequential { bench.options.rounds } else { 0 };
     for round in 1..=rounds {
         let servers = Mode::ALL
@@ -132,15 +132,7 @@ pub(crate) fn run(bench: &Bench<'_>, sequential: bool) -> Result<Vec<Row>> {
         for row in &mut rows {
             for mode in order {
                 let server = &servers[mode as usize];
-                let mut cmd = bench.script(Mode::None, "loadgen.py")?;
-                cmd.args([
-                    "--port",
-                    &server.port.to_string(),
-                    "--path",
-                    row.endpoint.path,
-                ])
-                .args(["--connections", &CONNECTIONS.to_string()])
-                .args(["--duration", duration, "--warmup", warmup]);
+                let mut cmd = loadgen(bench, server, row.endpoint.path)?;
                 let cpu_before = server.cpu_seconds()?;
                 let result = run_json(&mut cmd)?;
                 let cpu = server.cpu_seconds()? - cpu_before;
@@ -192,7 +184,6 @@ fn can_pair() -> bool {
 /// measured seconds apart. Fresh processes every round (a process's memory layout stays with
 /// it); the two take turns starting first.
 fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
-    let (duration, warmup) = durations(bench.options.smoke);
     let rounds = bench.options.rounds;
     for round in 1..=rounds {
         step(&format!(
@@ -211,12 +202,8 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
             let commands = servers
                 .iter()
                 .map(|server| {
-                    let mut cmd = bench.script(Mode::None, "loadgen.py")?;
-                    cmd.args(["--port", &server.port.to_string()])
-                        .args(["--path", row.endpoint.path])
-                        .args(["--connections", &CONNECTIONS.to_string()])
-                        .args(["--duration", duration, "--warmup", warmup])
-                        .args(["--cpu", &LOADGEN_CPU.to_string()]);
+                    let mut cmd = loadgen(bench, server, row.endpoint.path)?;
+                    cmd.args(["--cpu", &LOADGEN_CPU.to_string()]);
                     Ok(cmd)
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -267,6 +254,16 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
         }
     }
     Ok(())
+}
+
+/// The load generator's command for `path` on `server`, for one measured run.
+fn loadgen(bench: &Bench<'_>, server: &Server, path: &str) -> Result<Command> {
+    let (duration, warmup) = durations(bench.options.smoke);
+    let mut cmd = bench.script(Mode::None, "loadgen.py")?;
+    cmd.args(["--port", &server.port.to_string(), "--path", path])
+        .args(["--connections", &CONNECTIONS.to_string()])
+        .args(["--duration", duration, "--warmup", warmup]);
+    Ok(cmd)
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on Linux).
