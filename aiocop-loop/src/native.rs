@@ -170,14 +170,21 @@ unsafe fn new_monitored(
         }
         _ => (null_mut(), args_tuple(py, args)?),
     };
+    // A task's own step, scheduled by the C Task, which drops the handle at once: only the
+    // loop's ready queue refers to the handle, so no reference cycle can run through this
+    // object and the collector need not track it. Every task step allocates one; tracking them
+    // made the young generation fill (and be collected) twice as often.
+    let untracked = args.is_empty() && is_task_step(callback);
     let obj = match FREELIST.pop(py) {
         // A MonitoredObject of our type freed earlier: its fields are cleared, it is untracked,
         // still holds its reference to the type, and its count is 0.
         // SAFETY: see above; incrementing makes it live again with one reference (as CPython's
-        // own free lists do), and it is tracked like a new one.
+        // own free lists do), and, unless it stays untracked, it is tracked like a new one.
         Some(obj) => unsafe {
             ffi::Py_INCREF(obj);
-            ffi::PyObject_GC_Track(obj.cast());
+            if !untracked {
+                ffi::PyObject_GC_Track(obj.cast());
+            }
             obj
         },
         // SAFETY: GIL held; `tp` is our heap type; GenericAlloc zero-fills and GC-tracks.
@@ -203,12 +210,9 @@ unsafe fn new_monitored(
         (*m).owner = owner;
         (*m).target = Arc::as_ptr(target);
     }
-    if args.is_empty() && is_task_step(callback) {
-        // A task's own step, scheduled by the C Task, which drops the handle at once: only the
-        // loop's ready queue refers to the handle, so no reference cycle can run through this
-        // object and the collector need not track it. Every task step allocates one; tracking
-        // them made the young generation fill (and be collected) twice as often.
-        // SAFETY: `obj` is a live, tracked GC object; untracking is always allowed.
+    if untracked {
+        // One from `PyType_GenericAlloc` is tracked; one from the free list is not (a no-op).
+        // SAFETY: `obj` is a live GC object; untracking is always allowed.
         unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
     }
     Ok(obj)

@@ -422,3 +422,34 @@ def test_a_single_stored_argument_in_a_cycle_is_collected(loop_kind):
     run_monitored(body, loop_kind)
     gc.collect()
     assert refs[0]() is None
+
+
+def test_a_task_steps_wrapper_is_left_to_the_ready_queue_and_a_callbacks_is_tracked():
+    """Ours only: the wrapper of a task's own step (only the loop's ready queue refers to it,
+    so no cycle can run through it) is not tracked by the cycle collector, whether newly made
+    or reused from the wrappers' free list; the wrapper of any other callback is tracked."""
+    import gc
+
+    async def noop() -> None:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        aiocop.activate()
+        for _ in range(3):  # new wrappers first, then ones the free list kept
+            task = loop.create_task(noop())
+            step = loop._ready[-1]._callback
+            plain = loop.call_soon(lambda: None)._callback
+            assert type(step).__name__ == type(plain).__name__ == "MonitoredCallback"
+            assert not gc.is_tracked(step)
+            assert gc.is_tracked(plain)
+            del step, plain
+            await task
+            await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        aiocop.deactivate()
+        loop.close()
