@@ -21,6 +21,16 @@ def stat_in_callback(path, done):
     done.set_result(None)
 
 
+def run_on_new_asyncio_loop(main):
+    """Runs ``main()`` on a new asyncio loop, then deactivates monitoring and closes the loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        aiocop.deactivate()
+        loop.close()
+
+
 def test_call_soon_callback_is_monitored(loop_kind, tmp_path):
     async def body():
         loop = asyncio.get_running_loop()
@@ -276,12 +286,7 @@ def test_patching_adds_only_the_five_methods_to_an_asyncio_loop():
         assert set(vars(loop)) - before == added
         assert loop.call_soon.__self__ is loop.call_later.__self__
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(main())
-    finally:
-        aiocop.deactivate()
-        loop.close()
+    run_on_new_asyncio_loop(main)
 
 
 def test_patching_gives_a_uvloop_loop_a_class_of_its_own_and_no_attributes():
@@ -447,9 +452,4 @@ def test_a_task_steps_wrapper_is_left_to_the_ready_queue_and_a_callbacks_is_trac
             await task
             await asyncio.sleep(0)
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(main())
-    finally:
-        aiocop.deactivate()
-        loop.close()
+    run_on_new_asyncio_loop(main)
