@@ -181,6 +181,42 @@ fn ns_to_ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+impl SlowTask {
+    /// The `io_blocking` event of a handle that ran `elapsed_ns` (threshold `threshold_ns`) and
+    /// made `blocking_events`, without CPU samples: score = sum of the events' weights, level
+    /// from the score. What [`assemble`] makes of a slice with records, for a caller that has
+    /// the blocking events already (the loop thread, for call sites whose stacks are formatted).
+    ///
+    /// ```
+    /// use aiocop_events::{BlockingEvent, Reason, SlowTask, Stack};
+    /// use aiocop_severity::Level;
+    ///
+    /// let event = BlockingEvent { event: String::new(), stack: Stack::shared(vec![]), severity: Some(50) };
+    /// let task = SlowTask::io_blocking(2_000_000, 30_000_000, vec![event], 0);
+    /// assert_eq!((task.reason, task.severity_score, task.severity_level), (Reason::IoBlocking, 50, Level::High));
+    /// assert_eq!((task.elapsed_ms, task.exceeded_threshold), (2.0, false));
+    /// ```
+    pub fn io_blocking(
+        elapsed_ns: u64,
+        threshold_ns: u64,
+        blocking_events: Vec<BlockingEvent>,
+        dropped_records: u32,
+    ) -> Self {
+        let severity_score = score(blocking_events.iter().map(|event| event.severity));
+        SlowTask {
+            elapsed_ms: ns_to_ms(elapsed_ns),
+            threshold_ms: ns_to_ms(threshold_ns),
+            exceeded_threshold: elapsed_ns >= threshold_ns,
+            severity_score,
+            severity_level: level_from_score(i64::from(severity_score)),
+            reason: Reason::IoBlocking,
+            blocking_events,
+            cpu_stack_samples: Vec::new(),
+            dropped_records,
+        }
+    }
+}
+
 /// Assembles the event for a slice, as aiocop 1.2.1's monitored wrapper does:
 ///
 /// - with records, whatever the duration: `io_blocking`, score = sum of the weights, level from
@@ -216,26 +252,29 @@ fn ns_to_ms(ns: u64) -> f64 {
 /// ```
 #[inline(never)] // one copy for every caller: the slow path calls it from several branches
 pub fn assemble(slice: &Slice) -> Option<SlowTask> {
-    let exceeded_threshold = slice.exceeded_threshold();
-    let (reason, severity_score, blocking_events) = if !slice.records.is_empty() {
+    if !slice.records.is_empty() {
         let events = slice.records.iter().map(format_record).collect();
-        (Reason::IoBlocking, slice.score(), events)
-    } else if exceeded_threshold {
-        (Reason::CpuBlocking, 0, Vec::new())
-    } else {
+        return Some(SlowTask {
+            cpu_stack_samples: aggregate_samples(&slice.cpu_samples),
+            ..SlowTask::io_blocking(
+                slice.elapsed_ns,
+                slice.threshold_ns,
+                events,
+                slice.dropped_records,
+            )
+        });
+    }
+    if !slice.exceeded_threshold() {
         return None;
-    };
+    }
     Some(SlowTask {
         elapsed_ms: ns_to_ms(slice.elapsed_ns),
         threshold_ms: ns_to_ms(slice.threshold_ns),
-        exceeded_threshold,
-        severity_score,
-        severity_level: match reason {
-            Reason::IoBlocking => level_from_score(i64::from(severity_score)),
-            Reason::CpuBlocking => Level::Low,
-        },
-        reason,
-        blocking_events,
+        exceeded_threshold: true,
+        severity_score: 0,
+        severity_level: Level::Low,
+        reason: Reason::CpuBlocking,
+        blocking_events: Vec::new(),
         cpu_stack_samples: aggregate_samples(&slice.cpu_samples),
         dropped_records: slice.dropped_records,
     })

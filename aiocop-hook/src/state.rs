@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use std::sync::Arc;
 
-use aiocop_events::{RawArgs, RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
+use aiocop_events::{BlockingEvent, RawArgs, RawRecord, Stack, MAX_RECORDS_PER_HANDLE};
 use aiocop_severity::EventSpec;
 use pyo3::prelude::*;
 
@@ -66,6 +66,20 @@ impl PendingRecord {
             weight: Some(self.spec.weight),
         };
         (record, DeferredArgs::new(py, self.spec.name, self.args))
+    }
+}
+
+impl PendingRecord {
+    /// The record as the blocking event of a slow-task event, its text left to be made later
+    /// as [`Self::into_deferred`] leaves it (the stack is moved, not formatted: for a call site
+    /// whose stack is formatted already, this is all [`aiocop_events::assemble`] would do).
+    pub fn into_event(self, py: Python<'_>) -> (BlockingEvent, DeferredArgs) {
+        let event = BlockingEvent {
+            event: String::new(),
+            stack: self.stack,
+            severity: Some(self.spec.weight),
+        };
+        (event, DeferredArgs::new(py, self.spec.name, self.args))
     }
 }
 

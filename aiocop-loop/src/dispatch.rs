@@ -143,7 +143,14 @@ impl LoopShared {
     /// is nothing left to format (the call sites' stacks were formatted before) and no earlier
     /// slice of this loop is still with the background thread.
     pub fn can_assemble_here(&self, slice: &Slice) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0 && slice.is_preformatted()
+        self.can_queue_here() && slice.is_preformatted()
+    }
+
+    /// Whether an event made on the loop's thread may be queued here now: no earlier slice of
+    /// this loop is still with the background thread (events stay in order).
+    #[inline]
+    pub fn can_queue_here(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// On the loop's thread: queues an event assembled in place and, unless one is scheduled

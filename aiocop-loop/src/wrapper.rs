@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use aiocop_events::{assemble, Slice};
+use aiocop_events::{assemble, Slice, SlowTask};
+use aiocop_hook::DeferredArgs;
 use aiocop_severity::THRESHOLD_HIGH;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -149,6 +150,30 @@ fn slow_path(
     } else {
         merge(py, pre_context, post_context)
     };
+    if has_records
+        && !recorded.should_raise
+        && cpu_samples.is_empty()
+        && config::dispatch() == Dispatch::Background
+        && target.can_queue_here()
+        && recorded.records.iter().all(|r| r.stack.is_formatted())
+    {
+        // The usual event (blocking calls from call sites seen before, no samples, nothing to
+        // enforce): made here in one pass over the records, without a slice.
+        let (task, args) = io_event(
+            py,
+            elapsed_ns,
+            threshold_ns,
+            recorded.records,
+            recorded.dropped,
+        );
+        let objects = SliceObjects {
+            context,
+            identity,
+            args,
+        };
+        target.queue_here(py, task, objects);
+        return result;
+    }
     // The calls' argument text is made when the event's blocking_events is read (most
     // callbacks never do), from the argument tuples the event keeps.
     let mut records = Vec::with_capacity(recorded.records.len());
@@ -198,6 +223,25 @@ fn slow_path(
         Some(err) => Err(err),
         None => result,
     }
+}
+
+/// The `io_blocking` event of a handle's records, their text deferred (see [`slow_path`]).
+fn io_event(
+    py: Python<'_>,
+    elapsed_ns: u64,
+    threshold_ns: u64,
+    records: Vec<aiocop_hook::PendingRecord>,
+    dropped: u32,
+) -> (SlowTask, Vec<DeferredArgs>) {
+    let mut events = Vec::with_capacity(records.len());
+    let mut args = Vec::with_capacity(records.len());
+    for record in records {
+        let (event, deferred) = record.into_event(py);
+        events.push(event);
+        args.push(deferred);
+    }
+    let task = SlowTask::io_blocking(elapsed_ns, threshold_ns, events, dropped);
+    (task, args)
 }
 
 /// A handle that broke raise/warn mode: the `HighSeverityBlockingIoException` to raise, or
