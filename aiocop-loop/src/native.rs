@@ -496,6 +496,7 @@ enum Method {
 }
 
 impl Method {
+    /// How many positionals come before the callback: 0, or 1 (the delay or the time).
     const fn leading(self) -> usize {
         match self {
             Self::CallSoon | Self::CallSoonThreadsafe => 0,
@@ -859,7 +860,11 @@ unsafe fn forward(
         // Slot 0 is spare: with PY_VECTORCALL_ARGUMENTS_OFFSET the original (a bound method)
         // may put its `self` there instead of copying the arguments to prepend it.
         let mut call_args: [*mut ffi::PyObject; 4] = [null_mut(); 4];
-        call_args[1..=leading].copy_from_slice(&positional[..leading]);
+        if leading == 1 {
+            // The delay or time of `call_later`/`call_at` (set one by one: a copy of a length
+            // known only at run time would be a `memcpy` call on every scheduling).
+            call_args[1] = positional[0];
+        }
         call_args[leading + 1] = wrapped;
         let positional_count = leading + 1;
         let kw = if context.is_null() {
