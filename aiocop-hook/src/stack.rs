@@ -402,38 +402,66 @@ pub struct CallSite {
     pub frames: Vec<CapturedFrame>,
     /// The resolved stack, shared by every record made at this site.
     pub stack: Arc<Stack>,
-    /// The capture as two words per frame ([`push_frame`]): what a new capture is compared
-    /// with.
-    words: Box<[u64]>,
+    /// The second hash of the capture ([`SiteHasher`]): a cached site is taken for a new
+    /// capture only when both hashes agree.
+    check: u64,
 }
 
-impl CallSite {
-    fn matches(&self, words: &[u64]) -> bool {
-        *self.words == *words
+/// A frame's position as one word: the value in the high bits, the kind in the low bit.
+fn pack_position(position: Position) -> u64 {
+    match position {
+        Position::Lasti(offset) => u64::from(offset as u32) << 1,
+        Position::Line(line) => (u64::from(line as u32) << 1) | 1,
     }
 }
 
-/// Appends one frame to a capture as two words, the code object's address and its position
-/// with the kind in the low bit, and mixes both into `hasher` (as one word: the position moved
-/// to the high half, where addresses of neighbouring code objects do not differ; a collision
-/// only costs a cache miss, since a hit compares the words themselves).
+/// `a * b` as 128 bits, the halves xor-ed: a multiply that mixes every bit of both words.
 #[inline(always)]
-fn push_frame(words: &mut Vec<u64>, hasher: &mut FastHasher, code: usize, position: Position) {
-    let packed = match position {
-        Position::Lasti(offset) => u64::from(offset as u32) << 1,
-        Position::Line(line) => (u64::from(line as u32) << 1) | 1,
-    };
-    words.extend_from_slice(&[code as u64, packed]);
-    hasher.write_u64(code as u64 ^ packed.rotate_left(32));
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let product = u128::from(a) * u128::from(b);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// The position packed by [`push_frame`].
-fn unpack_position(packed: u64) -> Position {
-    let value = (packed >> 1) as u32 as i32;
-    if packed & 1 == 0 {
-        Position::Lasti(value)
-    } else {
-        Position::Line(value)
+/// Two independent 64-bit hashes of a capture (each frame's code object address and packed
+/// position, innermost first, and the number of frames): the first is the cache key, the
+/// second must match too. A call site is known by these 128 bits alone — the walk of a known
+/// site stores nothing and compares no frames — and the code objects of a cached site are kept
+/// alive, so their addresses stand for them. Two different captures taken for the same site
+/// would need both hashes, of different constructions, to collide at once.
+#[derive(Debug, Clone, Copy)]
+struct SiteHasher {
+    key: FastHasher,
+    check: u64,
+    frames: u64,
+}
+
+impl Default for SiteHasher {
+    fn default() -> Self {
+        Self {
+            key: FastHasher::default(),
+            check: 0x243f_6a88_85a3_08d3,
+            frames: 0,
+        }
+    }
+}
+
+impl SiteHasher {
+    /// Adds one frame (the position moved to the high half for the key, where addresses of
+    /// neighbouring code objects do not differ).
+    #[inline(always)]
+    fn push(&mut self, code: usize, position: Position) {
+        let packed = pack_position(position);
+        self.key.write_u64(code as u64 ^ packed.rotate_left(32));
+        self.check = folded_multiply(self.check ^ code as u64, packed ^ 0x9e37_79b9_7f4a_7c15);
+        self.frames += 1;
+    }
+
+    /// `(key, check)`.
+    fn finish(&self) -> (u64, u64) {
+        (
+            self.key.finish(),
+            folded_multiply(self.check ^ self.frames, 0xa076_1d64_78bd_642f),
+        )
     }
 }
 
@@ -445,146 +473,119 @@ const STACK_CACHE_CAP: usize = 2048;
 thread_local! {
     static SITES: RefCell<HashMap<u64, Arc<CallSite>, FastBuildHasher>> =
         RefCell::new(HashMap::default());
-    /// The current capture as words ([`push_frame`]): reused, so a capture of a known call
-    /// site allocates nothing and takes no references.
-    static SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
-fn cached_site(key: u64, words: &[u64]) -> Option<Arc<CallSite>> {
+fn cached_site(key: u64, check: u64) -> Option<Arc<CallSite>> {
     SITES.with(|cache| {
         cache
-            .borrow()
+            .try_borrow()
+            .ok()?
             .get(&key)
-            .filter(|site| site.matches(words))
+            .filter(|site| site.check == check)
             .map(Arc::clone)
     })
 }
 
 /// Resolves `frames` into a new call site and caches it under `key`.
-fn new_site(
-    py: Python<'_>,
-    key: u64,
-    frames: Vec<CapturedFrame>,
-    words: Box<[u64]>,
-) -> Arc<CallSite> {
+#[cold]
+#[inline(never)]
+fn new_site(py: Python<'_>, (key, check): (u64, u64), frames: Vec<CapturedFrame>) -> Arc<CallSite> {
     let site = Arc::new(CallSite {
         stack: Stack::shared(resolve_frames(py, &frames)),
         frames,
-        words,
+        check,
     });
     SITES.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.len() >= STACK_CACHE_CAP {
-            cache.clear();
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            if cache.len() >= STACK_CACHE_CAP {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&site));
         }
-        cache.insert(key, Arc::clone(&site));
     });
     site
 }
 
-/// What a walk into the scratch buffer found.
-enum Walked {
-    Known(Arc<CallSite>),
-    New(u64, Vec<CapturedFrame>, Box<[u64]>),
+/// The hashes of `frames` ([`SiteHasher`]).
+fn hash_frames(frames: &[CapturedFrame]) -> (u64, u64) {
+    let mut hasher = SiteHasher::default();
+    for frame in frames {
+        hasher.push(frame.code.as_ptr() as usize, frame.position);
+    }
+    hasher.finish()
 }
 
 /// The call site of the calling thread's current stack (up to `depth` frames): for a site seen
-/// before, one walk that hashes as it goes and one comparison of words — no allocation, no
-/// reference taken; a new site is resolved through the code-object cache.
+/// before, one walk that hashes as it goes and one cache lookup — no allocation, no reference
+/// taken, nothing stored; a new site is walked again, captured and resolved through the
+/// code-object cache.
 pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
     if DIRECT_WALK.load(Ordering::Relaxed) == DIRECT_OK {
-        let walked = SCRATCH.with(|scratch| {
-            let Ok(mut words) = scratch.try_borrow_mut() else {
-                return None;
-            };
-            words.clear();
-            let limit = depth.min(MAX_WALK) * 2;
-            let mut hasher = FastHasher::default();
-            let mut visit = |code: *mut ffi::PyObject, position: Position| {
-                push_frame(&mut words, &mut hasher, code as usize, position);
-                words.len() < limit
-            };
-            // SAFETY: the GIL is held (`py`) by this thread, whose stack is walked.
-            if !unsafe { Current::walk_interpreter_frames(&mut visit) } {
-                return None;
+        let limit = depth.min(MAX_WALK) as u64;
+        let mut hasher = SiteHasher::default();
+        let mut visit = |code: *mut ffi::PyObject, position: Position| {
+            hasher.push(code as usize, position);
+            hasher.frames < limit
+        };
+        // SAFETY: the GIL is held (`py`) by this thread, whose stack is walked.
+        if unsafe { Current::walk_interpreter_frames(&mut visit) } {
+            let hashes = hasher.finish();
+            if let Some(site) = cached_site(hashes.0, hashes.1) {
+                return site;
             }
-            let key = hasher.finish();
-            if let Some(site) = cached_site(key, &words) {
-                return Some(Walked::Known(site));
+            // A new site. No Python code ran since the walk: the same frames are captured
+            // (and referenced now, before any can run and free a code object).
+            if let Some(frames) = capture_direct(py, depth) {
+                return new_site(py, hashes, frames);
             }
-            // A new site: take references now, before any Python code can run and free a
-            // code object.
-            let frames = words
-                .chunks_exact(2)
-                .map(|pair| CapturedFrame {
-                    // SAFETY: the code objects of the live frames just walked, no Python code
-                    // ran since; we take our own reference.
-                    code: unsafe { Bound::from_borrowed_ptr(py, pair[0] as *mut ffi::PyObject) }
-                        .unbind(),
-                    position: unpack_position(pair[1]),
-                })
-                .collect::<Vec<_>>();
-            Some(Walked::New(key, frames, words.as_slice().into()))
-        });
-        match walked {
-            Some(Walked::Known(site)) => return site,
-            Some(Walked::New(key, frames, words)) => return new_site(py, key, frames, words),
-            None => {}
         }
     }
     let frames = capture_current(py, depth);
-    let mut words = Vec::with_capacity(frames.len() * 2);
-    let mut hasher = FastHasher::default();
-    for frame in &frames {
-        push_frame(
-            &mut words,
-            &mut hasher,
-            frame.code.as_ptr() as usize,
-            frame.position,
-        );
-    }
-    let key = hasher.finish();
-    cached_site(key, &words).unwrap_or_else(|| new_site(py, key, frames, words.into_boxed_slice()))
+    let hashes = hash_frames(&frames);
+    cached_site(hashes.0, hashes.1).unwrap_or_else(|| new_site(py, hashes, frames))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn packed_positions_unpack_to_themselves() {
-        let positions = [
-            Position::Lasti(0),
-            Position::Lasti(1234),
-            Position::Lasti(i32::MAX),
-            Position::Line(1),
-            Position::Line(-1),
-            Position::Line(i32::MAX),
-        ];
-        let mut words = Vec::new();
-        let mut hasher = FastHasher::default();
-        for (i, &position) in positions.iter().enumerate() {
-            push_frame(&mut words, &mut hasher, 0x1000 + i, position);
+    fn hashes(frames: &[(usize, Position)]) -> (u64, u64) {
+        let mut hasher = SiteHasher::default();
+        for &(code, position) in frames {
+            hasher.push(code, position);
         }
-        let unpacked: Vec<(u64, Position)> = words
-            .chunks_exact(2)
-            .map(|pair| (pair[0], unpack_position(pair[1])))
-            .collect();
-        let expected: Vec<(u64, Position)> = positions
-            .iter()
-            .enumerate()
-            .map(|(i, &position)| (0x1000 + i as u64, position))
-            .collect();
-        assert_eq!(unpacked, expected);
+        hasher.finish()
     }
 
     #[test]
     fn an_offset_and_a_line_of_the_same_value_differ() {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let (mut ha, mut hb) = (FastHasher::default(), FastHasher::default());
-        push_frame(&mut a, &mut ha, 0x1000, Position::Lasti(7));
-        push_frame(&mut b, &mut hb, 0x1000, Position::Line(7));
-        assert_ne!(a, b);
-        assert_ne!(ha.finish(), hb.finish());
+        assert_ne!(
+            pack_position(Position::Lasti(7)),
+            pack_position(Position::Line(7))
+        );
+        let (a, b) = (
+            hashes(&[(0x1000, Position::Lasti(7))]),
+            hashes(&[(0x1000, Position::Line(7))]),
+        );
+        assert_ne!(a.0, b.0);
+        assert_ne!(a.1, b.1);
+    }
+
+    #[test]
+    fn both_hashes_see_order_position_and_depth() {
+        let f = |code: usize, lasti: i32| (code, Position::Lasti(lasti));
+        let base = hashes(&[f(0x1000, 10), f(0x2000, 20)]);
+        let others = [
+            hashes(&[f(0x2000, 20), f(0x1000, 10)]),
+            hashes(&[f(0x1000, 12), f(0x2000, 20)]),
+            hashes(&[f(0x1000, 10), f(0x2000, 20), f(0x3000, 0)]),
+            hashes(&[f(0x1000, 10)]),
+            hashes(&[f(0x1010, 10), f(0x2000, 20)]),
+        ];
+        for other in others {
+            assert_ne!(base.0, other.0);
+            assert_ne!(base.1, other.1);
+        }
+        assert_eq!(base, hashes(&[f(0x1000, 10), f(0x2000, 20)]));
     }
 }
