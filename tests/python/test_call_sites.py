@@ -4,18 +4,19 @@ every loop, whatever the depth, and only the same frames make the same site."""
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from conftest import describe, run_python
 
+LOOPS = ["asyncio", "uvloop"]
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_known_call_site_gives_the_same_event_as_a_new_one(loop):
-    """Ours only: the first event of a call site is assembled from the handle's slice (its
-    stack still to be formatted); at a site seen before, the event is made on the loop thread
-    straight from the records. Both carry the same fields: every blocking call in order, with
-    its text, trace, entry point and weight, the scores added, the level and the reason."""
-    proc = run_python(
+
+def run_monitored(loop: str, body: str):
+    """Runs ``body`` (which defines ``async def main()``) in a fresh process on ``loop``,
+    monitored, every event appended to ``events``."""
+    prologue = textwrap.dedent(
         f"""
         import asyncio, os, time
         import aiocop
@@ -25,7 +26,21 @@ def test_a_known_call_site_gives_the_same_event_as_a_new_one(loop):
         aiocop.patch_audit_functions()
         aiocop.start_blocking_io_detection()
         aiocop.detect_slow_tasks(threshold_ms=1000, on_slow_task=events.append)
+        """
+    )
+    run = "uvloop.run(main())" if loop == "uvloop" else "asyncio.run(main())"
+    return run_python(prologue + textwrap.dedent(body) + run + "\n")
 
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_known_call_site_gives_the_same_event_as_a_new_one(loop):
+    """The first event of a call site is assembled from the handle's slice (its stack still
+    to be formatted); at a site seen before, the event is made on the loop thread straight
+    from the records. Both carry the same fields: every blocking call in order, with its text,
+    trace, entry point and weight, the scores added, the level and the reason."""
+    proc = run_monitored(
+        loop,
+        """
         def blocking(i):
             os.stat(".")
             time.sleep(0)
@@ -53,29 +68,19 @@ def test_a_known_call_site_gives_the_same_event_as_a_new_one(loop):
             for later in events[1:]:
                 assert fields(later) == first, (later, first)
             print("SAME")
-
-        {"uvloop.run(main())" if loop == "uvloop" else "asyncio.run(main())"}
-        """
+        """,
     )
     assert proc.returncode == 0, describe(proc)
     assert "SAME" in proc.stdout
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("loop", LOOPS)
 def test_the_same_line_reached_from_other_callers_is_another_site(loop):
     """One blocking line reached from two callers and at two depths, interleaved: each event
     names the path it was reached by, every time (the call-site cache never mixes them up)."""
-    proc = run_python(
-        f"""
-        import asyncio, os
-        import aiocop
-        {"import uvloop" if loop == "uvloop" else ""}
-
-        events = []
-        aiocop.patch_audit_functions()
-        aiocop.start_blocking_io_detection()
-        aiocop.detect_slow_tasks(threshold_ms=1000, on_slow_task=events.append)
-
+    proc = run_monitored(
+        loop,
+        """
         def blocking():
             os.stat(".")
 
@@ -89,7 +94,7 @@ def test_the_same_line_reached_from_other_callers_is_another_site(loop):
             return deeper(n - 1) if n else via_alpha()
 
         async def step(kind):
-            {{"alpha": via_alpha, "beta": via_beta, "deep": lambda: deeper(3)}}[kind]()
+            {"alpha": via_alpha, "beta": via_beta, "deep": lambda: deeper(3)}[kind]()
 
         async def main():
             aiocop.activate()
@@ -103,14 +108,12 @@ def test_the_same_line_reached_from_other_callers_is_another_site(loop):
             for kind, trace in zip(kinds, traces):
                 frames = trace.split(" <- ")
                 assert frames[0].endswith(":blocking"), trace
-                caller = {{"alpha": "via_alpha", "beta": "via_beta", "deep": "via_alpha"}}[kind]
+                caller = {"alpha": "via_alpha", "beta": "via_beta", "deep": "via_alpha"}[kind]
                 assert frames[1].endswith(":" + caller), (kind, trace)
                 assert sum(f.endswith(":deeper") for f in frames) == (4 if kind == "deep" else 0), (kind, trace)
             assert len(set(traces)) == 3, set(traces)
             print("DISTINCT")
-
-        {"uvloop.run(main())" if loop == "uvloop" else "asyncio.run(main())"}
-        """
+        """,
     )
     assert proc.returncode == 0, describe(proc)
     assert "DISTINCT" in proc.stdout
