@@ -45,6 +45,9 @@ pub(crate) struct Options {
     pub(crate) smoke: bool,
     pub(crate) rounds: usize,
     pub(crate) only: Option<String>,
+    /// `--against DIR`: only paired rounds of this checkout's build against the `aiocop`
+    /// package in `DIR` ([`server::run_against`]).
+    pub(crate) against: Option<PathBuf>,
 }
 
 impl Options {
@@ -54,6 +57,7 @@ impl Options {
             smoke: true,
             rounds: 1,
             only: None,
+            against: None,
         }
     }
 
@@ -210,7 +214,7 @@ pub(crate) fn median(values: &[f64]) -> Option<f64> {
     }
 }
 
-/// `cargo xtask bench [--smoke] [--rounds N] [--only PART]`.
+/// `cargo xtask bench [--smoke] [--rounds N] [--only PART] [--against DIR]`.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let options = parse_args(args)?;
     let venv = venv::prepare(root)?;
@@ -226,6 +230,9 @@ pub(crate) fn run_with(root: &Path, ours: &Venv, options: &Options) -> Result {
         ours,
         incumbent,
     };
+    if let Some(dir) = &options.against {
+        return server::run_against(&bench, dir);
+    }
     let started = report::start();
     let mut results = report::Results::default();
     if options.runs("criterion") {
@@ -251,6 +258,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         smoke: false,
         rounds: 5,
         only: None,
+        against: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -285,13 +293,20 @@ fn parse_args(args: &[String]) -> Result<Options> {
                 }
                 options.only = Some(only);
             }
+            "--against" => options.against = Some(PathBuf::from(value()?)),
             _ => {
                 return Err(format!(
-                    "unexpected argument `{arg}`: expected [--smoke] [--rounds N] [--only PART]"
+                    "unexpected argument `{arg}`: expected [--smoke] [--rounds N] [--only PART] \
+                     [--against DIR]"
                 )
                 .into())
             }
         }
+    }
+    if options.against.is_some() && (options.smoke || options.only.is_some()) {
+        return Err(
+            "`--against DIR` runs its paired rounds alone: without --smoke or --only".into(),
+        );
     }
     if options.smoke {
         options.rounds = 1;
@@ -314,6 +329,7 @@ mod tests {
             smoke: false,
             rounds: 5,
             only: None,
+            against: None,
         };
         assert_eq!(parse(&[]), Some(default.clone()));
         assert_eq!(parse(&["--smoke", "--rounds", "3"]), Some(Options::smoke()));
@@ -322,7 +338,7 @@ mod tests {
             Some(Options {
                 rounds: 3,
                 only: Some("stat".into()),
-                ..default
+                ..default.clone()
             })
         );
         assert!(parse(&["--only", "server"]).is_some());
@@ -332,6 +348,17 @@ mod tests {
         assert!(parse(&["--rounds"]).is_none());
         assert!(parse(&["--smoke=1"]).is_none());
         assert!(parse(&["extra"]).is_none());
+        assert_eq!(
+            parse(&["--against", "/tmp/other", "--rounds", "8"]),
+            Some(Options {
+                rounds: 8,
+                against: Some("/tmp/other".into()),
+                ..default
+            })
+        );
+        assert!(parse(&["--against"]).is_none());
+        assert!(parse(&["--against", "/tmp/other", "--only", "paired"]).is_none());
+        assert!(parse(&["--against=/tmp/other", "--smoke"]).is_none());
     }
 
     #[test]

@@ -38,6 +38,9 @@ commands:
                                      --smoke: tiny and fast, results/smoke/ only; PART: a
                                      scenario, criterion, server, paired (the server's
                                      paired rounds alone) or memory
+  bench --against DIR [--rounds N]   paired server rounds of this build against the aiocop
+                                     package in DIR (another build), at the same time;
+                                     prints the CPU per request ratio, writes nothing
   lint                               cargo fmt --check and cargo clippy -D warnings
   help                               this text
 

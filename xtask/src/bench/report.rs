@@ -434,7 +434,16 @@ cargo xtask bench                  # everything: ~14 minutes on 2 cores; rewrite
 cargo xtask bench --rounds 3       # fewer rounds
 cargo xtask bench --only stat      # one scenario, or: criterion, server, paired (its paired rounds), memory
 cargo xtask bench --smoke          # tiny sizes, one round, results/smoke/ only (run by xtask test)
+cargo xtask bench --against DIR    # paired server rounds of this build against another one (DIR/aiocop)
 ```
+
+`--against DIR` compares two builds of ours rather than ours with no monitor: `DIR` holds an
+`aiocop` package (a copy of `aiocop-py/python/aiocop` with its built extension, say of another
+commit), imported from there through `PYTHONPATH`; each round a server of this checkout's build
+and one of `DIR`'s share one CPU and are loaded at the same time, and the ratio of their CPU
+time per request is printed per endpoint and round. Two complete runs minutes apart drift by a
+point or two on a shared machine; a change measured against its own baseline at the same moment
+does not (the same build on both sides: within about ±1% over 12 windows). It writes nothing.
 
 ## Method
 

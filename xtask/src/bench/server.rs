@@ -6,6 +6,7 @@
 //! both pay for the same moment of a shared machine.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -89,6 +90,19 @@ impl Row {
     }
 }
 
+/// One empty row per endpoint.
+fn new_rows() -> [Row; 3] {
+    ENDPOINTS.each_ref().map(|endpoint| Row {
+        endpoint,
+        rps: Default::default(),
+        p50_ms: Default::default(),
+        p99_ms: Default::default(),
+        cpu_us: Default::default(),
+        paired_cpu_ratio: Vec::new(),
+        errors: 0.0,
+    })
+}
+
 /// The measured seconds and the uncounted warm-up seconds of one load run.
 fn durations(smoke: bool) -> (&'static str, &'static str) {
     if smoke {
@@ -107,15 +121,7 @@ fn durations(smoke: bool) -> (&'static str, &'static str) {
 /// Without `sequential`, only the paired rounds run (`--only paired`: a few minutes, what the
 /// server targets are judged on).
 pub(crate) fn run(bench: &Bench<'_>, sequential: bool) -> Result<Vec<Row>> {
-    let mut rows = ENDPOINTS.each_ref().map(|endpoint| Row {
-        endpoint,
-        rps: Default::default(),
-        p50_ms: Default::default(),
-        p99_ms: Default::default(),
-        cpu_us: Default::default(),
-        paired_cpu_ratio: Vec::new(),
-        errors: 0.0,
-    });
+    let mut rows = new_rows();
     let (duration, _) = durations(bench.options.smoke);
     let rounds = if sequential { bench.options.rounds } else { 0 };
     for round in 1..=rounds {
@@ -190,57 +196,9 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
             "server, paired round {round}/{rounds}: none and ours on one CPU, loaded at the \
              same time from another"
         ));
-        let mut modes = [Mode::None, Mode::Ours];
-        if round % 2 == 0 {
-            modes.reverse();
-        }
-        let servers = modes
-            .into_iter()
-            .map(|mode| Server::start_on(bench, mode, Some(SERVER_CPU)))
-            .collect::<Result<Vec<_>>>()?;
-        for row in rows.iter_mut() {
-            let commands = servers
-                .iter()
-                .map(|server| {
-                    let mut cmd = loadgen(bench, server, row.endpoint.path)?;
-                    cmd.args(["--cpu", &LOADGEN_CPU.to_string()]);
-                    Ok(cmd)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let before = servers
-                .iter()
-                .map(Server::cpu_seconds)
-                .collect::<Result<Vec<_>>>()?;
-            let results = std::thread::scope(|scope| {
-                let runs: Vec<_> = commands
-                    .into_iter()
-                    .map(|mut cmd| {
-                        scope.spawn(move || run_json(&mut cmd).map_err(|err| err.to_string()))
-                    })
-                    .collect();
-                runs.into_iter()
-                    .map(|run| match run.join() {
-                        Ok(result) => result.map_err(Into::into),
-                        Err(_) => Err("a load generator's thread panicked".into()),
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            let mut cpu_us = [0.0; 2];
-            for (i, (server, result)) in servers.iter().zip(&results).enumerate() {
-                let cpu = server.cpu_seconds()? - before[i];
-                let completed = result.f64("completed")?;
-                cpu_us[i] = if completed > 0.0 {
-                    cpu / completed * 1e6
-                } else {
-                    0.0
-                };
-                row.errors += result.f64("errors")?;
-            }
-            let (none, ours) = if modes[0] == Mode::None {
-                (cpu_us[0], cpu_us[1])
-            } else {
-                (cpu_us[1], cpu_us[0])
-            };
+        let sides = [Side::of(Mode::None), Side::of(Mode::Ours)];
+        let cpu_us = paired_round(bench, sides, round % 2 == 0, rows)?;
+        for (row, [none, ours]) in rows.iter_mut().zip(cpu_us) {
             println!(
                 "{:>10} {:<7} server CPU {none:.1} us/req (none) / {ours:.1} us/req (ours), same CPU, same time",
                 "paired", row.endpoint.path,
@@ -249,11 +207,174 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
                 row.paired_cpu_ratio.push(ours / none);
             }
         }
-        for server in servers {
-            server.stop();
-        }
     }
     Ok(())
+}
+
+/// `cargo xtask bench --against DIR`: paired rounds of ours against ours, the second built
+/// elsewhere (the `aiocop` package in `DIR`, put first on `PYTHONPATH`): both on one CPU,
+/// loaded at the same time, fresh processes every round, taking turns starting first. Prints
+/// per endpoint the CPU per request of `DIR`'s build over this checkout's, round by round,
+/// and their median and mean: a change measured at the same moment as what it changes, where
+/// two runs of the bench minutes apart drift by a point or two. Writes no results.
+pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path) -> Result {
+    check_package(bench, dir)?;
+    let rounds = bench.options.rounds;
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for round in 1..=rounds {
+        step(&format!(
+            "against {}, round {round}/{rounds}: both on one CPU, loaded at the same time",
+            dir.display()
+        ));
+        let sides = [Side::of(Mode::Ours), Side::from_package(dir)];
+        let mut rows = new_rows();
+        let cpu_us = paired_round(bench, sides, round % 2 == 0, &mut rows)?;
+        for ((row, [here, there]), ratios) in rows.iter().zip(cpu_us).zip(&mut ratios) {
+            println!(
+                "{:>10} {:<7} server CPU {here:.1} us/req (this checkout) / {there:.1} us/req (against)",
+                "against", row.endpoint.path,
+            );
+            if here > 0.0 && there > 0.0 {
+                ratios.push(there / here);
+            }
+        }
+    }
+    step(&format!(
+        "CPU per request of {}'s build over this checkout's",
+        dir.display()
+    ));
+    for (endpoint, ratios) in ENDPOINTS.iter().zip(&ratios) {
+        let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+        println!(
+            "{:<7} median {:.3}  mean {mean:.3}  rounds {}",
+            endpoint.path,
+            median(ratios).unwrap_or(f64::NAN),
+            rounds.join(" "),
+        );
+    }
+    Ok(())
+}
+
+/// Checks that `dir` holds an `aiocop` package that the bench's interpreter imports from
+/// there when `dir` leads `PYTHONPATH`.
+fn check_package(bench: &Bench<'_>, dir: &Path) -> Result {
+    if !dir.join("aiocop").join("__init__.py").is_file() {
+        return Err(format!(
+            "--against {}: no aiocop package there (expected {}/aiocop/__init__.py, e.g. a \
+             copy of aiocop-py/python/aiocop with its built extension)",
+            dir.display(),
+            dir.display()
+        )
+        .into());
+    }
+    let mut cmd = bench.python(Mode::Ours)?;
+    cmd.env("PYTHONPATH", dir).args([
+        "-c",
+        "import aiocop, sys; sys.stdout.write(aiocop.__file__)",
+    ]);
+    let out = cmd
+        .output()
+        .map_err(|err| format!("cannot run `{}`: {err}", display(&cmd)))?;
+    let file = String::from_utf8_lossy(&out.stdout);
+    let expected = dir
+        .canonicalize()
+        .map_err(|err| format!("{}: {err}", dir.display()))?;
+    let found = Path::new(file.as_ref()).canonicalize().ok();
+    if !out.status.success() || !found.is_some_and(|found| found.starts_with(&expected)) {
+        return Err(format!(
+            "--against {}: `import aiocop` does not load it from there ({}{})",
+            dir.display(),
+            file.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// One side of a paired round: what the server is measured with, and, for a build of ours
+/// other than this checkout's, the directory its `aiocop` package is imported from.
+#[derive(Debug, Clone, Copy)]
+struct Side<'a> {
+    mode: Mode,
+    package: Option<&'a Path>,
+}
+
+impl<'a> Side<'a> {
+    fn of(mode: Mode) -> Self {
+        Side {
+            mode,
+            package: None,
+        }
+    }
+
+    fn from_package(dir: &'a Path) -> Self {
+        Side {
+            mode: Mode::Ours,
+            package: Some(dir),
+        }
+    }
+}
+
+/// One paired round: a fresh server for each side, both on [`SERVER_CPU`] (the second one
+/// started first when `swap`), and per endpoint both loaded at the same time from
+/// [`LOADGEN_CPU`]. Returns per endpoint (in `rows`' order) each side's server CPU
+/// microseconds per answered request, in `sides`' order; load errors are added to `rows`.
+fn paired_round(
+    bench: &Bench<'_>,
+    sides: [Side<'_>; 2],
+    swap: bool,
+    rows: &mut [Row; 3],
+) -> Result<[[f64; 2]; 3]> {
+    let order = if swap { [1, 0] } else { [0, 1] };
+    let mut servers = Vec::with_capacity(2);
+    for i in order {
+        servers.push((i, Server::start_on(bench, sides[i], Some(SERVER_CPU))?));
+    }
+    let mut out = [[0.0; 2]; 3];
+    for (row, out) in rows.iter_mut().zip(&mut out) {
+        let commands = servers
+            .iter()
+            .map(|(_, server)| {
+                let mut cmd = loadgen(bench, server, row.endpoint.path)?;
+                cmd.args(["--cpu", &LOADGEN_CPU.to_string()]);
+                Ok(cmd)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let before = servers
+            .iter()
+            .map(|(_, server)| server.cpu_seconds())
+            .collect::<Result<Vec<_>>>()?;
+        let results = std::thread::scope(|scope| {
+            let runs: Vec<_> = commands
+                .into_iter()
+                .map(|mut cmd| {
+                    scope.spawn(move || run_json(&mut cmd).map_err(|err| err.to_string()))
+                })
+                .collect();
+            runs.into_iter()
+                .map(|run| match run.join() {
+                    Ok(result) => result.map_err(Into::into),
+                    Err(_) => Err("a load generator's thread panicked".into()),
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (((side, server), result), before) in servers.iter().zip(&results).zip(before) {
+            let cpu = server.cpu_seconds()? - before;
+            let completed = result.f64("completed")?;
+            out[*side] = if completed > 0.0 {
+                cpu / completed * 1e6
+            } else {
+                0.0
+            };
+            row.errors += result.f64("errors")?;
+        }
+    }
+    for (_, server) in servers {
+        server.stop();
+    }
+    Ok(out)
 }
 
 /// The load generator's command for `path` on `server`, for one measured run.
@@ -277,13 +398,16 @@ struct Server {
 
 impl Server {
     fn start(bench: &Bench<'_>, mode: Mode) -> Result<Server> {
-        Self::start_on(bench, mode, None)
+        Self::start_on(bench, Side::of(mode), None)
     }
 
-    /// A server of `mode`, kept on CPU `cpu` if given (every thread it starts).
-    fn start_on(bench: &Bench<'_>, mode: Mode, cpu: Option<usize>) -> Result<Server> {
+    /// A server of `side`, kept on CPU `cpu` if given (every thread it starts).
+    fn start_on(bench: &Bench<'_>, side: Side<'_>, cpu: Option<usize>) -> Result<Server> {
         let port = free_port()?;
-        let mut cmd = bench.python(mode)?;
+        let mut cmd = bench.python(side.mode)?;
+        if let Some(package) = side.package {
+            cmd.env("PYTHONPATH", package);
+        }
         if let Some(cpu) = cpu {
             cmd.env("AIOCOP_BENCH_CPU", cpu.to_string());
         }
