@@ -67,9 +67,7 @@ impl PendingRecord {
         };
         (record, DeferredArgs::new(py, self.spec.name, self.args))
     }
-}
 
-impl PendingRecord {
     /// The record as the blocking event of a slow-task event, its text left to be made later
     /// as [`Self::into_deferred`] leaves it (the stack is moved, not formatted: for a call site
     /// whose stack is formatted already, this is all [`aiocop_events::assemble`] would do).

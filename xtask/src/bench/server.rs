@@ -221,13 +221,13 @@ pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path) -> Result {
     check_package(bench, dir)?;
     let rounds = bench.options.rounds;
     let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut rows = new_rows();
     for round in 1..=rounds {
         step(&format!(
             "against {}, round {round}/{rounds}: both on one CPU, loaded at the same time",
             dir.display()
         ));
         let sides = [Side::of(Mode::Ours), Side::from_package(dir)];
-        let mut rows = new_rows();
         let cpu_us = paired_round(bench, sides, round % 2 == 0, &mut rows)?;
         for ((row, [here, there]), ratios) in rows.iter().zip(cpu_us).zip(&mut ratios) {
             println!(
@@ -243,14 +243,19 @@ pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path) -> Result {
         "CPU per request of {}'s build over this checkout's",
         dir.display()
     ));
-    for (endpoint, ratios) in ENDPOINTS.iter().zip(&ratios) {
+    for (row, ratios) in rows.iter().zip(&ratios) {
         let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
         println!(
-            "{:<7} median {:.3}  mean {mean:.3}  rounds {}",
-            endpoint.path,
+            "{:<7} median {:.3}  mean {mean:.3}  rounds {}{}",
+            row.endpoint.path,
             median(ratios).unwrap_or(f64::NAN),
             rounds.join(" "),
+            if row.errors > 0.0 {
+                format!("  ({} failed requests)", row.errors)
+            } else {
+                String::new()
+            },
         );
     }
     Ok(())
