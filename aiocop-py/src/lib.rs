@@ -578,6 +578,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rules::PyAllowRule>()?;
     m.add_class::<aiocop_loop::event::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "NATIVE_TIME_SLEEP_EVENT",
         aiocop_hook::CurrentPython::NATIVE_TIME_SLEEP_EVENT,

@@ -131,6 +131,28 @@ def test_constants():
     assert aiocop.THRESHOLD_LOW == 1
 
 
+def test_version_is_the_installed_distribution_version():
+    from importlib.metadata import version
+
+    assert aiocop.__version__ == version("aiocop")
+
+
+def test_import_does_not_load_importlib_metadata():
+    # A long-running service pays for what `import aiocop` leaves behind: no distribution
+    # scan, so none of its modules or cached listings.
+    import subprocess
+
+    code = (
+        "import sys; before = 'importlib.metadata' in sys.modules; import aiocop; "
+        "print(before, 'importlib.metadata' in sys.modules, aiocop.__version__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[:2] == ["False", "False"], out
+    assert out[2] == aiocop.__version__
+
+
 def test_submodule_imports():
     from aiocop.exceptions import HighSeverityBlockingIoException
     from aiocop.types.events import BlockingEventInfo, CpuStackSample, RawBlockingEvent, SlowTaskEvent

@@ -81,12 +81,9 @@ from aiocop.types.severity import (
     IoSeverityLevel,
 )
 
-try:
-    from importlib.metadata import version as _version
-
-    __version__ = _version("aiocop")
-except Exception:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+# The extension's own version (its crate's, which maturin gives the distribution): no
+# `importlib.metadata` at import, which would scan sys.path and keep its listings.
+__version__: str = _aiocop.__version__
 
 SlowTaskCallback = Callable[[SlowTaskEvent], None]
 ContextProvider = Callable[[], "dict[str, Any]"]

@@ -8,6 +8,7 @@ from aiocop.types.events import BlockingEventInfo, RawBlockingEvent
 from aiocop.types.events import SlowTaskEvent as SlowTaskEvent  # re-exported: the native class
 from aiocop.types.severity import IoSeverityLevel
 
+__version__: str
 NATIVE_TIME_SLEEP_EVENT: bool
 
 def start_blocking_io_detection(trace_depth: int) -> None: ...
