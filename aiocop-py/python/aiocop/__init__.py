@@ -82,7 +82,7 @@ from aiocop.types.severity import (
 )
 
 # The extension's own version (its crate's, which maturin gives the distribution): no
-# `importlib.metadata` at import, which would scan sys.path and keep its listings.
+# `importlib.metadata` at import, which would scan sys.path for distributions.
 __version__: str = _aiocop.__version__
 
 SlowTaskCallback = Callable[[SlowTaskEvent], None]
