@@ -81,3 +81,44 @@ pub fn high_severity_error(py: Python<'_>, task: &SlowTask, objects: &SliceObjec
     };
     build().unwrap_or_else(|err| err)
 }
+
+/// One line describing an event that cannot be delivered, for the log: why it was emitted, how
+/// long the handle ran, its severity, the task, and each blocking call with where it was made
+/// (or, for CPU-bound work, the most sampled stack).
+pub fn describe(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> String {
+    let mut text = format!(
+        "{} in a {:.1} ms handle (threshold {:.1} ms), severity {} (score {})",
+        task.reason,
+        task.elapsed_ms,
+        task.threshold_ms,
+        task.severity_level.as_str(),
+        task.severity_score
+    );
+    let (task_name, coroutine) = objects.identity.names(py);
+    if let Some(name) = task_name.and_then(|n| n.extract::<String>(py).ok()) {
+        let coroutine = coroutine.and_then(|c| c.extract::<String>(py).ok());
+        text.push_str(&format!(", task {name}"));
+        if let Some(coroutine) = coroutine {
+            text.push_str(&format!(" ({coroutine})"));
+        }
+    }
+    let calls: Vec<String> = task
+        .blocking_events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let call = match objects.args.get(index) {
+                Some(deferred) if event.event.is_empty() => deferred.event_text(py),
+                _ => event.event.clone(),
+            };
+            format!("{call} at {}", event.entry_point())
+        })
+        .collect();
+    if !calls.is_empty() {
+        text.push_str(": ");
+        text.push_str(&calls.join("; "));
+    } else if let Some(sample) = task.cpu_stack_samples.first() {
+        text.push_str(&format!(": most sampled at {}", sample.entry_point));
+    }
+    text
+}

@@ -245,6 +245,18 @@ impl LoopShared {
         Ok(self.delivery.get_or_init(|| made).bind(py))
     }
 
+    /// Logs every pending event at WARNING with its content (they cannot be delivered: `why`).
+    fn log_pending(&self, py: Python<'_>, why: &str) {
+        self.ready.store(false, Ordering::Release);
+        while let Some(p) = self.pending.pop() {
+            let message = crate::deliver::describe(py, &p.task, &p.objects);
+            crate::pylog::warning(
+                py,
+                &format!("aiocop could not deliver a slow-task event ({why}): {message}"),
+            );
+        }
+    }
+
     fn discard_pending(&self) {
         while let Some(p) = self.pending.pop() {
             UNDELIVERED.fetch_add(1, Ordering::Relaxed);
@@ -419,10 +431,8 @@ pub fn delivery_counts() -> (u64, u64) {
     )
 }
 
-/// Waits (without the GIL) until the background thread has assembled everything sent so far,
-/// then delivers, on this thread, the pending events of `target` — or of every loop of this
-/// thread when `target` is `None`.
-pub fn flush(py: Python<'_>, target: Option<&Arc<LoopShared>>) {
+/// Waits (without the GIL) until the background thread has assembled everything sent so far.
+fn drain_background(py: Python<'_>) {
     if let Some(d) = current_dispatcher() {
         let wake = d.wake.clone();
         py.detach(move || {
@@ -432,20 +442,48 @@ pub fn flush(py: Python<'_>, target: Option<&Arc<LoopShared>>) {
             }
         });
     }
+}
+
+/// Every monitored loop still alive.
+fn live_loops() -> Vec<Arc<LoopShared>> {
+    LOOPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect()
+}
+
+/// Waits (without the GIL) until the background thread has assembled everything sent so far,
+/// then delivers, on this thread, the pending events of `target` — or of every loop of this
+/// thread when `target` is `None`.
+pub fn flush(py: Python<'_>, target: Option<&Arc<LoopShared>>) {
+    drain_background(py);
     match target {
         Some(t) => t.deliver_pending(py),
         None => {
             let me = std::thread::current().id();
-            let loops: Vec<Arc<LoopShared>> = LOOPS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .filter_map(Weak::upgrade)
-                .filter(|l| l.thread == me)
-                .collect();
-            for l in loops {
+            for l in live_loops().into_iter().filter(|l| l.thread == me) {
                 l.deliver_pending(py);
             }
+        }
+    }
+}
+
+/// At interpreter exit (before [`shutdown`]): every event still pending is delivered on this
+/// thread when its loop ran here, and otherwise (its thread has ended, or still runs it)
+/// logged at WARNING with its content. Only what can be neither counts as undelivered.
+pub fn deliver_at_exit(py: Python<'_>) {
+    drain_background(py);
+    let me = std::thread::current().id();
+    for l in live_loops() {
+        if l.thread == me {
+            l.deliver_pending(py);
+        } else {
+            l.log_pending(
+                py,
+                "its loop's thread ended (or still runs it) at interpreter exit",
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ pub use aiocop_hook::pylog;
 pub mod deliver;
 pub mod dispatch;
 pub mod event;
+mod loop_end;
 mod native;
 pub mod registry;
 pub mod sampler;

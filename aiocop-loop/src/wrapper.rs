@@ -423,10 +423,12 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
         // attributes in the class's shared-key layout only while they fit (30 on 3.11; the
         // stock loop has 24), and a loop whose instance dict had to be materialised loses
         // CPython's specialised method lookups on every `self.method()` in asyncio's own code.
-        // The patch is found through the replacement `call_soon` instead (`loop_patch`).
+        // The patch is found through the replacement `call_soon` instead (`loop_patch`), and
+        // `close` is wrapped on the class.
         for (name, method) in methods {
             event_loop.setattr(name, method)?;
         }
+        crate::loop_end::wrap_class_close(&event_loop.get_type())?;
     }
     Ok(true)
 }
@@ -443,7 +445,8 @@ fn is_asyncio_loop(event_loop: &Bound<'_, PyAny>) -> bool {
 }
 
 /// Gives `event_loop` a class of its own: a subclass of its class, with the same name, module
-/// and no slots of its own, holding the five `methods`. Returns `false` (and changes nothing)
+/// and no slots of its own, holding the five `methods` and our `close`
+/// ([`crate::loop_end::ClosingMethod`]). Returns `false` (and changes nothing)
 /// where no subclass can be made or CPython refuses the class change.
 ///
 /// Any other loop (uvloop's) gets no attribute dict this way: instance attributes would
@@ -461,6 +464,7 @@ fn patch_class(
     for (name, method) in methods {
         namespace.set_item(*name, method)?;
     }
+    namespace.set_item("close", crate::loop_end::ClosingMethod::for_class(&class)?)?;
     for name in ["__module__", "__qualname__", "__doc__"] {
         if let Ok(value) = class.getattr(name) {
             namespace.set_item(name, value)?;

@@ -286,9 +286,11 @@ fn activate(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// Turns monitoring off; the events still pending for this thread's loops are delivered now.
 #[pyfunction]
-fn deactivate() {
+fn deactivate(py: Python<'_>) {
     config::set_active(false);
+    dispatch::flush(py, None);
 }
 
 #[pyfunction]
@@ -467,8 +469,8 @@ fn flush(py: Python<'_>) {
     dispatch::flush(py, target.as_ref());
 }
 
-/// Counters: events dropped because a bounded queue was full, events not delivered because
-/// their loop closed first, blocking records dropped because a handle already had 50, and
+/// Counters: events dropped because a bounded queue was full, events that could be
+/// neither delivered nor logged, blocking records dropped because a handle already had 50, and
 /// deliveries scheduled by the loop thread itself (`deliveries_picked_up`) or by the background
 /// thread for an idle loop (`deliveries_woken`); the delivery mode, and the clock that times
 /// handles (`"tsc"` or `"monotonic"`).
@@ -527,8 +529,10 @@ fn _after_fork_child() {
     sampler::after_fork_child();
 }
 
+/// At interpreter exit: pending events are delivered (or logged), then deliveries stop.
 #[pyfunction]
-fn _shutdown() {
+fn _shutdown(py: Python<'_>) {
+    dispatch::deliver_at_exit(py);
     dispatch::shutdown();
 }
 
