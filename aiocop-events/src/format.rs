@@ -274,6 +274,7 @@ pub fn format_record(record: &RawRecord) -> BlockingEvent {
     // Format the shared stack now (off the loop thread, where assembly runs).
     let _ = record.stack.trace();
     BlockingEvent {
+        name: record.event_name.clone(),
         event: match record.args {
             RawArgs::Deferred => String::new(),
             _ => format_event_text(&record.event_name, &record.args),

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 mod format;
+mod origin;
 mod record;
 pub mod rules;
 mod samples;
@@ -56,8 +57,10 @@ pub use format::{
     entry_point, format_args, format_event, format_frame, format_record, format_trace,
     shorten_path, FastBuildHasher, FastHasher,
 };
+pub use origin::Origin;
 pub use record::{
-    BlockingEvent, Frame, RawArgs, RawRecord, Stack, MAX_ARG_CHARS, MAX_RECORDS_PER_HANDLE,
+    BlockingEvent, CodeFacts, Frame, RawArgs, RawRecord, Stack, MAX_ARG_CHARS,
+    MAX_RECORDS_PER_HANDLE,
 };
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};

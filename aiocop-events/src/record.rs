@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
-use crate::format::{entry_point, format_trace};
+use crate::format::{entry_point, format_frame, format_trace};
+use crate::origin::Origin;
 
 /// At most this many blocking records are kept per monitored handle; later ones are dropped and
 /// counted in [`Slice::dropped_records`](crate::Slice::dropped_records).
@@ -24,7 +25,20 @@ pub const MAX_RECORDS_PER_HANDLE: usize = 50;
 /// ```
 pub const MAX_ARG_CHARS: usize = 100;
 
-/// One Python stack frame, resolved to text: file name, line number, function name.
+/// What is known of a frame's code beyond its names, shared by every frame of that code:
+/// the module it belongs to, its qualified name and its [`Origin`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CodeFacts {
+    /// The module (from `sys.modules`, by file), when known.
+    pub module: Option<Arc<str>>,
+    /// The qualified name (`Class.method`, `outer.<locals>.inner`).
+    pub qualname: Arc<str>,
+    /// Where the code comes from.
+    pub origin: Origin,
+}
+
+/// One Python stack frame, resolved to text: file name, line number, function name, and,
+/// where known, the facts of its code.
 ///
 /// File and function names are `Arc<str>` so a cache of code objects can hand out the same
 /// strings to many frames without copying them.
@@ -36,6 +50,7 @@ pub const MAX_ARG_CHARS: usize = 100;
 /// assert_eq!(&*frame.filename, "/app/src/api/views.py");
 /// assert_eq!(frame.line, 42);
 /// assert_eq!(&*frame.function, "get_user");
+/// assert!(frame.code.is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Frame {
@@ -45,10 +60,12 @@ pub struct Frame {
     pub line: i32,
     /// The code object's `co_name`.
     pub function: Arc<str>,
+    /// Module, qualified name and origin of the code, when they were looked up.
+    pub code: Option<Arc<CodeFacts>>,
 }
 
 impl Frame {
-    /// A frame from a file name, line number and function name.
+    /// A frame from a file name, line number and function name (no code facts).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -63,6 +80,53 @@ impl Frame {
             filename: filename.into(),
             line,
             function: function.into(),
+            code: None,
+        }
+    }
+
+    /// The frame with the facts of its code.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use aiocop_events::{CodeFacts, Frame, Origin};
+    ///
+    /// let facts = Arc::new(CodeFacts { module: Some("app.views".into()), qualname: "View.get".into(), origin: Origin::User });
+    /// let frame = Frame::new("/srv/app/views.py", 9, "get").with_code(facts);
+    /// assert_eq!(frame.module(), Some("app.views"));
+    /// assert_eq!(frame.qualname(), "View.get");
+    /// ```
+    #[must_use]
+    pub fn with_code(mut self, code: Arc<CodeFacts>) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// Where the frame's code comes from: its facts' origin, else guessed from its path.
+    pub fn origin(&self) -> Origin {
+        self.code
+            .as_ref()
+            .map_or_else(|| Origin::of_path(&self.filename), |code| code.origin)
+    }
+
+    /// The module the code belongs to, when known.
+    pub fn module(&self) -> Option<&str> {
+        self.code.as_ref().and_then(|code| code.module.as_deref())
+    }
+
+    /// The qualified name when known, else the function's name.
+    pub fn qualname(&self) -> &str {
+        self.code
+            .as_ref()
+            .map_or(&*self.function, |code| &*code.qualname)
+    }
+
+    /// What allow rules match against.
+    pub fn facts(&self) -> crate::rules::FrameFacts<'_> {
+        crate::rules::FrameFacts {
+            filename: &self.filename,
+            module: self.module(),
+            function: self.qualname(),
+            origin: self.origin(),
         }
     }
 }
@@ -128,23 +192,47 @@ pub struct RawRecord {
 ///
 /// A stack is resolved once per call site and shared (`Arc<Stack>`) by every record made there,
 /// so a call site that blocks on every request formats its trace once, not once per request.
+/// Besides aiocop 1.2.1's `trace` and `entry_point`, it knows the user's call site
+/// ([`Stack::site`]: the innermost frame of the user's own code), the trace shown to the user
+/// ([`Stack::user_trace`]: cut after the outermost frame of the user's code, so a test's trace
+/// ends at the test, not in the runner) and the allow rule that would accept a call made here
+/// ([`Stack::suggested_rule`]).
 ///
 /// ```
 /// use aiocop_events::{Frame, Stack};
 ///
 /// let stack = Stack::new(vec![
-///     Frame::new("/app/src/db.py", 10, "query"),
-///     Frame::new("/app/src/api/views.py", 42, "get_user"),
+///     Frame::new("/usr/lib/python3.11/pathlib.py", 1044, "open"),
+///     Frame::new("/srv/app/config.py", 12, "load"),
+///     Frame::new("/srv/app/tests/test_config.py", 8, "test_load"),
+///     Frame::new("/venv/lib/python3.11/site-packages/_pytest/python.py", 194, "pytest_pyfunc_call"),
 /// ]);
-/// assert_eq!(stack.frames().len(), 2);
-/// assert_eq!(stack.trace(), "db.py:10:query <- api/views.py:42:get_user");
-/// assert_eq!(stack.entry_point(), "db.py:10:query");
+/// assert_eq!(stack.frames().len(), 4);
+/// assert_eq!(stack.entry_point(), "pathlib.py:1044:open");
+/// assert_eq!(stack.site(), "/srv/app/config.py:12:load");
+/// assert_eq!(
+///     stack.user_trace(),
+///     "pathlib.py:1044:open <- /srv/app/config.py:12:load <- /srv/app/tests/test_config.py:8:test_load"
+/// );
+/// assert!(stack.trace().ends_with("_pytest/python.py:194:pytest_pyfunc_call"));
 /// assert_eq!(Stack::default().entry_point(), "unknown");
+/// assert_eq!(Stack::default().site(), "unknown");
 /// ```
 #[derive(Debug, Default)]
 pub struct Stack {
     frames: Vec<Frame>,
-    text: OnceLock<(String, String)>,
+    text: OnceLock<StackText>,
+}
+
+/// A stack's text, made once.
+#[derive(Debug)]
+struct StackText {
+    trace: String,
+    entry_point: String,
+    site: String,
+    user_trace: String,
+    /// What follows `event=<name>,` in the suggested rule; `None` without frames.
+    rule_tail: Option<String>,
 }
 
 impl Stack {
@@ -166,7 +254,7 @@ impl Stack {
         &self.frames
     }
 
-    fn text(&self) -> &(String, String) {
+    fn text(&self) -> &StackText {
         match self.text.get() {
             Some(text) => text,
             None => self.format_once(),
@@ -176,9 +264,20 @@ impl Stack {
     /// Formats the text (once; a stack is shared, so usually by an earlier event).
     #[cold]
     #[inline(never)]
-    fn format_once(&self) -> &(String, String) {
-        self.text
-            .get_or_init(|| (format_trace(&self.frames), entry_point(&self.frames)))
+    fn format_once(&self) -> &StackText {
+        self.text.get_or_init(|| {
+            let frames = &self.frames;
+            let facts: Vec<crate::rules::FrameFacts<'_>> =
+                frames.iter().map(Frame::facts).collect();
+            StackText {
+                trace: format_trace(frames),
+                entry_point: entry_point(frames),
+                site: crate::rules::site_index(&facts)
+                    .map_or_else(|| entry_point(&[]), |i| format_frame(&frames[i])),
+                user_trace: format_trace(&frames[..crate::rules::user_trace_len(&facts)]),
+                rule_tail: crate::rules::suggestion_tail(&facts),
+            }
+        })
     }
 
     /// Whether the text has been formatted already (by an earlier use of this stack).
@@ -197,12 +296,34 @@ impl Stack {
 
     /// The frames joined by `" <- "`, see [`format_trace`](crate::format_trace).
     pub fn trace(&self) -> &str {
-        &self.text().0
+        &self.text().trace
     }
 
     /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point()).
     pub fn entry_point(&self) -> &str {
-        &self.text().1
+        &self.text().entry_point
+    }
+
+    /// The user's call site, see [`rules::site_index`](crate::rules::site_index); `"unknown"`
+    /// without frames.
+    pub fn site(&self) -> &str {
+        &self.text().site
+    }
+
+    /// The trace as shown to the user: the frames of the call up to the outermost one of the
+    /// user's own code, see [`rules::user_trace_len`](crate::rules::user_trace_len).
+    pub fn user_trace(&self) -> &str {
+        &self.text().user_trace
+    }
+
+    /// The allow rule that accepts a call of `event` made at this call site and no broader:
+    /// see [`rules::suggest`](crate::rules::suggest). `None` without frames (a rule would then
+    /// allow every such call).
+    pub fn suggested_rule(&self, event: &str) -> Option<String> {
+        self.text()
+            .rule_tail
+            .as_ref()
+            .map(|tail| format!("event={event},{tail}"))
     }
 }
 
@@ -227,16 +348,21 @@ impl Eq for Stack {}
 /// use aiocop_events::{BlockingEvent, Frame, Stack};
 ///
 /// let event = BlockingEvent {
+///     name: "open".into(),
 ///     event: "open(/etc/hosts, r)".into(),
 ///     stack: Stack::shared(vec![Frame::new("/app/src/api/views.py", 42, "get_user")]),
 ///     severity: Some(10),
 /// };
 /// assert_eq!(event.trace(), "api/views.py:42:get_user");
 /// assert_eq!(event.entry_point(), "api/views.py:42:get_user");
+/// assert_eq!(event.site(), "api/views.py:42:get_user");
+/// assert_eq!(event.suggested_rule().as_deref(), Some("event=open,path=*/api/views.py"));
 /// assert_eq!(event.severity, Some(10));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockingEvent {
+    /// The audit event's name (`open`).
+    pub name: Cow<'static, str>,
     /// `name(arg1, arg2)`, see [`format_event`](crate::format_event); empty when the record's
     /// arguments were [`RawArgs::Deferred`] (never empty otherwise: it has at least `name()`).
     pub event: String,
@@ -255,5 +381,20 @@ impl BlockingEvent {
     /// The innermost frame or `"unknown"`, see [`entry_point`](crate::entry_point()).
     pub fn entry_point(&self) -> &str {
         self.stack.entry_point()
+    }
+
+    /// The user's call site, see [`Stack::site`].
+    pub fn site(&self) -> &str {
+        self.stack.site()
+    }
+
+    /// The trace as shown to the user, see [`Stack::user_trace`].
+    pub fn user_trace(&self) -> &str {
+        self.stack.user_trace()
+    }
+
+    /// The allow rule for this call, see [`Stack::suggested_rule`].
+    pub fn suggested_rule(&self) -> Option<String> {
+        self.stack.suggested_rule(&self.name)
     }
 }

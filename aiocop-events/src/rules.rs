@@ -12,12 +12,13 @@
 //!
 //! ```
 //! use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope};
+//! use aiocop_events::Origin;
 //!
 //! let rule = AllowRule::parse("event=open,module=myapp.legacy.*").unwrap();
 //! assert_eq!(rule.spec(), "event=open,module=myapp.legacy.*");
 //! let frames = [
-//!     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", library: true },
-//!     FrameFacts { filename: "/srv/myapp/legacy/io.py", module: Some("myapp.legacy.io"), function: "load", library: false },
+//!     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib },
+//!     FrameFacts { filename: "/srv/myapp/legacy/io.py", module: Some("myapp.legacy.io"), function: "load", origin: Origin::User },
 //! ];
 //! assert!(rule.matches(&Candidate { event: "open", frames: &frames }));
 //! assert!(!rule.matches(&Candidate { event: "os.stat", frames: &frames }));
@@ -27,6 +28,9 @@
 //! ```
 
 use std::fmt;
+use std::sync::RwLock;
+
+use crate::origin::Origin;
 
 /// Which frames a rule's module/path/function fields are checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,8 +101,15 @@ pub struct FrameFacts<'a> {
     pub module: Option<&'a str>,
     /// The function's qualified name (`Class.method`).
     pub function: &'a str,
-    /// Whether the code is library code (standard library or an installed package).
-    pub library: bool,
+    /// Where the code comes from; anything but [`Origin::User`] is library code.
+    pub origin: Origin,
+}
+
+impl FrameFacts<'_> {
+    /// Whether the code is library code (the standard library or an installed package).
+    pub fn is_library(&self) -> bool {
+        self.origin != Origin::User
+    }
 }
 
 /// A blocking call being checked against the rules.
@@ -341,66 +352,185 @@ fn describe(fields: &[(&str, Option<&str>)], frames: FrameScope) -> String {
 
 /// The innermost frame that is not library code.
 pub fn first_user_frame<'a, 'b>(frames: &'b [FrameFacts<'a>]) -> Option<&'b FrameFacts<'a>> {
-    frames.iter().find(|f| !f.library)
+    frames.iter().find(|f| !f.is_library())
 }
 
-/// A rule that would allow `candidate`: its event and the function of its first non-library
-/// frame (`module.qualname`), or the event alone when there is no such frame.
-///
-/// ```
-/// use aiocop_events::rules::{suggest, Candidate, FrameFacts};
-///
-/// let frames = [FrameFacts { filename: "/srv/app/views.py", module: Some("app.views"), function: "index", library: false }];
-/// assert_eq!(suggest(&Candidate { event: "open", frames: &frames }), "event=open,function=app.views.index");
-/// assert_eq!(suggest(&Candidate { event: "open", frames: &[] }), "event=open");
-/// ```
-pub fn suggest(candidate: &Candidate<'_>) -> String {
-    match first_user_frame(candidate.frames) {
-        Some(frame) => match frame.module {
-            Some(module) => format!(
-                "event={},function={module}.{}",
-                candidate.event, frame.function
-            ),
-            None => format!("event={},path={}", candidate.event, frame.filename),
-        },
-        None => format!("event={}", candidate.event),
-    }
+/// The project's root directory: suggested `path=` rules are relative to it.
+static PROJECT_ROOT: RwLock<Option<String>> = RwLock::new(None);
+
+/// Sets the project's root directory (`None`: none known), which suggested `path=` rules are
+/// made relative to. Stacks formatted before keep their suggestion.
+pub fn set_project_root(root: Option<&str>) {
+    let root = root.map(|r| r.trim_end_matches('/').to_owned());
+    *PROJECT_ROOT
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = root.filter(|r| !r.is_empty());
 }
 
-/// A rule that would allow a reported blocking event, from its formatted `event`
-/// (`name(args)`) and `trace` (`path:line:function <- ...`): the event name and the path of the
-/// first frame that looks like the user's code (an absolute path — the standard library shows
-/// as a bare file name — else the first path with a directory, as `*/dir/file.py`).
-///
-/// ```
-/// use aiocop_events::rules::suggest_from_trace;
-///
-/// let trace = "subprocess.py:1821:_execute_child <- /srv/app/jobs.py:12:spawn <- events.py:80:_run";
-/// assert_eq!(suggest_from_trace("subprocess.Popen(true)", trace), "event=subprocess.Popen,path=/srv/app/jobs.py");
-/// assert_eq!(suggest_from_trace("open(x, r)", "app/views.py:3:index"), "event=open,path=*/app/views.py");
-/// assert_eq!(suggest_from_trace("time.sleep(1)", ""), "event=time.sleep");
-/// ```
-pub fn suggest_from_trace(event: &str, trace: &str) -> String {
-    let name = event.split_once('(').map_or(event, |(name, _)| name);
-    let paths: Vec<&str> = trace
-        .split(" <- ")
-        .filter_map(|frame| frame.rsplitn(3, ':').nth(2))
-        .filter(|path| !path.is_empty())
-        .collect();
-    let path = paths
-        .iter()
-        .find(|p| p.starts_with('/'))
-        .map(|p| (*p).to_owned())
-        .or_else(|| {
-            paths
+/// The project's root directory, if set.
+pub fn project_root() -> Option<String> {
+    PROJECT_ROOT
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// The frames that run an event loop, `(module, qualified name)`: where the frames of a
+/// handle end and those of whoever runs the loop begin (what lies beyond is not the call's
+/// context: a server's start-up, a test runner, a script's `asyncio.run`). uvloop's loop has
+/// no Python frames: its handles' frames follow straight on the frame that started the loop
+/// (`asyncio.Runner.run`, `uvloop.run`).
+const LOOP_FRAMES: [(&str, &str); 7] = [
+    ("asyncio.events", "Handle._run"),
+    ("asyncio.base_events", "BaseEventLoop._run_once"),
+    ("asyncio.base_events", "BaseEventLoop.run_forever"),
+    ("asyncio.base_events", "BaseEventLoop.run_until_complete"),
+    ("asyncio.runners", "Runner.run"),
+    ("asyncio.runners", "run"),
+    ("uvloop", "run"),
+];
+
+fn is_loop_frame(frame: &FrameFacts<'_>) -> bool {
+    frame.origin != Origin::User
+        && frame.module.is_some_and(|module| {
+            LOOP_FRAMES
                 .iter()
-                .find(|p| p.contains('/'))
-                .map(|p| format!("*/{p}"))
-        });
-    match path {
-        Some(path) => format!("event={name},path={path}"),
-        None => format!("event={name}"),
+                .any(|&(m, f)| m == module && f == frame.function)
+        })
+}
+
+/// How many of `frames` (innermost first) belong to the call: those before the first frame of
+/// asyncio running its loop.
+fn call_frames(frames: &[FrameFacts<'_>]) -> usize {
+    frames
+        .iter()
+        .position(is_loop_frame)
+        .unwrap_or(frames.len())
+}
+
+/// The index of the user's call site in `frames` (innermost first): among the frames of the
+/// call (before asyncio's loop frames), the innermost one of the user's own code, else of an
+/// installed package, else of a standard library file (not the import machinery's frozen
+/// code), else the innermost frame; `None` without frames.
+///
+/// ```
+/// use aiocop_events::rules::{site_index, FrameFacts};
+/// use aiocop_events::Origin;
+///
+/// let f = |filename, module, function, origin| FrameFacts { filename, module: Some(module), function, origin };
+/// let frames = [
+///     f("/usr/lib/python3.11/pathlib.py", "pathlib", "Path.open", Origin::Stdlib),
+///     f("/venv/lib/python3.11/site-packages/lib/io.py", "lib.io", "read", Origin::Package),
+///     f("/usr/lib/python3.11/asyncio/events.py", "asyncio.events", "Handle._run", Origin::Stdlib),
+///     f("/srv/main.py", "__main__", "<module>", Origin::User),
+/// ];
+/// assert_eq!(site_index(&frames), Some(1)); // not the script that runs the loop
+/// assert_eq!(site_index(&frames[3..]), Some(0));
+/// assert_eq!(site_index(&[]), None);
+/// ```
+pub fn site_index(frames: &[FrameFacts<'_>]) -> Option<usize> {
+    let call = &frames[..call_frames(frames)];
+    call.iter()
+        .position(|f| f.origin == Origin::User)
+        .or_else(|| call.iter().position(|f| f.origin == Origin::Package))
+        .or_else(|| call.iter().position(|f| !f.filename.starts_with('<')))
+        .or_else(|| (!frames.is_empty()).then_some(0))
+}
+
+/// How many of `frames` (innermost first) a trace shown to the user keeps: the frames of the
+/// call (before asyncio's loop frames) up to the outermost one of the user's own code, or all
+/// the call's frames when none is the user's (what called the user's code — a framework's
+/// routing, the loop, a test runner — is left out; a test's trace ends at the test).
+pub fn user_trace_len(frames: &[FrameFacts<'_>]) -> usize {
+    let call = &frames[..call_frames(frames)];
+    match call.iter().rposition(|f| f.origin == Origin::User) {
+        Some(last) => last + 1,
+        None if call.is_empty() => frames.len(),
+        None => call.len(),
     }
+}
+
+/// A rule that allows the blocking call `event` made through `frames` (innermost first), and
+/// no broader than its call site; `None` without frames (a rule would then allow every such
+/// call). The one suggestion aiocop makes, wherever it suggests:
+///
+/// - the call site ([`site_index`]) is the first frame of the user's own code: the rule names
+///   its function, `module.qualname` (the same on every checkout), or, for code whose module
+///   is not known, its file relative to the project root (`path=*/app/config.py`, see
+///   [`set_project_root`]);
+/// - a call site outside the user's code (an installed package's frame, else the innermost
+///   frame) is named the same way, with `frames=any` (a rule with the default `frames=first`
+///   checks the user's first frame, which is not this one).
+///
+/// ```
+/// use aiocop_events::rules::{suggest, AllowRule, Candidate, FrameFacts};
+/// use aiocop_events::Origin;
+///
+/// let frames = [
+///     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib },
+///     FrameFacts { filename: "/srv/app/views.py", module: Some("app.views"), function: "Index.get", origin: Origin::User },
+/// ];
+/// let rule = suggest("open", &frames).unwrap();
+/// assert_eq!(rule, "event=open,function=app.views.Index.get");
+/// assert!(AllowRule::parse(&rule).unwrap().matches(&Candidate { event: "open", frames: &frames }));
+/// assert_eq!(suggest("open", &frames[..1]).unwrap(), "event=open,function=pathlib.Path.open,frames=any");
+/// assert_eq!(suggest("open", &[]), None);
+/// ```
+pub fn suggest(event: &str, frames: &[FrameFacts<'_>]) -> Option<String> {
+    suggestion_tail(frames).map(|tail| format!("event={event},{tail}"))
+}
+
+/// What follows `event=<name>,` in [`suggest`]'s rule (it does not depend on the event).
+pub(crate) fn suggestion_tail(frames: &[FrameFacts<'_>]) -> Option<String> {
+    let frame = &frames[site_index(frames)?];
+    if frame.origin == Origin::User {
+        Some(frame_selector(frame))
+    } else {
+        Some(format!("{},frames=any", frame_selector(frame)))
+    }
+}
+
+/// `function=module.qualname`, or `path=` the frame's file relative to the project root.
+fn frame_selector(frame: &FrameFacts<'_>) -> String {
+    match frame.module {
+        Some(module) => format!(
+            "function={}",
+            literal(&format!("{module}.{}", frame.function))
+        ),
+        None => format!("path={}", relative_glob(frame.filename)),
+    }
+}
+
+/// `*/` and `path` relative to the project root when under it, else its last two parts.
+fn relative_glob(path: &str) -> String {
+    let under_root = project_root().and_then(|root| {
+        path.strip_prefix(root.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .map(str::to_owned)
+    });
+    let relative = under_root.unwrap_or_else(|| {
+        let mut parts = path.rsplitn(3, '/');
+        let file = parts.next().unwrap_or(path);
+        match parts.next() {
+            Some(dir) if !dir.is_empty() => format!("{dir}/{file}"),
+            _ => file.to_owned(),
+        }
+    });
+    format!("*/{}", literal(&relative))
+}
+
+/// `text` as a glob that matches it: the characters a spec or a glob gives a meaning to (`,`
+/// `;` `*` `?`) become `?` (one character).
+fn literal(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if matches!(c, ',' | ';' | '*' | '?') {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -413,19 +543,19 @@ mod tests {
                 filename: "/usr/lib/python3.11/subprocess.py",
                 module: Some("subprocess"),
                 function: "Popen._execute_child",
-                library: true,
+                origin: Origin::Stdlib,
             },
             FrameFacts {
                 filename: "/srv/app/src/app/jobs.py",
                 module: Some("app.jobs"),
                 function: "Runner.spawn",
-                library: false,
+                origin: Origin::User,
             },
             FrameFacts {
                 filename: "/srv/app/tests/test_jobs.py",
                 module: Some("test_jobs"),
                 function: "test_spawn",
-                library: false,
+                origin: Origin::User,
             },
         ]
     }

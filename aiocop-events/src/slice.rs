@@ -191,7 +191,7 @@ impl SlowTask {
     /// use aiocop_events::{BlockingEvent, Reason, SlowTask, Stack};
     /// use aiocop_severity::Level;
     ///
-    /// let event = BlockingEvent { event: String::new(), stack: Stack::shared(vec![]), severity: Some(50) };
+    /// let event = BlockingEvent { name: "time.sleep".into(), event: String::new(), stack: Stack::shared(vec![]), severity: Some(50) };
     /// let task = SlowTask::io_blocking(2_000_000, 30_000_000, vec![event], 0);
     /// assert_eq!((task.reason, task.severity_score, task.severity_level), (Reason::IoBlocking, 50, Level::High));
     /// assert_eq!((task.elapsed_ms, task.exceeded_threshold), (2.0, false));

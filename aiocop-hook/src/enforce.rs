@@ -10,7 +10,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::rules::{PyAllowRule, RuleEntry};
-use crate::stack::Facts;
 use crate::{pylog, PendingRecord};
 
 /// What a violation does.
@@ -206,54 +205,59 @@ pub fn names_of(task: &Bound<'_, PyAny>, coro: &Bound<'_, PyAny>) -> TaskNames {
     (name, qualname)
 }
 
+/// A blocking call as its messages show it.
 struct Described {
-    event: String,
-    trace: String,
-    entry_point: String,
-    suggested: String,
+    event: aiocop_events::BlockingEvent,
+    suggested: Option<String>,
 }
 
-fn describe(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) -> Described {
-    let info = aiocop_events::format_record(&record.resolve(py));
+fn describe(py: Python<'_>, record: &PendingRecord) -> Described {
+    let event = aiocop_events::format_record(&record.resolve(py));
     Described {
-        trace: info.trace().to_owned(),
-        entry_point: info.entry_point().to_owned(),
-        event: info.event,
-        suggested: crate::rules::suggest(record.spec.name, facts),
+        suggested: event.suggested_rule(),
+        event,
     }
 }
 
 /// The `BlockingCallError` for `record`, raised at the call.
-pub fn blocking_call_error(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) -> PyErr {
+pub fn blocking_call_error(py: Python<'_>, record: &PendingRecord) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let cls = BLOCKING_CALL_ERROR.get().ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err(
                 "aiocop's BlockingCallError is not registered",
             )
         })?;
-        let d = describe(py, record, facts);
+        let Described { event, suggested } = describe(py, record);
         let (task_name, coroutine) = current_task(py);
         let kwargs = PyDict::new(py);
         kwargs.set_item("event_name", record.spec.name)?;
-        kwargs.set_item("event", d.event)?;
+        kwargs.set_item("event", &event.event)?;
         kwargs.set_item("severity", record.spec.weight)?;
-        kwargs.set_item("trace", d.trace)?;
-        kwargs.set_item("entry_point", d.entry_point)?;
+        kwargs.set_item("trace", event.trace())?;
+        kwargs.set_item("entry_point", event.entry_point())?;
         kwargs.set_item("task_name", task_name)?;
         kwargs.set_item("coroutine", coroutine)?;
-        kwargs.set_item("suggested_rule", d.suggested)?;
+        kwargs.set_item("suggested_rule", suggested)?;
+        kwargs.set_item("site", event.site())?;
+        kwargs.set_item("user_trace", event.user_trace())?;
         Ok(PyErr::from_value(cls.bind(py).call((), Some(&kwargs))?))
     };
     build().unwrap_or_else(|err| err)
 }
 
 /// Warn mode at the call: log once per call site.
-pub fn warn_blocking_call(py: Python<'_>, record: &PendingRecord, facts: &[Facts]) {
-    let d = describe(py, record, facts);
-    let key = format!("{}@{}", record.spec.name, d.entry_point);
-    let message = format!(
-        "blocking call {} (weight {}) at {}; allow it with aiocop.allow({:?})",
-        d.event, record.spec.weight, d.trace, d.suggested
+pub fn warn_blocking_call(py: Python<'_>, record: &PendingRecord) {
+    let Described { event, suggested } = describe(py, record);
+    let key = format!("{}@{}", record.spec.name, event.site());
+    let mut message = format!(
+        "blocking call {} (weight {}) at {}\n  trace: {}",
+        event.event,
+        record.spec.weight,
+        event.site(),
+        event.user_trace()
     );
+    if let Some(rule) = suggested {
+        message.push_str(&format!("\n  allow it with: aiocop.allow({rule:?})"));
+    }
     pylog::warning_once(py, &key, &message);
 }

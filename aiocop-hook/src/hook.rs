@@ -121,7 +121,7 @@ fn on_blocking_call(
     }
     let record = new_record(py, spec, args, &site);
     // Without enforcement in use, after-the-handle raising is off (its variable is unread).
-    keep(py, record, || false);
+    keep(py, record, || None);
     0
 }
 
@@ -143,10 +143,14 @@ fn new_record(
 }
 
 /// Adds `record` to the running handle's records.
-fn keep(py: Python<'_>, record: PendingRecord, raise_enabled: impl FnOnce() -> bool) {
+fn keep(
+    py: Python<'_>,
+    record: PendingRecord,
+    violation_mode: impl FnOnce() -> Option<enforce::Mode>,
+) {
     push_record(
         || record,
-        raise_enabled,
+        violation_mode,
         || FIRST_RECORD_CONTEXT.get().and_then(|f| f(py)),
     );
 }
@@ -163,27 +167,25 @@ fn on_checked_call(
     site: &stack::CallSite,
 ) -> c_int {
     let scoped = enforce::scoped_rules(py);
-    let mut facts = None;
-    if rules::has_active() || !scoped.is_empty() {
-        let known = stack::facts(py, &site.frames);
-        if rules::find_match(spec.name, &known, &scoped).is_some() {
-            return 0;
-        }
-        facts = Some(known);
+    if (rules::has_active() || !scoped.is_empty())
+        && rules::find_match(spec.name, site.stack.frames(), &scoped).is_some()
+    {
+        return 0;
     }
     let record = new_record(py, spec, args, site);
     if let Some(min_weight) = enforce::at_call_min_weight(py) {
         if spec.weight >= min_weight {
-            let facts = facts.unwrap_or_else(|| stack::facts(py, &site.frames));
             match enforce::mode(py) {
                 enforce::Mode::Raise => {
-                    enforce::blocking_call_error(py, &record, &facts).restore(py);
+                    enforce::blocking_call_error(py, &record).restore(py);
                     return -1;
                 }
-                enforce::Mode::Warn => enforce::warn_blocking_call(py, &record, &facts),
+                enforce::Mode::Warn => enforce::warn_blocking_call(py, &record),
             }
         }
     }
-    keep(py, record, || enforce::raise_enabled(py));
+    keep(py, record, || {
+        enforce::raise_enabled(py).then(|| enforce::mode(py))
+    });
     0
 }

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope};
+use aiocop_events::Frame;
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
-
-use crate::stack::Facts;
 
 /// A rule with where it came from and how often it matched.
 #[derive(Debug)]
@@ -229,17 +228,17 @@ pub fn has_active() -> bool {
     ACTIVE_COUNT.load(Ordering::Acquire) > 0
 }
 
-/// The first rule (scoped rules first) that allows `event` called through `facts`; its hit
-/// count is incremented.
+/// The first rule (scoped rules first) that allows `event` called through `frames` (a call
+/// site's, with their code facts); its hit count is incremented.
 pub fn find_match(
     event: &str,
-    facts: &[Facts],
+    frames: &[Frame],
     scoped: &[Arc<RuleEntry>],
 ) -> Option<Arc<RuleEntry>> {
-    let frames: Vec<FrameFacts<'_>> = facts.iter().map(Facts::as_frame_facts).collect();
+    let facts: Vec<FrameFacts<'_>> = frames.iter().map(Frame::facts).collect();
     let candidate = Candidate {
         event,
-        frames: &frames,
+        frames: &facts,
     };
     let hit = scoped
         .iter()
@@ -258,13 +257,4 @@ pub fn find_match(
         })?;
     hit.hits.fetch_add(1, Ordering::Relaxed);
     Some(hit)
-}
-
-/// The spec of a rule that would allow `event` called through `facts`.
-pub fn suggest(event: &str, facts: &[Facts]) -> String {
-    let frames: Vec<FrameFacts<'_>> = facts.iter().map(Facts::as_frame_facts).collect();
-    aiocop_events::rules::suggest(&Candidate {
-        event,
-        frames: &frames,
-    })
 }

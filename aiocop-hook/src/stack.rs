@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use std::hash::Hasher;
 
-use aiocop_events::{FastBuildHasher, FastHasher, Frame, Stack};
+use aiocop_events::{CodeFacts, FastBuildHasher, FastHasher, Frame, Origin, Stack};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -169,9 +169,8 @@ struct CodeInfo {
     _keep_alive: Py<PyAny>,
     filename: Arc<str>,
     function: Arc<str>,
-    /// `co_qualname`, the module and whether it is library code: for allow rules, computed on
-    /// first need.
-    facts: Option<Facts>,
+    /// Module, `co_qualname` and origin: looked up on first need (a new call site).
+    facts: Option<Arc<CodeFacts>>,
     /// Instruction offset → line: `PyCode_Addr2Line` scans the line table from the start, so a
     /// hot frame is resolved once.
     lines: HashMap<i32, i32, FastBuildHasher>,
@@ -206,58 +205,71 @@ fn code_info(py: Python<'_>, code: &Py<PyAny>) -> CodeInfo {
     }
 }
 
-/// What allow rules need to know of a frame's code.
-#[derive(Debug, Clone)]
-pub struct Facts {
-    /// The file name.
-    pub filename: Arc<str>,
-    /// The module, found through `sys.modules` by file name.
-    pub module: Option<Arc<str>>,
-    /// The qualified name (`co_qualname`).
-    pub qualname: Arc<str>,
-    /// Library code: the standard library or an installed package, or code without a file.
-    pub library: bool,
+/// aiocop's own Python package directory (`.../aiocop/`): its frames (the pytest plugin's)
+/// count as an installed package's, wherever aiocop is installed from.
+static OWN_PACKAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Tells the classification where aiocop's own Python package lives (once, at import).
+pub fn set_own_package_dir(dir: &str) {
+    let _ = OWN_PACKAGE.set(format!("{}/", dir.trim_end_matches('/')));
 }
 
-impl Facts {
-    /// The borrowed view rules match against.
-    pub fn as_frame_facts(&self) -> aiocop_events::rules::FrameFacts<'_> {
-        aiocop_events::rules::FrameFacts {
-            filename: &self.filename,
-            module: self.module.as_deref(),
-            function: &self.qualname,
-            library: self.library,
-        }
-    }
+/// The interpreter's directories: the standard library's and the installed packages'.
+struct LibraryDirs {
+    stdlib: Vec<String>,
+    packages: Vec<String>,
 }
 
-/// Directories whose code is "library": the standard library and installed packages.
-fn library_prefixes(py: Python<'_>) -> &'static [String] {
-    static PREFIXES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    PREFIXES.get_or_init(|| {
-        let find = || -> PyResult<Vec<String>> {
-            let paths = py.import("sysconfig")?.call_method0("get_paths")?;
-            let mut out = Vec::new();
-            for key in ["stdlib", "platstdlib", "purelib", "platlib"] {
-                if let Ok(path) = paths.get_item(key).and_then(|p| p.extract::<String>()) {
-                    let path = format!("{}/", path.trim_end_matches('/'));
-                    if !out.contains(&path) {
-                        out.push(path);
+fn library_dirs(py: Python<'_>) -> &'static LibraryDirs {
+    static DIRS: std::sync::OnceLock<LibraryDirs> = std::sync::OnceLock::new();
+    DIRS.get_or_init(|| {
+        let paths = py
+            .import("sysconfig")
+            .and_then(|m| m.call_method0("get_paths"));
+        let dirs = |keys: &[&str]| -> Vec<String> {
+            let mut out: Vec<String> = Vec::new();
+            if let Ok(paths) = &paths {
+                for key in keys {
+                    if let Ok(path) = paths.get_item(*key).and_then(|p| p.extract::<String>()) {
+                        let path = format!("{}/", path.trim_end_matches('/'));
+                        if !out.contains(&path) {
+                            out.push(path);
+                        }
                     }
                 }
             }
-            Ok(out)
+            out
         };
-        find().unwrap_or_default()
+        let found = LibraryDirs {
+            packages: dirs(&["purelib", "platlib"]),
+            stdlib: dirs(&["stdlib", "platstdlib"]),
+        };
+        PyErr::take(py);
+        found
     })
 }
 
-fn is_library(py: Python<'_>, filename: &str) -> bool {
-    filename.starts_with('<')
-        || filename.contains("/site-packages/")
-        || library_prefixes(py)
-            .iter()
-            .any(|p| filename.starts_with(p.as_str()))
+/// Where the code of `filename` comes from: code without a file and the standard library are
+/// [`Origin::Stdlib`]; installed packages (and aiocop's own Python code) [`Origin::Package`];
+/// anything else is the user's.
+fn origin_of(py: Python<'_>, filename: &str) -> Origin {
+    let under = |dirs: &[String]| dirs.iter().any(|d| filename.starts_with(d.as_str()));
+    let dirs = library_dirs(py);
+    if filename.starts_with('<') {
+        Origin::Stdlib
+    } else if filename.contains("/site-packages/")
+        || filename.contains("/dist-packages/")
+        || under(&dirs.packages)
+        || OWN_PACKAGE
+            .get()
+            .is_some_and(|own| filename.starts_with(own.as_str()))
+    {
+        Origin::Package
+    } else if under(&dirs.stdlib) {
+        Origin::Stdlib
+    } else {
+        Origin::User
+    }
 }
 
 thread_local! {
@@ -266,7 +278,15 @@ thread_local! {
     static MODULES: RefCell<HashMap<String, Arc<str>>> = RefCell::new(HashMap::new());
 }
 
+/// The module whose `__file__` is `filename`, from `sys.modules`. Each module's `__file__` is
+/// read from its `__dict__`: a module-level `__getattr__` or a lazy module is never run.
 fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
+    if let Some(frozen) = filename
+        .strip_prefix("<frozen ")
+        .and_then(|rest| rest.strip_suffix('>'))
+    {
+        return Some(Arc::from(frozen));
+    }
     if filename.starts_with('<') {
         return None;
     }
@@ -279,19 +299,22 @@ fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
         .and_then(|sys| sys.getattr("modules"))
         .ok()?;
     let mut index = HashMap::new();
-    let items = modules.call_method0("items").ok()?;
-    for item in items.try_iter().ok()? {
-        let Ok((name, module)) = item.and_then(|i| i.extract::<(String, Bound<'_, PyAny>)>())
-        else {
-            continue;
-        };
-        if let Ok(file) = module
-            .getattr("__file__")
-            .and_then(|f| f.extract::<String>())
-        {
-            index
-                .entry(file)
-                .or_insert_with(|| Arc::from(name.as_str()));
+    if let Ok(modules) = modules.cast::<pyo3::types::PyDict>() {
+        for (name, module) in modules.iter() {
+            let Ok(module) = module.cast::<pyo3::types::PyModule>() else {
+                continue;
+            };
+            let file = module
+                .dict()
+                .get_item("__file__")
+                .ok()
+                .flatten()
+                .and_then(|f| f.extract::<String>().ok());
+            if let (Some(file), Ok(name)) = (file, name.extract::<String>()) {
+                index
+                    .entry(file)
+                    .or_insert_with(|| Arc::from(name.as_str()));
+            }
         }
     }
     PyErr::take(py);
@@ -300,55 +323,33 @@ fn module_of(py: Python<'_>, filename: &str) -> Option<Arc<str>> {
     found
 }
 
-/// Facts about each captured frame (names, module, library or not), cached per code object.
-pub fn facts(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Facts> {
-    frames
-        .iter()
-        .map(|frame| {
-            let key = frame.code.as_ptr() as usize;
-            let cached = CODE_CACHE.with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if !cache.contains_key(&key) {
-                    if cache.len() >= CODE_CACHE_CAP {
-                        cache.clear();
-                    }
-                    cache.insert(key, code_info(py, &frame.code));
-                }
-                cache
-                    .get(&key)
-                    .map(|info| (info.facts.clone(), info.filename.clone()))
-            });
-            let (known, filename) = cached.unwrap_or((None, Arc::from("<unknown>")));
-            if let Some(facts) = known {
-                return facts;
-            }
-            let qualname = frame
-                .code
-                .bind(py)
-                .getattr(Current::QUALNAME_ATTR)
-                .and_then(|v| v.extract::<String>())
-                .map(Arc::from)
-                .unwrap_or_else(|_| Arc::from("<unknown>"));
-            let facts = Facts {
-                module: module_of(py, &filename),
-                library: is_library(py, &filename),
-                filename,
-                qualname,
-            };
-            CODE_CACHE.with(|cache| {
-                if let Some(info) = cache.borrow_mut().get_mut(&key) {
-                    info.facts = Some(facts.clone());
-                }
-            });
-            facts
-        })
-        .collect()
+/// The facts of a code object (module, qualified name, origin), looked up once per code
+/// object.
+fn code_facts(py: Python<'_>, info: &mut CodeInfo, code: &Py<PyAny>) -> Arc<CodeFacts> {
+    if let Some(facts) = &info.facts {
+        return Arc::clone(facts);
+    }
+    let qualname = code
+        .bind(py)
+        .getattr(Current::QUALNAME_ATTR)
+        .and_then(|v| v.extract::<String>())
+        .map(Arc::from)
+        .unwrap_or_else(|_| Arc::clone(&info.function));
+    PyErr::take(py);
+    let facts = Arc::new(CodeFacts {
+        module: module_of(py, &info.filename),
+        qualname,
+        origin: origin_of(py, &info.filename),
+    });
+    info.facts = Some(Arc::clone(&facts));
+    facts
 }
 
 fn resolve_one(
     py: Python<'_>,
     cache: &mut HashMap<usize, CodeInfo, FastBuildHasher>,
     frame: &CapturedFrame,
+    with_facts: bool,
 ) -> Frame {
     let key = frame.code.as_ptr() as usize;
     if !cache.contains_key(&key) {
@@ -376,20 +377,23 @@ fn resolve_one(
             }
         },
     };
-    Frame {
-        filename: info.filename.clone(),
-        line,
-        function: info.function.clone(),
+    let resolved = Frame::new(info.filename.clone(), line, info.function.clone());
+    if with_facts {
+        resolved.with_code(code_facts(py, info, &frame.code))
+    } else {
+        resolved
     }
 }
 
-/// Resolves captured frames to file, line and function, innermost first.
-pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
+/// Resolves captured frames to file, line and function, innermost first; `with_facts`: and
+/// each code's module, qualified name and origin (what call sites need: the user's frame, the
+/// suggested rule, allow rules).
+pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame], with_facts: bool) -> Vec<Frame> {
     CODE_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         frames
             .iter()
-            .map(|frame| resolve_one(py, &mut cache, frame))
+            .map(|frame| resolve_one(py, &mut cache, frame, with_facts))
             .collect()
     })
 }
@@ -398,7 +402,7 @@ pub fn resolve_frames(py: Python<'_>, frames: &[CapturedFrame]) -> Vec<Frame> {
 /// reused while the site is cached) and the resolved, shared stack.
 #[derive(Debug)]
 pub struct CallSite {
-    /// The frames as captured, innermost first (for allow-rule facts).
+    /// The frames as captured, innermost first (their code objects kept alive).
     pub frames: Vec<CapturedFrame>,
     /// The resolved stack, shared by every record made at this site.
     pub stack: Arc<Stack>,
@@ -491,7 +495,7 @@ fn cached_site(key: u64, check: u64) -> Option<Arc<CallSite>> {
 #[inline(never)]
 fn new_site(py: Python<'_>, (key, check): (u64, u64), frames: Vec<CapturedFrame>) -> Arc<CallSite> {
     let site = Arc::new(CallSite {
-        stack: Stack::shared(resolve_frames(py, &frames)),
+        stack: Stack::shared(resolve_frames(py, &frames, true)),
         frames,
         check,
     });

@@ -16,6 +16,7 @@ use aiocop_severity::EventSpec;
 use pyo3::prelude::*;
 
 use crate::args::resolve_args;
+use crate::enforce::Mode;
 
 /// Inside a monitored handle.
 const IN_HANDLE: u8 = 1;
@@ -73,6 +74,7 @@ impl PendingRecord {
     /// whose stack is formatted already, this is all [`aiocop_events::assemble`] would do).
     pub fn into_event(self, py: Python<'_>) -> (BlockingEvent, DeferredArgs) {
         let event = BlockingEvent {
+            name: self.spec.name.into(),
             event: String::new(),
             stack: self.stack,
             severity: Some(self.spec.weight),
@@ -137,7 +139,8 @@ impl DeferredArgs {
 struct ThreadRecords {
     records: RefCell<Vec<PendingRecord>>,
     dropped: Cell<u32>,
-    should_raise: Cell<bool>,
+    /// The violation mode in force at the records taken while raise-on-violations was on.
+    violation_mode: Cell<Option<Mode>>,
     first_context: RefCell<Option<Py<PyAny>>>,
 }
 
@@ -146,7 +149,7 @@ impl ThreadRecords {
         Self {
             records: RefCell::new(Vec::with_capacity(MAX_RECORDS_PER_HANDLE)),
             dropped: Cell::new(0),
-            should_raise: Cell::new(false),
+            violation_mode: Cell::new(None),
             first_context: RefCell::new(None),
         }
     }
@@ -167,7 +170,7 @@ impl ThreadRecords {
     fn clear(&self) {
         drop(self.take());
         self.dropped.set(0);
-        self.should_raise.set(false);
+        self.violation_mode.set(None);
         self.first_context.borrow_mut().take();
     }
 }
@@ -185,8 +188,11 @@ pub struct Recorded {
     pub records: Vec<PendingRecord>,
     /// Records that did not fit.
     pub dropped: u32,
-    /// Raise-on-violations was enabled when at least one record was taken.
-    pub should_raise: bool,
+    /// Raise-on-violations was enabled when at least one record was taken: what a violation
+    /// then does, as the mode in force at that record said (`Raise` when records disagree).
+    /// Read at the call, not at the end of the handle: a `raise_on_violations(...)` block may
+    /// have ended by then.
+    pub violation_mode: Option<Mode>,
     /// The context captured at the first record, if a capture function is set.
     pub first_context: Option<Py<PyAny>>,
 }
@@ -226,7 +232,7 @@ fn take_records() -> Recorded {
         let out = Recorded {
             records,
             dropped: r.dropped.replace(0),
-            should_raise: r.should_raise.replace(false),
+            violation_mode: r.violation_mode.replace(None),
             first_context: r.first_context.borrow_mut().take(),
         };
         out
@@ -280,7 +286,7 @@ fn count_dropped_record(r: &ThreadRecords) {
 /// Everything the hook needs to take a record; the closures run only when the queue has room.
 pub(crate) fn push_record(
     make: impl FnOnce() -> PendingRecord,
-    raise_enabled: impl FnOnce() -> bool,
+    violation_mode: impl FnOnce() -> Option<Mode>,
     first_context: impl FnOnce() -> Option<Py<PyAny>>,
 ) {
     FLAGS.set(FLAGS.get() | TOUCHED);
@@ -291,8 +297,12 @@ pub(crate) fn push_record(
             return;
         }
         let first = len == 0;
-        if raise_enabled() {
-            r.should_raise.set(true);
+        if let Some(mode) = violation_mode() {
+            let strongest = match r.violation_mode.get() {
+                Some(Mode::Raise) => Mode::Raise,
+                _ => mode,
+            };
+            r.violation_mode.set(Some(strongest));
         }
         if first && r.first_context.borrow().is_none() {
             let ctx = first_context();

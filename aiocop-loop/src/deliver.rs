@@ -111,7 +111,7 @@ pub fn describe(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> Stri
                 Some(deferred) if event.event.is_empty() => deferred.event_text(py),
                 _ => event.event.clone(),
             };
-            format!("{call} at {}", event.entry_point())
+            format!("{call} at {}", event.site())
         })
         .collect();
     if !calls.is_empty() {

@@ -545,12 +545,20 @@ impl SlowTaskEvent {
     }
 }
 
-/// A shared stack's `trace` and `entry_point` as Python strings; the entry keeps the stack
+/// A shared stack's texts as Python strings (see [`StackTexts`]); the entry keeps the stack
 /// alive, so the address it is keyed by cannot be reused while it exists.
 struct StackStrings {
     _stack: Arc<Stack>,
-    trace: Py<PyString>,
-    entry_point: Py<PyString>,
+    texts: [Py<PyString>; 4],
+}
+
+/// The texts of a stack a blocking-event dict shows: `trace`, `entry_point`, `site`,
+/// `user_trace`.
+struct StackTexts<'py> {
+    trace: Bound<'py, PyString>,
+    entry_point: Bound<'py, PyString>,
+    site: Bound<'py, PyString>,
+    user_trace: Bound<'py, PyString>,
 }
 
 /// Per-thread (events are read on the loop's thread, mostly): a call site's strings are built
@@ -562,19 +570,21 @@ thread_local! {
         RefCell::new(HashMap::default());
 }
 
-/// `(trace, entry_point)` of `stack` as Python strings, from the per-thread cache.
-fn stack_strings<'py>(
-    py: Python<'py>,
-    stack: &Arc<Stack>,
-) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+/// The texts of `stack` as Python strings, from the per-thread cache.
+fn stack_strings<'py>(py: Python<'py>, stack: &Arc<Stack>) -> StackTexts<'py> {
     let key = Arc::as_ptr(stack) as usize;
-    STACK_STRINGS.with(|cache| {
+    let [trace, entry_point, site, user_trace] = STACK_STRINGS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(hit) = cache.get(&key) {
-            return (hit.trace.bind(py).clone(), hit.entry_point.bind(py).clone());
+            return hit.texts.each_ref().map(|text| text.bind(py).clone());
         }
-        let trace = PyString::new(py, stack.trace());
-        let entry_point = PyString::new(py, stack.entry_point());
+        let texts = [
+            stack.trace(),
+            stack.entry_point(),
+            stack.site(),
+            stack.user_trace(),
+        ]
+        .map(|text| PyString::new(py, text));
         if cache.len() >= STACK_STRINGS_CAP {
             cache.clear();
         }
@@ -582,16 +592,24 @@ fn stack_strings<'py>(
             key,
             StackStrings {
                 _stack: Arc::clone(stack),
-                trace: trace.clone().unbind(),
-                entry_point: entry_point.clone().unbind(),
+                texts: texts.each_ref().map(|text| text.clone().unbind()),
             },
         );
-        (trace, entry_point)
-    })
+        texts
+    });
+    StackTexts {
+        trace,
+        entry_point,
+        site,
+        user_trace,
+    }
 }
 
 /// The `blocking_events` list: one `BlockingEventInfo` dict per record. An event whose text
-/// was deferred gets it from `args` (same order).
+/// was deferred gets it from `args` (same order). Besides aiocop 1.2.1's four keys (`event`,
+/// `trace`, `entry_point`, `severity`) and the task's identity, each dict has the event's
+/// `event_name`, the user's call `site`, the `user_trace` (cut after the user's outermost
+/// frame) and the `suggested_rule` that would allow the call (`None` without frames).
 pub fn blocking_events<'py>(
     py: Python<'py>,
     events: &[BlockingEvent],
@@ -601,7 +619,7 @@ pub fn blocking_events<'py>(
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for (index, event) in events.iter().enumerate() {
-        let (trace, entry_point) = stack_strings(py, &event.stack);
+        let texts = stack_strings(py, &event.stack);
         let dict = PyDict::new(py);
         match args.get(index) {
             Some(deferred) if event.event.is_empty() => {
@@ -609,11 +627,15 @@ pub fn blocking_events<'py>(
             }
             _ => dict.set_item(pyo3::intern!(py, "event"), &event.event)?,
         }
-        dict.set_item(pyo3::intern!(py, "trace"), trace)?;
-        dict.set_item(pyo3::intern!(py, "entry_point"), entry_point)?;
+        dict.set_item(pyo3::intern!(py, "trace"), texts.trace)?;
+        dict.set_item(pyo3::intern!(py, "entry_point"), texts.entry_point)?;
         dict.set_item(pyo3::intern!(py, "severity"), event.severity)?;
         dict.set_item(pyo3::intern!(py, "task_name"), task_name)?;
         dict.set_item(pyo3::intern!(py, "coroutine"), coroutine)?;
+        dict.set_item(pyo3::intern!(py, "event_name"), &*event.name)?;
+        dict.set_item(pyo3::intern!(py, "site"), texts.site)?;
+        dict.set_item(pyo3::intern!(py, "user_trace"), texts.user_trace)?;
+        dict.set_item(pyo3::intern!(py, "suggested_rule"), event.suggested_rule())?;
         list.append(dict)?;
     }
     Ok(list)

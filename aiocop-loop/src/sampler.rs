@@ -270,7 +270,7 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
             if captured.is_empty() {
                 return;
             }
-            let frames = aiocop_hook::stack::resolve_frames(py, &captured);
+            let frames = aiocop_hook::stack::resolve_frames(py, &captured, false);
             drop(captured);
             let mut guard = slot
                 .samples

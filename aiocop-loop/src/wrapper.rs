@@ -151,7 +151,7 @@ fn slow_path(
         merge(py, pre_context, post_context)
     };
     if has_records
-        && !recorded.should_raise
+        && recorded.violation_mode.is_none()
         && cpu_samples.is_empty()
         && config::dispatch() == Dispatch::Background
         && target.can_queue_here()
@@ -191,7 +191,7 @@ fn slow_path(
         dropped_records: recorded.dropped,
     };
     let violation = result.is_ok()
-        && recorded.should_raise
+        && recorded.violation_mode.is_some()
         && has_records
         && slice.exceeded_threshold()
         && slice.score() >= THRESHOLD_HIGH;
@@ -201,7 +201,7 @@ fn slow_path(
         args,
     };
     let error = if violation {
-        violation_error(py, &mut slice, &objects)
+        violation_error(py, &mut slice, &objects, recorded.violation_mode)
     } else {
         None
     };
@@ -248,11 +248,16 @@ fn io_event(
 /// `None` after logging the warning. The calls' text is made now (the message shows them).
 #[cold]
 #[inline(never)]
-fn violation_error(py: Python<'_>, slice: &mut Slice, objects: &SliceObjects) -> Option<PyErr> {
+fn violation_error(
+    py: Python<'_>,
+    slice: &mut Slice,
+    objects: &SliceObjects,
+    mode: Option<aiocop_hook::enforce::Mode>,
+) -> Option<PyErr> {
     for (record, args) in slice.records.iter_mut().zip(&objects.args) {
         record.args = args.resolve(py);
     }
-    match aiocop_hook::enforce::mode(py) {
+    match mode.unwrap_or_else(|| aiocop_hook::enforce::mode(py)) {
         aiocop_hook::enforce::Mode::Raise => {
             assemble(slice).map(|task| high_severity_error(py, &task, objects))
         }
@@ -275,30 +280,27 @@ fn deliver_inline(py: Python<'_>, slice: &Slice, objects: SliceObjects) {
 }
 
 /// Warn mode at the end of a handle: log once per call site (the first blocking call's event
-/// name and entry point), with a rule that would allow it.
+/// name and site), with a rule that would allow it.
 fn warn_violation(py: Python<'_>, task: &aiocop_events::SlowTask) {
     let Some(first) = task.blocking_events.first() else {
         return;
     };
-    let name = first
-        .event
-        .split_once('(')
-        .map_or(first.event.as_str(), |(n, _)| n);
-    let key = format!("handle:{name}@{}", first.entry_point());
+    let key = format!("handle:{}@{}", first.name, first.site());
     let calls: Vec<String> = task
         .blocking_events
         .iter()
-        .map(|e| format!("{} at {}", e.event, e.trace()))
+        .map(|e| format!("{} at {}", e.event, e.user_trace()))
         .collect();
-    let suggestion = aiocop_events::rules::suggest_from_trace(&first.event, first.trace());
-    let message = format!(
-        "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}; \
-         allow it with aiocop.allow({suggestion:?})",
+    let mut message = format!(
+        "high severity blocking IO (score {}) in a {:.2} ms handle (threshold {:.2} ms): {}",
         task.severity_score,
         task.elapsed_ms,
         task.threshold_ms,
         calls.join("; ")
     );
+    if let Some(rule) = first.suggested_rule() {
+        message.push_str(&format!("; allow it with aiocop.allow({rule:?})"));
+    }
     aiocop_hook::pylog::warning_once(py, &key, &message);
 }
 

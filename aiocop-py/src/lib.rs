@@ -212,22 +212,44 @@ fn unused_allow_rules(py: Python<'_>) -> PyResult<Vec<Py<rules::PyAllowRule>>> {
     rules::unused(py)
 }
 
-/// A rule spec that would allow a reported blocking event (a `BlockingEventInfo` dict).
+/// The rule spec that would allow a reported blocking call: the `suggested_rule` of a
+/// `BlockingEventInfo` dict (or of a `BlockingCallError`), `None` when the call had no frame to
+/// pin a rule to. aiocop makes the suggestion when it records the call (the user's call site,
+/// by module and function, or by path relative to the project root); it is never rebuilt from
+/// the displayed text.
 #[pyfunction]
-fn suggest_allow_rule(info: &Bound<'_, PyAny>) -> PyResult<String> {
-    let get = |key: &str| -> PyResult<String> {
-        info.get_item(key)
-            .and_then(|v| v.extract::<String>())
-            .map_err(|_| {
-                PyTypeError::new_err(format!(
-                    "info must be a BlockingEventInfo dict with {key:?}"
-                ))
-            })
+fn suggest_allow_rule(info: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let key = pyo3::intern!(info.py(), "suggested_rule");
+    let value = match info.cast::<PyDict>() {
+        Ok(dict) => dict.get_item(key)?,
+        Err(_) => info.getattr(key).ok(),
     };
-    Ok(aiocop_events::rules::suggest_from_trace(
-        &get("event")?,
-        &get("trace")?,
-    ))
+    let Some(value) = value else {
+        return Err(PyTypeError::new_err(format!(
+            "info must be a blocking event reported by aiocop (a BlockingEventInfo dict with \
+             'suggested_rule', or a BlockingCallError), got {}",
+            info.get_type().name()?
+        )));
+    };
+    if value.is_none() {
+        return Ok(None);
+    }
+    value
+        .extract::<String>()
+        .map(Some)
+        .map_err(|_| PyTypeError::new_err("info['suggested_rule'] must be a str or None"))
+}
+
+/// Sets the project's root directory, which suggested `path=` rules are relative to.
+#[pyfunction]
+fn _set_project_root(root: Option<&str>) {
+    aiocop_events::rules::set_project_root(root);
+}
+
+/// Tells aiocop where its own Python package lives (its frames are not the user's code).
+#[pyfunction]
+fn _set_own_package_dir(dir: &str) {
+    aiocop_hook::stack::set_own_package_dir(dir);
 }
 
 #[pyfunction]
@@ -421,6 +443,10 @@ fn format_blocking_event<'py>(
     dict.set_item("trace", info.trace())?;
     dict.set_item("entry_point", info.entry_point())?;
     dict.set_item("severity", info.severity)?;
+    dict.set_item("event_name", &*info.name)?;
+    dict.set_item("site", info.site())?;
+    dict.set_item("user_trace", info.user_trace())?;
+    dict.set_item("suggested_rule", info.suggested_rule())?;
     Ok(dict)
 }
 
@@ -577,6 +603,8 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clear_allow_rules, m)?)?;
     m.add_function(wrap_pyfunction!(unused_allow_rules, m)?)?;
     m.add_function(wrap_pyfunction!(suggest_allow_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_project_root, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_own_package_dir, m)?)?;
     m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
     m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
     m.add_class::<rules::PyAllowRule>()?;

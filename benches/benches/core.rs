@@ -14,11 +14,7 @@ fn frames(n: usize) -> Vec<Frame> {
     let file: Arc<str> = Arc::from("/srv/app/src/service/handlers.py");
     let func: Arc<str> = Arc::from("handle_request");
     (0..n)
-        .map(|i| Frame {
-            filename: file.clone(),
-            line: i32::try_from(i).unwrap_or(0),
-            function: func.clone(),
-        })
+        .map(|i| Frame::new(file.clone(), i32::try_from(i).unwrap_or(0), func.clone()))
         .collect()
 }
 

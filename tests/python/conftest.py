@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 import aiocop
+from aiocop._rules import make_rule
 
 # Modules the stdlib imports lazily on first use (host-name encoding in
 # getaddrinfo / uvloop's sock_connect, the default executor): import them now
@@ -180,13 +181,24 @@ def check_event_invariants(evt: Any) -> None:
     if evt.reason == "io_blocking":
         assert 1 <= len(evt.blocking_events) <= 50
         for rec in evt.blocking_events:
-            # aiocop 1.2.1's keys, plus the task identity ours adds.
+            # aiocop 1.2.1's keys, plus the task identity, the event's name, the user's call
+            # site, the trace shown to users and the suggested allow rule ours adds.
             assert set(rec) == {
-                "event", "trace", "entry_point", "severity", "task_name", "coroutine"
+                "event", "trace", "entry_point", "severity", "task_name", "coroutine",
+                "event_name", "site", "user_trace", "suggested_rule",
             }
-            assert "(" in rec["event"] and rec["event"].endswith(")")
+            assert rec["event"].startswith(rec["event_name"] + "(")
+            assert rec["event"].endswith(")")
             frames = rec["trace"].split(" <- ") if rec["trace"] else []
             assert rec["entry_point"] == (frames[0] if frames else "unknown")
+            assert rec["site"] in frames or (rec["site"] == "unknown" and not frames)
+            assert rec["trace"].startswith(rec["user_trace"])
+            assert rec["site"] in rec["user_trace"].split(" <- ") or not frames
+            if frames:  # the suggestion is a well-formed rule for this event
+                assert rec["suggested_rule"].startswith(f"event={rec['event_name']},"), rec
+                make_rule(rec["suggested_rule"])
+            else:
+                assert rec["suggested_rule"] is None
         score = sum(10 if r["severity"] is None else r["severity"] for r in evt.blocking_events)
         assert evt.severity_score == score
         assert evt.severity_level == expected_level(score)

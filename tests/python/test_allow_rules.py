@@ -307,6 +307,9 @@ def test_suggested_rule_of_a_blocking_call_error_allows_it(loop_kind, config):
 
 
 def test_suggest_allow_rule_from_a_reported_record(loop_kind, config):
+    """The rule suggested for a reported call names its function (the same on every
+    checkout), is the same as the one raising at the call suggests, and allows that call only."""
+
     async def body():
         legacy.read_config(config)
         with open(config) as f:
@@ -315,8 +318,9 @@ def test_suggest_allow_rule_from_a_reported_record(loop_kind, config):
     result = run_monitored(body, loop_kind)
     (from_legacy,) = opened_from(result, "read_config")
     (from_here,) = opened_from(result, "body")
-    assert aiocop.suggest_allow_rule(from_legacy) == f"event=open,path={LEGACY_FILE}"
-    assert aiocop.suggest_allow_rule(from_here) == f"event=open,path={__file__}"
+    legacy_rule = "event=open,function=blocking_helpers.legacy.read_config"
+    assert aiocop.suggest_allow_rule(from_legacy) == from_legacy["suggested_rule"] == legacy_rule
+    assert aiocop.suggest_allow_rule(from_here) == f"event=open,function={__name__}.{body.__qualname__}"
     rule = aiocop.allow(aiocop.suggest_allow_rule(from_legacy))
     again = run_monitored(body, loop_kind)
     assert opened_from(again, "read_config") == []
@@ -324,8 +328,17 @@ def test_suggest_allow_rule_from_a_reported_record(loop_kind, config):
     assert rule.hits == 1
 
 
-def test_suggest_allow_rule_without_frames():
-    assert aiocop.suggest_allow_rule({"event": "time.sleep(1)", "trace": ""}) == "event=time.sleep"
+def test_suggest_allow_rule_needs_a_reported_event():
+    """The suggestion is made when the call is recorded; a dict without it is refused (no
+    rule is rebuilt from the displayed text)."""
+    with pytest.raises(TypeError, match="suggested_rule"):
+        aiocop.suggest_allow_rule({"event": "time.sleep(1)", "trace": ""})
+    with pytest.raises(TypeError, match="suggested_rule"):
+        aiocop.suggest_allow_rule("event=open")
+    assert aiocop.suggest_allow_rule({"suggested_rule": None}) is None  # a call without frames
+    raw = {"event_name": "open", "raw_args": ("/x", "r"), "raw_stack": [("/srv/app/views.py", 3, "index")],
+           "timestamp": 0.0, "severity": 10}
+    assert aiocop.suggest_allow_rule(aiocop.format_blocking_event(raw)) == "event=open,path=*/app/views.py"
 
 
 # --------------------------------------------------------------------------- the rule objects

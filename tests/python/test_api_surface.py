@@ -229,7 +229,9 @@ def test_slow_task_event_dataclass():
 def test_typed_dict_keys():
     info = aiocop.BlockingEventInfo
     assert set(info.__required_keys__) == {"event", "trace", "entry_point", "severity"}
-    assert set(info.__optional_keys__) == {"task_name", "coroutine"}  # ours, beyond 1.2.1
+    assert set(info.__optional_keys__) == {  # ours, beyond 1.2.1
+        "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule"
+    }
     assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
     assert set(typing.get_type_hints(aiocop.CpuStackSample)) == {"trace", "entry_point", "count"}
     assert set(typing.get_type_hints(aiocop.RawBlockingEvent)) == {

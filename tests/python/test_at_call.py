@@ -229,6 +229,14 @@ def test_exception_attributes(loop_kind, tmp_path):
     assert exc.task_name == "attr-task"
     assert exc.coroutine == opener.__qualname__
     assert exc.suggested_rule == f"event=open,function={__name__}.{opener.__qualname__}"
+    # the user's call site, and the trace the message shows: it ends at the user's outermost
+    # frame of the call (asyncio's loop and whoever runs it are left out; uvloop's loop has no
+    # frames of its own, so there the trace goes on to this test's call of the loop)
+    assert exc.site == exc.entry_point
+    assert exc.trace.startswith(exc.user_trace)
+    if loop_kind == "asyncio":
+        assert exc.user_trace == exc.entry_point
+        assert "run_monitored" in exc.trace and "run_monitored" not in str(exc)
     # the HighSeverityBlockingIoException side
     assert exc.severity_score == 10
     assert exc.severity_level == "medium"
@@ -240,6 +248,10 @@ def test_exception_attributes(loop_kind, tmp_path):
             "severity": 10,
             "task_name": "attr-task",
             "coroutine": opener.__qualname__,
+            "event_name": "open",
+            "site": exc.site,
+            "user_trace": exc.user_trace,
+            "suggested_rule": exc.suggested_rule,
         }
     ]
     message = str(exc)
@@ -251,7 +263,7 @@ def test_exception_attributes(loop_kind, tmp_path):
     clone = pickle.loads(pickle.dumps(exc))
     assert type(clone) is aiocop.BlockingCallError
     for attr in ("event_name", "event", "severity", "trace", "entry_point", "task_name",
-                 "coroutine", "suggested_rule"):
+                 "coroutine", "suggested_rule", "site", "user_trace"):
         assert getattr(clone, attr) == getattr(exc, attr), attr
     assert str(clone) == message
 

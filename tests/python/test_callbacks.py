@@ -164,7 +164,10 @@ def test_delivered_events_are_ordinary_slow_task_events(loop_kind, tmp_path):
         raise AssertionError("SlowTaskEvent must stay frozen")
     (info,) = evt.blocking_events
     assert type(info) is dict
-    assert list(info) == ["event", "trace", "entry_point", "severity", "task_name", "coroutine"]
+    assert list(info) == [
+        "event", "trace", "entry_point", "severity", "task_name", "coroutine",
+        "event_name", "site", "user_trace", "suggested_rule",
+    ]
     info["event"] = "mutated"  # a user's change stays in this event
     again = run_monitored(stat_body(tmp_path), loop_kind)
     assert again.io_events[0].blocking_events[0]["event"].startswith("os.stat(")

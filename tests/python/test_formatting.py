@@ -19,8 +19,15 @@ def raw(name="open", args=("/tmp/x", "r"), stack=(), severity=10):
 
 def test_result_shape():
     out = aiocop.format_blocking_event(raw(stack=[("/home/u/app.py", 3, "handler")]))
-    assert set(out) == {"event", "trace", "entry_point", "severity"}
+    # aiocop 1.2.1's four keys, and ours: the same as a delivered event's (no task)
+    assert set(out) == {
+        "event", "trace", "entry_point", "severity",
+        "event_name", "site", "user_trace", "suggested_rule",
+    }
     assert out["severity"] == 10
+    assert out["event_name"] == "open"
+    assert out["site"] == out["user_trace"] == "/home/u/app.py:3:handler"
+    assert out["suggested_rule"] == "event=open,path=*/u/app.py"
 
 
 def test_event_string_plain_args():

@@ -315,6 +315,20 @@ def test_after_the_handle_warns_instead_of_raising(loop_kind, sites, warnings_):
     assert f"{site(sites, NAP_LINE, 'nap')} <- {__file__}:" in messages[0]
 
 
+def test_a_warn_block_that_ends_inside_the_handle_still_warns(loop_kind, sites, warnings_):
+    """The mode is the one in force at the blocking call: the ``raise_on_violations(mode=
+    "warn")`` block has ended by the time its handle ends, and the handle warns, not raises."""
+
+    async def body():
+        with aiocop.raise_on_violations(mode="warn"):
+            sites.nap(0.03)
+        return "not raised"  # same handle: the block ended before it
+
+    result = run_monitored(body, loop_kind)
+    assert result.value == "not raised"
+    assert len(warnings_.messages) == 1 and "time.sleep(0.03)" in warnings_.messages[0]
+
+
 def test_after_the_handle_still_raises_in_raise_mode(loop_kind, sites, warnings_):
     """The control for the test above: same handle, raise mode."""
 

@@ -93,6 +93,8 @@ _aiocop._set_enforcement(_raise_at_call, _mode, _scoped_rules, BlockingCallError
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_aiocop._after_fork_child)
 _atexit.register(_aiocop._shutdown)
+# Frames of aiocop's own Python code (the pytest plugin's) are not the user's call site.
+_aiocop._set_own_package_dir(_os.path.dirname(_os.path.abspath(__file__)))
 
 __all__ = [
     # Setup

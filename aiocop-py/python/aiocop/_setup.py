@@ -28,6 +28,9 @@ def start_blocking_io_detection(trace_depth: int = 20) -> None:
     first = not _aiocop._hook_installed()
     env_rules = parse_rule_list(os.environ.get("AIOCOP_ALLOW", ""), "env") if first else []
     _aiocop.start_blocking_io_detection(trace_depth)
+    if first:
+        # Suggested `path=` rules are relative to the project root: the working directory.
+        _aiocop._set_project_root(os.getcwd())
     for rule in env_rules:
         _aiocop._activate_rule(rule)
 

@@ -30,7 +30,10 @@ class HighSeverityBlockingIoException(Exception):
         super().__init__(self._format_message())
 
     def _format_message(self) -> str:
-        lines = "".join(f"\n  - {e['event']}\n    at {e['trace']}" for e in (self.events or []))
+        lines = "".join(
+            f"\n  - {e['event']}\n    at {e.get('user_trace') or e['trace']}"
+            for e in (self.events or [])
+        )
         return (
             f"\n{_RULE}\n"
             "HIGH SEVERITY BLOCKING I/O DETECTED\n"
@@ -54,7 +57,12 @@ class HighSeverityBlockingIoException(Exception):
 class BlockingCallError(HighSeverityBlockingIoException):
     """Raised at the blocking call itself, inside the coroutine that made it, when
     ``raise_on_violations(at_call=True)`` is in force and the call weighs at least
-    ``min_weight``. The call did not happen."""
+    ``min_weight``. The call did not happen.
+
+    ``trace`` is the whole captured stack; ``site`` is the user's call site (the innermost
+    frame of the project's own code) and ``user_trace`` the trace up to the project's
+    outermost frame, which the message shows; ``suggested_rule`` is the allow rule for this
+    call (the same one every report of aiocop suggests)."""
 
     def __init__(
         self,
@@ -66,6 +74,8 @@ class BlockingCallError(HighSeverityBlockingIoException):
         task_name: Optional[str] = None,
         coroutine: Optional[str] = None,
         suggested_rule: Optional[str] = None,
+        site: Optional[str] = None,
+        user_trace: Optional[str] = None,
     ) -> None:
         self.event_name = event_name
         self.event = event
@@ -75,25 +85,36 @@ class BlockingCallError(HighSeverityBlockingIoException):
         self.task_name = task_name
         self.coroutine = coroutine
         self.suggested_rule = suggested_rule
-        level = "high" if severity >= 50 else "medium" if severity >= 10 else "low"
+        self.site = site if site is not None else entry_point
+        self.user_trace = user_trace if user_trace is not None else trace
         info = {"event": event, "trace": trace, "entry_point": entry_point, "severity": severity,
-                "task_name": task_name, "coroutine": coroutine}
-        super().__init__(severity, level, 0.0, 0.0, [info])  # type: ignore[list-item]
+                "task_name": task_name, "coroutine": coroutine, "event_name": event_name,
+                "site": self.site, "user_trace": self.user_trace,
+                "suggested_rule": suggested_rule}
+        super().__init__(severity, _level(severity), 0.0, 0.0, [info])  # type: ignore[list-item]
 
     def _format_message(self) -> str:
         where = f" in task {self.task_name!r} ({self.coroutine})" if self.task_name else ""
         hint = f"\n  allow it with: aiocop.allow({self.suggested_rule!r})" if self.suggested_rule else ""
         return (
             f"blocking call {self.event} (weight {self.severity}){where}\n"
-            f"  at {self.trace}{hint}"
+            f"  at {self.site}\n"
+            f"  trace: {self.user_trace}{hint}"
         )
 
     def __reduce__(self):
         return (
             type(self),
             (self.event_name, self.event, self.severity, self.trace, self.entry_point,
-             self.task_name, self.coroutine, self.suggested_rule),
+             self.task_name, self.coroutine, self.suggested_rule, self.site, self.user_trace),
         )
+
+
+def _level(severity: int) -> str:
+    """The severity level of a call's weight (aiocop-severity's mapping, exported natively)."""
+    from aiocop._aiocop import get_severity_level_from_score
+
+    return get_severity_level_from_score(severity)
 
 
 __all__ = ["HighSeverityBlockingIoException", "BlockingCallError"]

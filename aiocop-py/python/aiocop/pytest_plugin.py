@@ -27,7 +27,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -39,6 +38,7 @@ from typing import Any, Optional, TypeVar, Union
 import pytest
 
 import aiocop
+from aiocop import _aiocop
 from aiocop.types.events import BlockingEventInfo
 
 __all__ = ["AiocopStrict", "SettingsError", "Violation", "format_report"]
@@ -56,11 +56,6 @@ _DEFAULT_THRESHOLD_MS = 30.0
 _UNKNOWN_WEIGHT = 10
 #: The ``@pytest.mark.aiocop`` keyword arguments.
 _MARKER_KWARGS = frozenset({"allow", "mode", "at_call", "min_weight"})
-
-#: The name of the coroutine that wraps a monitored test; traces are cut at its frame.
-_WRAPPER_NAME = "_aiocop_monitored_test"
-#: asyncio's ``Handle._run`` (the loop calling a handle): traces are cut there too.
-_HANDLE_RUN_FRAME = re.compile(r"^events\.py:\d+:_run$")
 
 _INI_HELP = {
     "aiocop": "check async tests for blocking calls on the event loop (like --aiocop)",
@@ -256,6 +251,8 @@ def _ensure_setup(config: pytest.Config) -> None:
         aiocop.detect_slow_tasks(threshold_ms=state.threshold_ms)
     finally:
         _LOG.removeFilter(quiet)
+    # Suggested `path=` rules are relative to the project: pytest's rootdir.
+    _aiocop._set_project_root(str(config.rootpath))
 
 
 def _load_pyproject_rules(config: pytest.Config) -> None:
@@ -404,51 +401,36 @@ class Violation:
     """One blocking call found on the loop: the report's line and the allow rule for it."""
 
     event: str
+    event_name: str
     weight: int
-    entry_point: str
+    #: The user's call site (the innermost frame of the project's own code).
+    site: str
+    #: The trace up to the project's outermost frame (the test), as aiocop reports it.
     trace: str
     task_name: Optional[str]
     elapsed_ms: float
     suggested_rule: Optional[str]
 
     @property
-    def event_name(self) -> str:
-        """``open`` of ``open(/x, r, 524288)``."""
-        return self.event.split("(", 1)[0]
-
-    @property
-    def site(self) -> tuple[str, str]:
-        """What makes a call site: the event name and the (trimmed) stack that made it."""
-        return (self.event_name, self.trace or self.entry_point)
+    def key(self) -> tuple[str, str]:
+        """What makes a call site: the event name and the (user's) stack that made it."""
+        return (self.event_name, self.trace or self.site)
 
     @classmethod
     def from_record(cls, record: BlockingEventInfo, elapsed_ms: float) -> Violation:
-        """The violation of one ``blocking_events`` record of a ``SlowTaskEvent``."""
+        """The violation of one ``blocking_events`` record of a ``SlowTaskEvent``: the fields
+        aiocop reports, read as they are (never parsed out of the displayed text)."""
         severity = record.get("severity")
-        try:
-            suggestion: Optional[str] = aiocop.suggest_allow_rule(record)
-        except Exception:  # noqa: BLE001 - a missing suggestion must not hide the call
-            suggestion = None
         return cls(
             event=str(record.get("event", "?")),
+            event_name=str(record.get("event_name", "?")),
             weight=_UNKNOWN_WEIGHT if severity is None else int(severity),
-            entry_point=str(record.get("entry_point") or "unknown"),
-            trace=_trim_trace(str(record.get("trace") or "")),
+            site=str(record.get("site") or record.get("entry_point") or "unknown"),
+            trace=str(record.get("user_trace") or record.get("trace") or ""),
             task_name=record.get("task_name"),
             elapsed_ms=elapsed_ms,
-            suggested_rule=suggestion,
+            suggested_rule=record.get("suggested_rule"),
         )
-
-
-def _trim_trace(trace: str) -> str:
-    """The frames of ``trace`` up to the test: cut at the plugin's wrapper or the loop."""
-    frames = trace.split(" <- ") if trace else []
-    kept: list[str] = []
-    for frame in frames:
-        if frame.endswith(f":{_WRAPPER_NAME}") or _HANDLE_RUN_FRAME.match(frame):
-            break
-        kept.append(frame)
-    return " <- ".join(kept or frames)
 
 
 def _weight_label(weight: int) -> str:
@@ -466,8 +448,8 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
     counts: dict[tuple[str, str], int] = {}
     first: dict[tuple[str, str], Violation] = {}
     for violation in violations:
-        counts[violation.site] = counts.get(violation.site, 0) + 1
-        first.setdefault(violation.site, violation)
+        counts[violation.key] = counts.get(violation.key, 0) + 1
+        first.setdefault(violation.key, violation)
     sites = sorted(first.values(), key=lambda v: -v.weight)
     total = sum(counts.values())
     threshold = aiocop.get_slow_task_threshold_ms()
@@ -476,14 +458,14 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
         f"(weight >= {settings.min_weight} is reported)",
     ]
     for number, violation in enumerate(sites, 1):
-        times = counts[violation.site]
+        times = counts[violation.key]
         lines.append("")
         lines.append(
             f"{number}. {violation.event}  weight {violation.weight} "
             f"({_weight_label(violation.weight)})" + (f"  x{times}" if times > 1 else "")
         )
-        lines.append(f"   at:    {violation.entry_point}")
-        if violation.trace and violation.trace != violation.entry_point:
+        lines.append(f"   at:    {violation.site}")
+        if violation.trace and violation.trace != violation.site:
             lines.append(f"   trace: {violation.trace}")
         task = f"task {violation.task_name}, " if violation.task_name else ""
         lines.append(
@@ -502,16 +484,16 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
 
 def _warn(violation: Violation, where: str, state: _PluginState) -> None:
     """Warn mode: log a blocking call once per call site for the whole session."""
-    if violation.site in state.warned_sites:
+    if violation.key in state.warned_sites:
         return
-    state.warned_sites.add(violation.site)
+    state.warned_sites.add(violation.key)
     _LOG.warning(
         "blocking call %s (weight %d) on the event loop in %s\n  at:    %s\n  trace: %s%s",
         violation.event,
         violation.weight,
         where,
-        violation.entry_point,
-        violation.trace or violation.entry_point,
+        violation.site,
+        violation.trace or violation.site,
         f"\n  allow: {violation.suggested_rule!r}" if violation.suggested_rule else "",
     )
 

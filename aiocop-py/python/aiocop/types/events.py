@@ -36,6 +36,16 @@ class BlockingEventInfo(_BlockingEventInfoBase, total=False):
     task_name: Optional[str]
     #: The qualified name of the task's coroutine, or of the callback.
     coroutine: Optional[str]
+    #: The audit event's name (``open``).
+    event_name: str
+    #: The user's call site: the innermost frame of the project's own code (not the standard
+    #: library, not an installed package), as ``file:line:function``.
+    site: str
+    #: The trace up to the outermost frame of the project's own code (what called it — the
+    #: loop, a server, a test runner — left out); the whole trace when no frame is the project's.
+    user_trace: str
+    #: An allow rule that accepts this call and no broader (``None`` without frames).
+    suggested_rule: Optional[str]
 
 
 class CpuStackSample(TypedDict):
