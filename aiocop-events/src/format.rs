@@ -1,9 +1,11 @@
-//! Formatting of frames, traces, arguments and events, exactly as aiocop 1.2.1 renders them.
+//! Formatting of frames, traces, arguments and events as aiocop 1.2.1 renders them, except
+//! that arguments are redacted ([`redact`](crate::redact)) before they are cut.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS};
+use crate::redact::{redact_window, redaction_enabled};
 
 /// Text of an [`entry_point`] when there is no frame.
 const UNKNOWN_ENTRY_POINT: &str = "unknown";
@@ -11,6 +13,9 @@ const UNKNOWN_ENTRY_POINT: &str = "unknown";
 const UNFORMATTABLE_ARGS: &str = "error_formatting_args";
 /// Separator between the frames of a trace.
 const TRACE_SEPARATOR: &str = " <- ";
+/// Redaction reads at most this many characters of an argument (the cut shows fewer): a secret
+/// that starts before the cut is seen whole, and a huge argument is not read through.
+const REDACT_WINDOW_CHARS: usize = 4 * MAX_ARG_CHARS;
 
 /// Shortens a source path for display: the part after the first `/src/`, else after the first
 /// `/site-packages/`, else, for paths containing `/lib/python`, the file name (after the last
@@ -181,16 +186,44 @@ pub fn entry_point(frames: &[Frame]) -> String {
         .map_or_else(|| UNKNOWN_ENTRY_POINT.to_owned(), format_frame)
 }
 
-/// `text` cut to its first [`MAX_ARG_CHARS`] characters, never splitting a UTF-8 character.
-fn cut_arg(text: &str) -> &str {
-    match text.char_indices().nth(MAX_ARG_CHARS) {
+/// `text` cut to its first `chars` characters, never splitting a UTF-8 character.
+fn cut_chars(text: &str, chars: usize) -> &str {
+    // A text of at most `chars` bytes has at most `chars` characters.
+    if text.len() <= chars {
+        return text;
+    }
+    match text.char_indices().nth(chars) {
         Some((end, _)) => &text[..end],
         None => text,
     }
 }
 
-/// Formats an event's arguments: each value cut to its first 100 characters (not bytes), joined
-/// with `", "`; [`RawArgs::Unformattable`] reads `"error_formatting_args"`.
+/// `text` cut to its first [`MAX_ARG_CHARS`] characters, never splitting a UTF-8 character.
+fn cut_arg(text: &str) -> &str {
+    cut_chars(text, MAX_ARG_CHARS)
+}
+
+/// Appends an argument as shown: when `redacting`, its first [`REDACT_WINDOW_CHARS`]
+/// characters redacted (a value running to the end of a cut window is taken as a secret),
+/// then cut to [`MAX_ARG_CHARS`] characters.
+fn push_arg(out: &mut String, value: &str, redacting: bool) {
+    if !redacting {
+        out.push_str(cut_arg(value));
+        return;
+    }
+    let window = cut_chars(value, REDACT_WINDOW_CHARS);
+    let redacted = redact_window(window, window.len() < value.len());
+    out.push_str(cut_arg(&redacted));
+}
+
+/// Formats an event's arguments: each value's secrets masked by [`redact`](crate::redact)
+/// (unless [`set_redaction`](crate::set_redaction) turned it off), then cut to its first 100
+/// characters (not bytes), joined with `", "`; [`RawArgs::Unformattable`] reads
+/// `"error_formatting_args"`.
+///
+/// Redaction reads the first 400 characters of a value (not all of a huge one), so a secret
+/// that starts before the cut is masked whole; a value running to the end of those 400
+/// characters is taken as a secret.
 ///
 /// ```
 /// use aiocop_events::{format_args, RawArgs};
@@ -200,6 +233,19 @@ fn cut_arg(text: &str) -> &str {
 /// assert_eq!(text, format!("a, {}", "é".repeat(100)));
 /// assert_eq!(format_args(&RawArgs::Values(vec![])), "");
 /// assert_eq!(format_args(&RawArgs::Unformattable), "error_formatting_args");
+///
+/// // Secrets are masked, then the value is cut: a token straddling the cut shows as `***`.
+/// let request = RawArgs::Values(vec![
+///     "https://user:hunter2@api.example.com/v1?api_key=abc123&page=2".into(),
+///     "None".into(),
+///     "{'Authorization': 'Bearer xyz'}".into(),
+/// ]);
+/// assert_eq!(
+///     format_args(&request),
+///     "https://user:***@api.example.com/v1?api_key=***&page=2, None, {'Authorization': '***'}",
+/// );
+/// let long = RawArgs::Values(vec![format!("{}&token={}", "a".repeat(90), "s".repeat(40))]);
+/// assert_eq!(format_args(&long), format!("{}&token=***", "a".repeat(90)));
 /// ```
 pub fn format_args(args: &RawArgs) -> String {
     let mut out = String::new();
@@ -208,13 +254,17 @@ pub fn format_args(args: &RawArgs) -> String {
 }
 
 fn write_args(out: &mut String, args: &RawArgs) {
+    write_args_redacting(out, args, redaction_enabled());
+}
+
+fn write_args_redacting(out: &mut String, args: &RawArgs, redacting: bool) {
     match args {
         RawArgs::Values(values) | RawArgs::Call(values) => {
             for (i, value) in values.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(cut_arg(value));
+                push_arg(out, value, redacting);
             }
         }
         RawArgs::Unformattable => out.push_str(UNFORMATTABLE_ARGS),
@@ -433,6 +483,87 @@ mod tests {
         for (args, expected) in cases {
             assert_eq!(format_args(&args), expected, "{args:?}");
         }
+    }
+
+    fn shown(args: &RawArgs, redacting: bool) -> String {
+        let mut out = String::new();
+        write_args_redacting(&mut out, args, redacting);
+        out
+    }
+
+    #[test]
+    fn arguments_are_redacted_then_cut() {
+        let one = |v: String| RawArgs::Values(vec![v]);
+        let a = |n: usize| "a".repeat(n);
+        let s = |n: usize| "s".repeat(n);
+        let cases: Vec<(RawArgs, String)> = vec![
+            (
+                RawArgs::Call(vec![
+                    "curl".into(),
+                    "['curl', '--token=abc', '--password', 'pw']".into(),
+                    "None".into(),
+                    "{'AWS_SECRET_ACCESS_KEY': 'k', 'PATH': '/bin'}".into(),
+                ]),
+                "curl, ['curl', '--token=***', '--password', '***'], None, \
+                 {'AWS_SECRET_ACCESS_KEY': '***', 'PATH': '/bin'}"
+                    .into(),
+            ),
+            // the secret starts before the cut (character 95) and ends after it
+            (
+                one(format!("https://h/?q={}&token={}", a(75), s(50))),
+                format!("https://h/?q={}&token=***", a(75)),
+            ),
+            // the value starts at the cut: its mask is cut, none of it shows
+            (
+                one(format!("{}&token={}", a(93), s(50))),
+                format!("{}&token=", a(93)),
+            ),
+            (
+                one(format!("{}&token={}", a(92), s(50))),
+                format!("{}&token=*", a(92)),
+            ),
+            // a password whose '@' lies past the redaction window
+            (
+                one(format!("https://u:{}@host/", s(1000))),
+                "https://u:***".into(),
+            ),
+            // a value past the window's end, then more text: nothing past the window shows
+            (
+                one(format!("token={}&{}", s(500), a(200))),
+                "token=***".into(),
+            ),
+            (
+                one(format!("{{'password': '{}'}}", s(1000))),
+                "{'password': '***".into(),
+            ),
+            // a secret after the window is not read (and not shown)
+            (one(format!("{}&token={}", a(500), s(10))), a(100)),
+            // UTF-8 before the secret: characters, not bytes, and none split
+            (
+                one(format!("{}?sig=🦀🦀🦀", "é".repeat(96))),
+                format!("{}?sig", "é".repeat(96)),
+            ),
+            (
+                one(format!("{}?sig=🦀🦀🦀", "é".repeat(90))),
+                format!("{}?sig=***", "é".repeat(90)),
+            ),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(shown(&args, true), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn without_redaction_arguments_are_only_cut() {
+        let args = RawArgs::Values(vec![
+            "--token=abc".into(),
+            format!("https://u:{}@host/", "p".repeat(200)),
+        ]);
+        assert_eq!(
+            shown(&args, false),
+            format!("--token=abc, https://u:{}", "p".repeat(90))
+        );
+        assert_eq!(shown(&args, true), "--token=***, https://u:***@host/");
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! threshold, the blocking-IO records made during it ([`RawRecord`], each sharing its call
 //! site's resolved [`Stack`]) and any CPU stack samples. [`assemble`] turns it into the
 //! [`SlowTask`] event Python callbacks receive — on the background thread, which formats a new
-//! call site's stack once, or in place when [`Slice::is_preformatted`] — formatted exactly as
-//! aiocop 1.2.1 does:
+//! call site's stack once, or in place when [`Slice::is_preformatted`] — formatted as aiocop
+//! 1.2.1 does, except that secrets in arguments are masked:
 //!
-//! - `event` reads `name(arg1, arg2)`, each argument cut to 100 characters ([`format_event`]);
+//! - `event` reads `name(arg1, arg2)`, each argument's secrets masked ([`redact`], unless
+//!   [`set_redaction`] turned it off) and the argument cut to 100 characters ([`format_event`]);
 //! - `trace` is the frames, innermost first, joined by `" <- "`, each `short_path:line:function`
 //!   ([`format_trace`], [`shorten_path`]); `entry_point` is the first frame or `"unknown"`;
 //! - identical sampled stacks are counted, most frequent first ([`aggregate_samples`]);
@@ -49,6 +50,7 @@
 mod format;
 mod origin;
 mod record;
+mod redact;
 pub mod rules;
 mod samples;
 mod slice;
@@ -62,6 +64,7 @@ pub use record::{
     BlockingEvent, CodeFacts, Frame, RawArgs, RawRecord, Stack, MAX_ARG_CHARS,
     MAX_RECORDS_PER_HANDLE,
 };
+pub use redact::{redact, redaction_enabled, set_redaction};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};
 
