@@ -89,6 +89,8 @@ pub fn redaction_enabled() -> bool {
 /// - URL passwords: `scheme://user:password@host` → `scheme://user:***@host`, any scheme. The
 ///   userinfo is the run after `://` (ended by `/`, `?`, `#`, whitespace or a quote) up to its
 ///   last `@`; the password is what follows its first `:`.
+/// - A host given with its credentials, without a scheme (`user:password@host`, as
+///   `http.client` and `socket` show it): the password.
 /// - `key=value` with a sensitive key right after `?`, `&`, `;`, `,`, `(`, `[`, `{`,
 ///   whitespace, a quote or the start of the text (the key may start with `-` or `--`): the
 ///   value, up to `&`, whitespace, a quote, `,`, `;`, `)`, `]`, `}`, `>`, `#` or the end, or the
@@ -148,6 +150,7 @@ pub(crate) fn redact_window(text: &str, truncated: bool) -> Cow<'_, str> {
     }
     let mut spans = Vec::new();
     url_passwords(bytes, truncated, &mut spans);
+    bare_userinfo(bytes, &mut spans);
     key_values(bytes, &mut spans);
     quoted_pairs(bytes, &mut spans);
     spaced_flags(bytes, &mut spans);
@@ -331,6 +334,32 @@ fn url_passwords(bytes: &[u8], truncated: bool, spans: &mut Vec<(usize, usize)>)
     }
 }
 
+/// `user:password@host` without a scheme (how `http.client` and `socket` show a host given
+/// with its credentials): a token of name characters, `:`, a password (no `/`, `\`, `@`,
+/// whitespace or quote) and `@`, opening the text or after whitespace, a quote, `(` or `,`
+/// (not `mailto:`).
+fn bare_userinfo(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
+    let is_user_byte = |b: u8| b.is_ascii_alphanumeric() || b"._~%+-".contains(&b);
+    for (at, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'@') {
+        let password = run_back(bytes, at, |b| {
+            !(b"/\\@:".contains(&b) || is_space(b) || is_quote(b))
+        });
+        if password == at || password == 0 || bytes[password - 1] != b':' {
+            continue;
+        }
+        let colon = password - 1;
+        let user = run_back(bytes, colon, is_user_byte);
+        let opens = user == 0 || {
+            let before = bytes[user - 1];
+            is_space(before) || is_quote(before) || before == b'(' || before == b','
+        };
+        // `mailto:someone@host` names an address, not a password.
+        if user < colon && opens && !bytes[user..colon].eq_ignore_ascii_case(b"mailto") {
+            spans.push((password, at));
+        }
+    }
+}
+
 /// `key=value` with a sensitive key: the value.
 fn key_values(bytes: &[u8], spans: &mut Vec<(usize, usize)>) {
     for (eq, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'=') {
@@ -473,6 +502,14 @@ mod tests {
             ("https://h:80/p?mail=a@b.com", "https://h:80/p?mail=a@b.com"),
             ("https://h:80?mail=a@b.com", "https://h:80?mail=a@b.com"),
             ("('https://h:80', 'a@b')", "('https://h:80', 'a@b')"),
+            // a host given with its credentials, no scheme (http.client, socket)
+            ("user:hunter2@127.0.0.1", "user:***@127.0.0.1"),
+            ("(conn, app:s3cr3t@db, 5432)", "(conn, app:***@db, 5432)"),
+            ("'u:p@h'", "'u:***@h'"),
+            ("mailto:a@b.com", "mailto:a@b.com"),
+            ("12:30@noon", "12:***@noon"),
+            ("/a/b:c@d", "/a/b:c@d"),
+            ("C:\\dir\\f@x", "C:\\dir\\f@x"),
             // key=value with a sensitive key
             ("https://h/v1?api_key=abc123&page=2", "https://h/v1?api_key=***&page=2"),
             ("https://h/?page=2&access_token=t0k#frag", "https://h/?page=2&access_token=***#frag"),

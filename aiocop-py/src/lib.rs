@@ -16,12 +16,15 @@ mod validate;
 #[global_allocator]
 static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
-use validate::{callable, non_negative_ms, optional_ms, positive_int, positive_ms};
+use validate::{
+    boolean, callable, non_negative_ms, optional_ms, positive_int, positive_ms, switch_env,
+};
 
 /// Registers the native audit hook (once per process).
 #[pyfunction]
 fn start_blocking_io_detection(py: Python<'_>, trace_depth: &Bound<'_, PyAny>) -> PyResult<()> {
     let depth = positive_int(trace_depth, "trace_depth")?;
+    let redact = switch_env("AIOCOP_REDACT")?;
     if aiocop_hook::is_installed() {
         pylog::warning(
             py,
@@ -29,6 +32,8 @@ fn start_blocking_io_detection(py: Python<'_>, trace_depth: &Bound<'_, PyAny>) -
         );
         return Ok(());
     }
+    // Shown arguments are redacted unless `AIOCOP_REDACT=0` says otherwise.
+    aiocop_events::set_redaction(redact.unwrap_or(true));
     aiocop_hook::set_first_record_context(first_record_context);
     aiocop_hook::install(py, depth)?;
     Ok(())
@@ -55,7 +60,7 @@ fn detect_slow_tasks(
     } else {
         Some(callable(on_slow_task, "on_slow_task")?)
     };
-    let cpu_sampling = cpu_sampling.is_truthy()?;
+    let cpu_sampling = boolean(cpu_sampling, "cpu_sampling")?;
     let mut mode = match dispatch {
         value if value.is_none() => Dispatch::Background,
         value => {
@@ -151,25 +156,33 @@ fn _make_rule(
     source: &str,
 ) -> PyResult<Py<rules::PyAllowRule>> {
     let any_field = event.is_some() || module.is_some() || path.is_some() || function.is_some();
+    let scope = match frames {
+        "first" => FrameScope::First,
+        "any" => FrameScope::Any,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "frames must be 'first' or 'any', got {other:?}"
+            )))
+        }
+    };
     let rule = match spec {
         Some(spec) if any_field => {
             return Err(PyValueError::new_err(format!(
                 "malformed allow rule {spec:?}: give a spec string or fields, not both"
             )))
         }
-        Some(spec) => AllowRule::parse(spec),
-        None => {
-            let scope = match frames {
-                "first" => FrameScope::First,
-                "any" => FrameScope::Any,
-                other => {
-                    return Err(PyValueError::new_err(format!(
-                        "frames must be 'first' or 'any', got {other:?}"
-                    )))
-                }
-            };
-            AllowRule::from_fields(event, module, path, function, scope)
-        }
+        // `frames="any"` with a spec string applies to it (as `,frames=any` in the spec would).
+        Some(spec) => AllowRule::parse(spec).and_then(|rule| match scope {
+            FrameScope::Any if rule.frames() == FrameScope::First => AllowRule::from_fields(
+                rule.event().map(|g| g.as_str()),
+                rule.module().map(|g| g.as_str()),
+                rule.path().map(|g| g.as_str()),
+                rule.function().map(|g| g.as_str()),
+                FrameScope::Any,
+            ),
+            _ => Ok(rule),
+        }),
+        None => AllowRule::from_fields(event, module, path, function, scope),
     }
     .map_err(|e| PyValueError::new_err(e.to_string()))?;
     rules::make(py, rule, source)
@@ -450,18 +463,40 @@ fn format_blocking_event<'py>(
     Ok(dict)
 }
 
-/// Sum of the events' `severity` (a missing or None severity counts 10).
+/// Sum of the events' `severity` (a missing or None severity counts 10). `None` scores 0, as
+/// in aiocop 1.2.1 (whose signature takes `list | None`); anything but a list of event dicts
+/// is a `TypeError` naming the argument.
 #[pyfunction]
-fn calculate_io_severity_score(blocking_events: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
-    let Some(events) = blocking_events.filter(|e| !e.is_none()) else {
+fn calculate_io_severity_score(blocking_events: &Bound<'_, PyAny>) -> PyResult<u32> {
+    if blocking_events.is_none() {
         return Ok(0);
+    }
+    let not_a_list = || {
+        PyTypeError::new_err(format!(
+            "blocking_events must be a list of BlockingEventInfo dicts, got {}",
+            blocking_events
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+        ))
     };
+    if blocking_events.is_instance_of::<pyo3::types::PyString>()
+        || blocking_events.is_instance_of::<PyDict>()
+    {
+        return Err(not_a_list());
+    }
     let mut weights = Vec::new();
-    for event in events.try_iter()? {
+    for event in blocking_events.try_iter().map_err(|_| not_a_list())? {
         let event = event?;
-        let severity = event
-            .call_method1("get", ("severity",))
-            .map_err(|_| PyTypeError::new_err("blocking_events must be a list of dicts"))?;
+        let severity = event.call_method1("get", ("severity",)).map_err(|_| {
+            PyTypeError::new_err(format!(
+                "blocking_events must be a list of BlockingEventInfo dicts, got an item of type {}",
+                event
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+            ))
+        })?;
         weights.push(weight_from(Some(severity))?);
     }
     Ok(aiocop_severity::score(weights))

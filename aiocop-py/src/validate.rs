@@ -99,3 +99,31 @@ pub fn callable<'a, 'py>(
     }
     Ok(value)
 }
+
+/// A `bool` (not any truthy value: `"no"` is not `False`).
+pub fn boolean(value: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+    if !value.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be True or False, got {}",
+            type_name(value)
+        )));
+    }
+    value.is_truthy()
+}
+
+/// An on/off environment variable: `None` when unset or empty, else its value read as
+/// `1/on/true/yes` or `0/off/false/no` (any case); anything else is a `ValueError` naming
+/// the variable and the accepted values.
+pub fn switch_env(name: &str) -> PyResult<Option<bool>> {
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "1" | "on" | "true" | "yes" => Ok(Some(true)),
+        "0" | "off" | "false" | "no" => Ok(Some(false)),
+        _ => Err(PyValueError::new_err(format!(
+            "{name}={value:?} is not a switch: use 1/on/true/yes or 0/off/false/no"
+        ))),
+    }
+}

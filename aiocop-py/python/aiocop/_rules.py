@@ -30,6 +30,8 @@ from aiocop._aiocop import unused_allow_rules
 _scoped_rules: ContextVar[tuple[AllowRule, ...]] = ContextVar("aiocop_scoped_rules", default=())
 
 _FIELDS = ("event", "module", "path", "function")
+#: The keys of ``[tool.aiocop]`` in ``pyproject.toml``.
+PYPROJECT_KEYS = ("allow",)
 
 
 def make_rule(
@@ -49,18 +51,31 @@ def make_rule(
     if isinstance(spec, Mapping):
         unknown = set(spec) - {*_FIELDS, "frames"}
         if unknown:
-            raise ValueError(f"malformed allow rule {dict(spec)!r}: unknown keys {sorted(unknown)}")
+            raise ValueError(
+                f"malformed allow rule {dict(spec)!r}: unknown keys {sorted(unknown)}; "
+                f"expected some of {[*_FIELDS, 'frames']}"
+            )
         fields = {k: spec.get(k) for k in _FIELDS}
         for key, value in fields.items():
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"malformed allow rule {dict(spec)!r}: {key} must be a string")
-        return _aiocop._make_rule(None, *fields.values(), str(spec.get("frames", "first")), source)
+        scope = _frames_value(spec.get("frames", "first"), f"allow rule {dict(spec)!r}: frames")
+        return _aiocop._make_rule(None, *fields.values(), scope, source)
     if spec is not None and not isinstance(spec, str):
         raise TypeError(f"rule must be a spec string, a mapping or an AllowRule, got {type(spec).__name__}")
     for key, value in (("event", event), ("module", module), ("path", path), ("function", function)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{key} must be a string, got {type(value).__name__}")
-    return _aiocop._make_rule(spec, event, module, path, function, frames, source)
+    return _aiocop._make_rule(spec, event, module, path, function, _frames_value(frames), source)
+
+
+def _frames_value(value: object, name: str = "frames") -> str:
+    """``frames``: ``"first"`` or ``"any"``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be 'first' or 'any', got {type(value).__name__}")
+    if value not in ("first", "any"):
+        raise ValueError(f"{name} must be 'first' or 'any', got {value!r}")
+    return value
 
 
 def allow(
@@ -134,7 +149,15 @@ def load_allow_rules(pyproject: Union[str, "os.PathLike[str]"]) -> list[AllowRul
             raise RuntimeError("reading pyproject.toml on Python 3.10 needs `tomli`") from exc
     with path.open("rb") as f:
         data = tomllib.load(f)
-    entries = data.get("tool", {}).get("aiocop", {}).get("allow", [])
+    table = data.get("tool", {}).get("aiocop", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"[tool.aiocop] in {path} must be a table, got {type(table).__name__}")
+    unknown = sorted(set(table) - set(PYPROJECT_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {unknown} in [tool.aiocop] of {path}; expected {list(PYPROJECT_KEYS)}"
+        )
+    entries = table.get("allow", [])
     if not isinstance(entries, list):
         raise ValueError(f"[tool.aiocop] allow in {path} must be a list, got {type(entries).__name__}")
     rules = [make_rule(entry, source="pyproject") for entry in _as_rules(entries, path)]

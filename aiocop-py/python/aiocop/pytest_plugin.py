@@ -27,6 +27,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import math
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
@@ -127,9 +128,15 @@ def _threshold_value(value: object, where: str) -> float:
         threshold = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise SettingsError(f"{where} must be a number of milliseconds, got {value!r}") from None
-    if threshold < 0:
-        raise SettingsError(f"{where} must be >= 0, got {value!r}")
+    if not math.isfinite(threshold) or threshold < 0:
+        raise SettingsError(f"{where} must be a finite number >= 0, got {value!r}")
     return threshold
+
+
+def _at_call_value(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(f"{where}: at_call must be True or False, got {value!r}")
+    return value
 
 
 def _read_state(config: pytest.Config) -> _PluginState:
@@ -183,7 +190,7 @@ def _settings_for(node: pytest.Item, state: _PluginState) -> _Settings:
         if mode is None and kwargs.get("mode") is not None:
             mode = _mode_value(kwargs["mode"], f"{where}: mode")
         if at_call is None and kwargs.get("at_call") is not None:
-            at_call = bool(kwargs["at_call"])
+            at_call = _at_call_value(kwargs["at_call"], where)
         if min_weight is None and kwargs.get("min_weight") is not None:
             min_weight = _min_weight_value(kwargs["min_weight"], where)
         allow.extend(_allow_specs(kwargs.get("allow"), where))
@@ -247,8 +254,10 @@ def _ensure_setup(config: pytest.Config) -> None:
     try:
         if not aiocop.get_patched_functions():
             aiocop.patch_audit_functions()
-        aiocop.start_blocking_io_detection()
+        aiocop.start_blocking_io_detection()  # reads AIOCOP_ALLOW and AIOCOP_REDACT
         aiocop.detect_slow_tasks(threshold_ms=state.threshold_ms)
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"aiocop: {exc}") from None
     finally:
         _LOG.removeFilter(quiet)
     # Suggested `path=` rules are relative to the project: pytest's rootdir.
@@ -264,8 +273,8 @@ def _load_pyproject_rules(config: pytest.Config) -> None:
         return  # the suite loaded them itself
     try:
         aiocop.load_allow_rules(pyproject)
-    except ValueError as exc:
-        raise pytest.UsageError(f"aiocop: bad allow rule in {pyproject}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise pytest.UsageError(f"aiocop: bad [tool.aiocop] in {pyproject}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- hooks
@@ -718,7 +727,7 @@ class AiocopStrict:
         base = self._settings
         settings = _Settings(
             mode=base.mode if mode is None else _mode_value(mode, f"{where}: mode"),
-            at_call=base.at_call if at_call is None else bool(at_call),
+            at_call=base.at_call if at_call is None else _at_call_value(at_call, where),
             min_weight=(
                 base.min_weight if min_weight is None else _min_weight_value(min_weight, where)
             ),
