@@ -18,12 +18,42 @@ pub struct RuleEntry {
     /// Where it came from: "api", "env", "pyproject", "marker", ...
     pub source: String,
     hits: AtomicU64,
+    /// Blocking calls checked while the rule was in force in their context (scoped).
+    scoped_checks: AtomicU64,
+    /// [`CHECKS`] when the rule was put in force for every thread; `u64::MAX`: never.
+    active_since: AtomicU64,
 }
 
+/// Blocking calls checked against the rules in force for every thread, since the process
+/// started (each call once, whichever rule matched it).
+static CHECKS: AtomicU64 = AtomicU64::new(0);
+
 impl RuleEntry {
+    fn new(rule: AllowRule, source: &str) -> Self {
+        Self {
+            rule,
+            source: source.to_owned(),
+            hits: AtomicU64::new(0),
+            scoped_checks: AtomicU64::new(0),
+            active_since: AtomicU64::new(u64::MAX),
+        }
+    }
+
     /// How many blocking calls the rule allowed.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// How many blocking calls were checked while the rule was in force (whether it or an
+    /// earlier rule matched them, or none did).
+    pub fn checked(&self) -> u64 {
+        let since = self.active_since.load(Ordering::Relaxed);
+        let active = if since == u64::MAX {
+            0
+        } else {
+            CHECKS.load(Ordering::Relaxed).saturating_sub(since)
+        };
+        self.scoped_checks.load(Ordering::Relaxed) + active
     }
 }
 
@@ -59,6 +89,13 @@ impl PyAllowRule {
     #[getter]
     fn hits(&self) -> u64 {
         self.entry.hits()
+    }
+
+    /// How many blocking calls were checked against the rule while it was in force (a rule
+    /// that was checked and never matched is unused).
+    #[getter]
+    fn checked(&self) -> u64 {
+        self.entry.checked()
     }
 
     #[getter]
@@ -130,30 +167,44 @@ impl PyAllowRule {
 
 static ACTIVE: RwLock<Vec<Arc<RuleEntry>>> = RwLock::new(Vec::new());
 static ACTIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Every rule made (global or scoped), for the unused-rule report. Bounded.
+/// Every rule put in force (for every thread, or scoped), for the unused-rule report. Bounded.
 static LEDGER: Mutex<Vec<Arc<RuleEntry>>> = Mutex::new(Vec::new());
 const LEDGER_CAP: usize = 10_000;
 
-/// Makes a rule object (recorded for the unused-rule report, not yet in force).
+/// Makes a rule object (not in force, not in the unused-rule report until it is).
 pub fn make(py: Python<'_>, rule: AllowRule, source: &str) -> PyResult<Py<PyAllowRule>> {
-    let entry = Arc::new(RuleEntry {
-        rule,
-        source: source.to_owned(),
-        hits: AtomicU64::new(0),
-    });
-    {
-        let mut ledger = LEDGER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if ledger.len() < LEDGER_CAP {
-            ledger.push(Arc::clone(&entry));
-        }
+    Py::new(
+        py,
+        PyAllowRule {
+            entry: Arc::new(RuleEntry::new(rule, source)),
+        },
+    )
+}
+
+/// Puts `entry` in the unused-rule report (once).
+fn track(entry: &Arc<RuleEntry>) {
+    let mut ledger = LEDGER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if ledger.len() < LEDGER_CAP && !ledger.iter().any(|e| Arc::ptr_eq(e, entry)) {
+        ledger.push(Arc::clone(entry));
     }
-    Py::new(py, PyAllowRule { entry })
+}
+
+/// A scoped rule goes in force (`aiocop.allowing` entered): it joins the unused-rule report.
+pub fn entered(rule: &PyAllowRule) {
+    track(&rule.entry);
 }
 
 /// Puts a rule in force for every thread (a rule equal to one in force is not added twice).
 pub fn activate(rule: &PyAllowRule) {
+    track(&rule.entry);
+    let _ = rule.entry.active_since.compare_exchange(
+        u64::MAX,
+        CHECKS.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
     let mut active = ACTIVE
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -207,18 +258,32 @@ pub fn active(py: Python<'_>) -> PyResult<Vec<Py<PyAllowRule>>> {
         .collect()
 }
 
-/// Rules made so far that never matched.
+/// The rules put in force so far that blocking calls were checked against and that never
+/// matched one; each rule once (equal rules of one source count together: one of them
+/// matching makes the rule used).
 pub fn unused(py: Python<'_>) -> PyResult<Vec<Py<PyAllowRule>>> {
     let entries: Vec<Arc<RuleEntry>> = LEDGER
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .filter(|e| e.hits() == 0)
-        .cloned()
-        .collect();
-    entries
+        .clone();
+    let mut groups: Vec<(Arc<RuleEntry>, u64, u64)> = Vec::new();
+    for entry in entries {
+        let (hits, checked) = (entry.hits(), entry.checked());
+        match groups
+            .iter_mut()
+            .find(|(first, ..)| first.rule == entry.rule && first.source == entry.source)
+        {
+            Some((_, group_hits, group_checked)) => {
+                *group_hits += hits;
+                *group_checked += checked;
+            }
+            None => groups.push((entry, hits, checked)),
+        }
+    }
+    groups
         .into_iter()
-        .map(|entry| Py::new(py, PyAllowRule { entry }))
+        .filter(|&(_, hits, checked)| hits == 0 && checked > 0)
+        .map(|(entry, ..)| Py::new(py, PyAllowRule { entry }))
         .collect()
 }
 
@@ -240,6 +305,12 @@ pub fn find_match(
         event,
         frames: &facts,
     };
+    for entry in scoped {
+        entry.scoped_checks.fetch_add(1, Ordering::Relaxed);
+    }
+    if has_active() {
+        CHECKS.fetch_add(1, Ordering::Relaxed);
+    }
     let hit = scoped
         .iter()
         .find(|e| e.rule.matches(&candidate))

@@ -194,6 +194,12 @@ fn _activate_rule(rule: &Bound<'_, rules::PyAllowRule>) {
     rules::activate(rule.get());
 }
 
+/// A scoped rule goes in force (`aiocop.allowing` entered).
+#[pyfunction]
+fn _enter_scoped_rule(rule: &Bound<'_, rules::PyAllowRule>) {
+    rules::entered(rule.get());
+}
+
 /// Takes a rule (an `AllowRule` or a spec string) out of force; returns how many were removed.
 #[pyfunction]
 fn disallow(rule: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -219,7 +225,8 @@ fn clear_allow_rules() {
     rules::clear();
 }
 
-/// The allow rules made so far (in force or scoped) that never matched a blocking call.
+/// The allow rules put in force so far (for every thread or scoped) that blocking calls were
+/// checked against and that never matched one; each rule once.
 #[pyfunction]
 fn unused_allow_rules(py: Python<'_>) -> PyResult<Vec<Py<rules::PyAllowRule>>> {
     rules::unused(py)
@@ -633,6 +640,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_check_mode, m)?)?;
     m.add_function(wrap_pyfunction!(_make_rule, m)?)?;
     m.add_function(wrap_pyfunction!(_activate_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(_enter_scoped_rule, m)?)?;
     m.add_function(wrap_pyfunction!(disallow, m)?)?;
     m.add_function(wrap_pyfunction!(allow_rules, m)?)?;
     m.add_function(wrap_pyfunction!(clear_allow_rules, m)?)?;

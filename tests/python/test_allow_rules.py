@@ -399,10 +399,13 @@ def test_disallowed_call_is_reported_again(loop_kind, config):
 
 
 def test_unused_rules_report(loop_kind, config):
+    """A rule is unused when blocking calls were checked while it was in force and it matched
+    none; a rule no blocking call was checked against is not reported (nothing ran that it
+    could have matched)."""
     used = aiocop.allow(module="blocking_helpers.legacy")
     unused = aiocop.allow("event=sqlite3.connect")
     unused_too = aiocop.allow(function="no_such_function")
-    assert aiocop.unused_allow_rules() == [used, unused, unused_too]
+    assert aiocop.unused_allow_rules() == []  # no blocking call checked yet
 
     async def body():
         legacy.read_config(config)
@@ -412,10 +415,23 @@ def test_unused_rules_report(loop_kind, config):
     run_monitored(body, loop_kind)
     assert used.hits == 3
     assert (unused.hits, unused_too.hits) == (0, 0)
+    assert unused.checked == unused_too.checked == used.checked == 3
     assert aiocop.unused_allow_rules() == [unused, unused_too]
-    # a scoped rule that never matched is reported too, after its block
-    with aiocop.allowing("event=os.rename") as scoped:
+    # a scoped rule: reported when a blocking call was checked while it was in force
+    with aiocop.allowing("event=os.rename") as idle:
         pass
+    assert aiocop.unused_allow_rules() == [unused, unused_too]
+
+    async def scoped_body():
+        with aiocop.allowing("event=os.rename") as scoped:
+            legacy.read_config(config)
+        return scoped
+
+    scoped = run_monitored(scoped_body, loop_kind).value
+    assert (idle.checked, scoped.checked, scoped.hits) == (0, 1, 0)
+    assert aiocop.unused_allow_rules() == [unused, unused_too, scoped]
+    # an equal rule made again is listed once
+    aiocop.allow("event=sqlite3.connect")
     assert aiocop.unused_allow_rules() == [unused, unused_too, scoped]
     # clear_allow_rules() forgets them all
     aiocop.clear_allow_rules()

@@ -746,6 +746,62 @@ def test_unused_rules_are_listed_at_the_end(
     assert "load_data" not in summary
 
 
+UNUSED_RULES_TESTS = """
+import pytest
+from blocking_helpers import load_data
+
+
+@pytest.mark.asyncio
+@pytest.mark.aiocop(allow=["event=open,module=blocking_helpers"])
+async def test_uses_its_rule():
+    load_data()
+
+
+@pytest.mark.aiocop(allow=["event=os.listdir"])
+class TestShared:
+    @pytest.mark.asyncio
+    async def test_one(self):
+        pass
+
+    @pytest.mark.asyncio
+    async def test_two(self):
+        pass
+
+
+@pytest.mark.asyncio
+@pytest.mark.aiocop(allow=["event=shutil.copytree"])
+async def test_deselected():
+    pass
+"""
+
+
+def test_the_unused_rule_report_is_true(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule that matched is not unused; a rule of a test that did not run is not reported;
+    a rule shared by several tests is listed once; a rule blocking calls were checked against
+    in vain is listed once, with where it came from."""
+    monkeypatch.setenv("AIOCOP_ALLOW", "event=time.sleep,module=nowhere")
+    inner.makepyfile(test_rules=UNUSED_RULES_TESTS)
+    result = run(inner, "--aiocop", "-k", "not deselected")
+    result.assert_outcomes(passed=3)
+    summary = result.stdout.str().split("aiocop: unused allow rules")[-1]
+    lines = [line for line in summary.splitlines() if "(from " in line]
+    assert lines == [
+        "event=time.sleep,module=nowhere  (from env)",
+        "event=os.listdir  (from @pytest.mark.aiocop on test_rules.py::TestShared::test_one, "
+        "test_rules.py::TestShared::test_two)",
+    ], summary
+    assert "1 test(s) deselected" in summary
+
+
+def test_no_unused_rule_report_when_every_rule_matched(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_rules=UNUSED_RULES_TESTS)
+    result = run(inner, "--aiocop", "-k", "uses_its_rule")
+    result.assert_outcomes(passed=1)
+    assert "unused allow rules" not in result.stdout.str()
+
+
 def test_a_bad_pyproject_rule_is_a_usage_error(inner: pytest.Pytester) -> None:
     inner.makepyprojecttoml(
         """

@@ -113,6 +113,7 @@ def allowing(
         spec, event=event, module=module, path=path, function=function, frames=frames, source=source
     )
     _aiocop._enforcement_in_use()  # before the first set: the audit hook skips unused variables
+    _aiocop._enter_scoped_rule(rule)  # in force now: it joins the unused-rule report
     token = _scoped_rules.set(_scoped_rules.get() + (rule,))
     try:
         yield rule
