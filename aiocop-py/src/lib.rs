@@ -378,6 +378,12 @@ fn reset_blocking_events() {
     aiocop_hook::reset_records();
 }
 
+/// Whether `detect_slow_tasks()` has configured detection (its threshold is in force).
+#[pyfunction]
+fn _detection_configured() -> bool {
+    config::is_detect_configured()
+}
+
 #[pyfunction]
 fn get_slow_task_threshold_ms() -> f64 {
     config::threshold_ns() as f64 / 1e6
@@ -622,6 +628,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clear_context_providers, m)?)?;
     m.add_function(wrap_pyfunction!(reset_blocking_events, m)?)?;
     m.add_function(wrap_pyfunction!(get_slow_task_threshold_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(_detection_configured, m)?)?;
     m.add_function(wrap_pyfunction!(get_blocking_events_dict, m)?)?;
     m.add_function(wrap_pyfunction!(format_blocking_event, m)?)?;
     m.add_function(wrap_pyfunction!(calculate_io_severity_score, m)?)?;

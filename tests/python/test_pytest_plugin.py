@@ -394,11 +394,11 @@ def test_warn_mode_logs_once_per_call_site(inner: pytest.Pytester) -> None:
             for _ in range(3):
                 load_data()  # BLOCK:loop
                 await asyncio.sleep(0)
-            load_data()  # BLOCK:other
+            load_data()  # BLOCK:other (another path to the same site)
             await asyncio.sleep(0)
             aiocop.flush()
             records = aiocop_warnings(caplog)
-            assert len(records) == 2, [r.getMessage() for r in records]
+            assert len(records) == 1, [r.getMessage() for r in records]
             first = records[0].getMessage()
             assert "blocking call open(" in first and "(weight 10)" in first
             assert "test_warn.py::test_same_site_three_times" in first
@@ -412,10 +412,93 @@ def test_warn_mode_logs_once_per_call_site(inner: pytest.Pytester) -> None:
     )
     result = run(inner, "--aiocop", "--aiocop-mode=warn")
     result.assert_outcomes(passed=1, failed=1)
+    # the sites are in the terminal summary too: pytest's log capture hides the log lines
     result.stdout.fnmatch_lines(
         [
             "*aiocop: blocking calls (warn mode)*",
-            "2 blocking call site(s) logged on the 'aiocop' logger",
+            "1 call site(s), each logged once on the 'aiocop' logger:",
+            "open(*data.txt, r, *)  weight 10  at *blocking_helpers.py:9:load_data"
+            "  allow: 'event=open,function=blocking_helpers.load_data'",
+        ]
+    )
+
+
+BUSY_TEST = """
+import asyncio
+import time
+import pytest
+
+
+def busy(seconds):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:  # BLOCK:busy
+        pass
+
+
+@pytest.mark.asyncio
+async def test_busy():
+    await asyncio.sleep(0)
+    busy(0.08)
+"""
+
+
+def test_the_threshold_option_fails_a_slow_loop_step(inner: pytest.Pytester) -> None:
+    """--aiocop-threshold-ms does what it says: a loop step that long fails the test (a
+    CPU-bound step has no blocking call to report), showing where the sampler saw it."""
+    inner.makepyfile(test_busy=BUSY_TEST)
+    result = run(inner, "--aiocop", "--aiocop-threshold-ms=10")
+    result.assert_outcomes(failed=1)
+    text = output(result)
+    assert "1 slow loop step(s) on the event loop in test_busy.py::test_busy" in text, text
+    assert "a loop step of " in text and "over the 10 ms threshold" in text, text
+    assert f"at:    {inner.path}/test_busy.py:{line_of(BUSY_TEST, 'busy')}:busy" in text, text
+    # the same in the ini file; in warn mode it is logged and listed instead
+    warned = run(inner, "--aiocop", "--aiocop-threshold-ms=10", "--aiocop-mode=warn")
+    warned.assert_outcomes(passed=1)
+    warned.stdout.fnmatch_lines(["*aiocop: blocking calls (warn mode)*", "a loop step of *"])
+
+
+def test_without_a_threshold_only_blocking_calls_fail(inner: pytest.Pytester) -> None:
+    """Timing depends on the machine: a slow step fails a test only when a threshold is given."""
+    inner.makepyfile(test_busy=BUSY_TEST)
+    run(inner, "--aiocop").assert_outcomes(passed=1)
+
+
+SUITE_SETUP = """
+import aiocop
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def monitoring():
+    # aiocop 1.2.1's CI recipe: the suite sets aiocop up itself
+    aiocop.patch_audit_functions()
+    aiocop.start_blocking_io_detection()
+    aiocop.detect_slow_tasks(threshold_ms=50)
+"""
+
+
+def test_the_suites_own_setup_keeps_its_threshold(inner: pytest.Pytester) -> None:
+    inner.makeconftest(SUITE_SETUP)
+    inner.makepyfile(
+        test_threshold="""
+        import aiocop
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_threshold():
+            assert aiocop.get_slow_task_threshold_ms() == 50
+        """
+    )
+    run(inner, "--aiocop").assert_outcomes(passed=1)
+    # a threshold given to the plugin as well: the summary says which one is in force
+    result = run(inner, "--aiocop", "--aiocop-threshold-ms=10")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*aiocop: threshold*",
+            "the slow-task threshold in force is 50 ms, set by the suite's own "
+            "aiocop.detect_slow_tasks(); loop steps of 50 ms or more fail tests (asked: 10 ms)",
         ]
     )
 

@@ -102,8 +102,18 @@ class _PluginState:
     enabled: bool
     mode: str
     threshold_ms: float
+    #: The threshold was given (option or ini): loop steps over it fail a test.
+    threshold_given: bool = False
     setup_done: bool = False
-    warned_sites: set[tuple[str, str]] = field(default_factory=set)
+    detection_done: bool = False
+    #: Loop steps this long or longer fail a test (raise mode) or are logged (warn mode);
+    #: None: only blocking calls are checked.
+    slow_step_ms: Optional[float] = None
+    #: Said in the terminal summary: which slow-task threshold is in force, when not the
+    #: plugin's own.
+    threshold_note: Optional[str] = None
+    #: Warn mode: the call sites logged, by event name and site.
+    warned_sites: dict[tuple[str, str], Violation] = field(default_factory=dict)
     marker_rules: dict[str, _MarkerRuleUse] = field(default_factory=dict)
     #: Tests deselected (``-k``, ``-m``): their rules' calls did not run.
     deselected: int = 0
@@ -158,16 +168,19 @@ def _read_state_or_raise(config: pytest.Config) -> _PluginState:
     else:
         mode = _mode_value(config.getini("aiocop_mode") or _DEFAULT_MODE, "ini option aiocop_mode")
     threshold_opt = config.getoption("aiocop_threshold_ms")
+    ini = config.getini("aiocop_threshold_ms")
     if threshold_opt is not None:
         threshold = _threshold_value(threshold_opt, "--aiocop-threshold-ms")
+    elif ini:
+        threshold = _threshold_value(ini, "ini option aiocop_threshold_ms")
     else:
-        ini = config.getini("aiocop_threshold_ms")
-        threshold = (
-            _threshold_value(ini, "ini option aiocop_threshold_ms")
-            if ini
-            else _DEFAULT_THRESHOLD_MS
-        )
-    return _PluginState(enabled=enabled, mode=mode, threshold_ms=threshold)
+        threshold = _DEFAULT_THRESHOLD_MS
+    return _PluginState(
+        enabled=enabled,
+        mode=mode,
+        threshold_ms=threshold,
+        threshold_given=threshold_opt is not None or bool(ini),
+    )
 
 
 def _settings_for(node: pytest.Item, state: _PluginState) -> _Settings:
@@ -242,10 +255,12 @@ class _RepeatSetupFilter(logging.Filter):
 
 
 def _ensure_setup(config: pytest.Config) -> None:
-    """Call aiocop's once-per-process setup functions, once, quietly.
+    """Call aiocop's once-per-process setup functions (not ``detect_slow_tasks``: see
+    :func:`_ensure_detection`), once, quietly.
 
     Setup the test suite already did (a conftest calling them first) wins: aiocop ignores the
-    repeat calls, and the plugin hides the warnings they would log.
+    repeat calls, and the plugin hides the warnings they would log. A bad ``AIOCOP_ALLOW`` or
+    ``AIOCOP_REDACT`` is a usage error.
     """
     state = _state(config)
     if state.setup_done:
@@ -257,13 +272,46 @@ def _ensure_setup(config: pytest.Config) -> None:
         if not aiocop.get_patched_functions():
             aiocop.patch_audit_functions()
         aiocop.start_blocking_io_detection()  # reads AIOCOP_ALLOW and AIOCOP_REDACT
-        aiocop.detect_slow_tasks(threshold_ms=state.threshold_ms)
     except (TypeError, ValueError) as exc:
         raise pytest.UsageError(f"aiocop: {exc}") from None
     finally:
         _LOG.removeFilter(quiet)
     # Suggested `path=` rules are relative to the project: pytest's rootdir.
     _aiocop._set_project_root(str(config.rootpath))
+
+
+def _ensure_detection(config: pytest.Config) -> None:
+    """Configure slow-task detection before the first checked test body runs — after the
+    session's fixtures, so that a suite which calls ``detect_slow_tasks()`` itself (in a
+    conftest or a session fixture, as aiocop 1.2.1's CI recipe does) keeps its threshold.
+
+    When the threshold was given to the plugin (``--aiocop-threshold-ms``, ini), loop steps of
+    that length or longer fail a test (raise mode) or are logged (warn mode); when the suite's
+    own threshold is in force instead and differs, the terminal summary says so.
+    """
+    _ensure_setup(config)
+    state = _state(config)
+    if state.detection_done:
+        return
+    state.detection_done = True
+    if not _aiocop._detection_configured():
+        quiet = _RepeatSetupFilter()
+        _LOG.addFilter(quiet)
+        try:
+            aiocop.detect_slow_tasks(threshold_ms=state.threshold_ms)
+        finally:
+            _LOG.removeFilter(quiet)
+    in_force = aiocop.get_slow_task_threshold_ms()
+    if not state.threshold_given:
+        return
+    # Slower steps are seen only above the threshold in force: the stricter of the two.
+    state.slow_step_ms = max(state.threshold_ms, in_force)
+    if in_force != state.threshold_ms:
+        state.threshold_note = (
+            f"the slow-task threshold in force is {in_force:g} ms, set by the suite's own "
+            f"aiocop.detect_slow_tasks(); loop steps of {state.slow_step_ms:g} ms or more fail "
+            f"tests (asked: {state.threshold_ms:g} ms)"
+        )
 
 
 def _load_pyproject_rules(config: pytest.Config) -> None:
@@ -352,6 +400,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         yield
         return
     assert isinstance(item, pytest.Function)
+    _ensure_detection(item.config)
     state = _state(item.config)
     # A test with aiocop_strict blocks is checked in them only; otherwise the body is checked
     # (the plugin is on, and no_aiocop is not set: see _monitoring_target).
@@ -412,8 +461,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.warned_sites:
         terminalreporter.write_sep("-", "aiocop: blocking calls (warn mode)")
         terminalreporter.write_line(
-            f"{len(state.warned_sites)} blocking call site(s) logged on the 'aiocop' logger"
+            f"{len(state.warned_sites)} call site(s), each logged once on the 'aiocop' logger:"
         )
+        for violation in state.warned_sites.values():
+            terminalreporter.write_line(_summary_line(violation))
+    if state.threshold_note:
+        terminalreporter.write_sep("-", "aiocop: threshold")
+        terminalreporter.write_line(state.threshold_note)
 
 
 # --------------------------------------------------------------------------- violations
@@ -433,6 +487,8 @@ class Violation:
     task_name: Optional[str]
     elapsed_ms: float
     suggested_rule: Optional[str]
+    #: A loop step over the threshold (``slow_step``), not a blocking call (``call``).
+    kind: str = "call"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -455,6 +511,26 @@ class Violation:
             suggested_rule=record.get("suggested_rule"),
         )
 
+    @classmethod
+    def slow_step(cls, event: Any, threshold_ms: float) -> Violation:
+        """A loop step of ``threshold_ms`` or longer that no reported blocking call explains:
+        where the CPU sampler saw it most, else which task ran it."""
+        samples = list(event.cpu_stack_samples)
+        owner = event.coroutine or "a callback"
+        site = samples[0]["entry_point"] if samples else f"{owner} (no stack sample)"
+        return cls(
+            event=f"a loop step of {float(event.elapsed_ms):.1f} ms, over the "
+            f"{threshold_ms:g} ms threshold",
+            event_name="slow loop step",
+            weight=0,
+            site=site,
+            trace=samples[0]["trace"] if samples else "",
+            task_name=event.task_name,
+            elapsed_ms=float(event.elapsed_ms),
+            suggested_rule=None,
+            kind="slow_step",
+        )
+
 
 def _weight_label(weight: int) -> str:
     if weight >= aiocop.WEIGHT_HEAVY:
@@ -473,16 +549,26 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
     for violation in violations:
         counts[violation.key] = counts.get(violation.key, 0) + 1
         first.setdefault(violation.key, violation)
-    sites = sorted(first.values(), key=lambda v: -v.weight)
-    total = sum(counts.values())
+    sites = sorted(first.values(), key=lambda v: (v.kind != "call", -v.weight))
+    calls = sum(n for key, n in counts.items() if first[key].kind == "call")
+    steps = sum(counts.values()) - calls
     threshold = aiocop.get_slow_task_threshold_ms()
+    found = [f"{calls} blocking call(s)"] if calls else []
+    if steps:
+        found.append(f"{steps} slow loop step(s)")
     lines = [
-        f"aiocop: {total} blocking call(s) on the event loop in {where} "
+        f"aiocop: {' and '.join(found)} on the event loop in {where} "
         f"(weight >= {settings.min_weight} is reported)",
     ]
     for number, violation in enumerate(sites, 1):
         times = counts[violation.key]
         lines.append("")
+        if violation.kind == "slow_step":
+            lines.append(f"{number}. {violation.event}" + (f"  x{times}" if times > 1 else ""))
+            lines.append(f"   at:    {violation.site}")
+            if violation.trace and violation.trace != violation.site:
+                lines.append(f"   trace: {violation.trace}")
+            continue
         lines.append(
             f"{number}. {violation.event}  weight {violation.weight} "
             f"({_weight_label(violation.weight)})" + (f"  x{times}" if times > 1 else "")
@@ -505,11 +591,25 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
     return "\n".join(lines)
 
 
+def _summary_line(violation: Violation) -> str:
+    """One warned site in the terminal summary."""
+    if violation.kind == "slow_step":
+        return f"{violation.event}  at {violation.site}"
+    rule = f"  allow: {violation.suggested_rule!r}" if violation.suggested_rule else ""
+    return f"{violation.event}  weight {violation.weight}  at {violation.site}{rule}"
+
+
 def _warn(violation: Violation, where: str, state: _PluginState) -> None:
-    """Warn mode: log a blocking call once per call site for the whole session."""
-    if violation.key in state.warned_sites:
+    """Warn mode: log a blocking call once per call site (event and site) for the session."""
+    key = (violation.event_name, violation.site)
+    if key in state.warned_sites:
         return
-    state.warned_sites.add(violation.key)
+    state.warned_sites[key] = violation
+    if violation.kind == "slow_step":
+        _LOG.warning(
+            "%s in %s\n  at:    %s", violation.event, where, violation.trace or violation.site
+        )
+        return
     _LOG.warning(
         "blocking call %s (weight %d) on the event loop in %s\n  at:    %s\n  trace: %s%s",
         violation.event,
@@ -576,14 +676,18 @@ class _Collector:
             self._thread = None
 
     def _on_event(self, event: Any) -> None:
-        if threading.get_ident() != self._thread or event.reason != "io_blocking":
+        if threading.get_ident() != self._thread:
             return
-        for record in event.blocking_events:
+        found: list[Violation] = []
+        for record in event.blocking_events:  # empty for a CPU-bound step
             severity = record.get("severity")
             weight = _UNKNOWN_WEIGHT if severity is None else severity
-            if weight < self.settings.min_weight:
-                continue
-            violation = Violation.from_record(record, float(event.elapsed_ms))
+            if weight >= self.settings.min_weight:
+                found.append(Violation.from_record(record, float(event.elapsed_ms)))
+        slow = self.state.slow_step_ms
+        if not found and slow is not None and event.elapsed_ms >= slow:
+            found.append(Violation.slow_step(event, slow))
+        for violation in found:
             if self.settings.mode == "warn":
                 _warn(violation, self.where, self.state)
             else:
@@ -842,7 +946,7 @@ def aiocop_strict(request: pytest.FixtureRequest) -> AiocopStrict:
     config = request.config
     if _STATE_KEY not in config.stash:  # plugin configured late (pytester in-process runs)
         config.stash[_STATE_KEY] = _read_state(config)
-    _ensure_setup(config)
+    _ensure_detection(config)
     state = _state(config)
     item = request.node
     try:
