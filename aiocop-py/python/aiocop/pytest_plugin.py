@@ -6,7 +6,7 @@ on with ``--aiocop`` or ``aiocop = true`` in the ini file::
 
     pytest --aiocop                         # fail async tests that block the loop
     pytest --aiocop --aiocop-mode=warn      # log each blocking call site once instead
-    pytest --aiocop --aiocop-threshold-ms=50
+    pytest --aiocop --aiocop-threshold-ms=50  # also fail loop steps of 50 ms or more
 
 When on, the body of every async test (pytest-asyncio, anyio on asyncio) runs with aiocop
 monitoring the test's own loop; fixture setup and teardown, and sync tests, are not checked.
@@ -62,7 +62,8 @@ _MARKER_KWARGS = frozenset({"allow", "mode", "at_call", "min_weight"})
 _INI_HELP = {
     "aiocop": "check async tests for blocking calls on the event loop (like --aiocop)",
     "aiocop_mode": "what a blocking call does to a test: raise (fail it) or warn (log it)",
-    "aiocop_threshold_ms": "aiocop's slow-task threshold in milliseconds (default 30)",
+    "aiocop_threshold_ms": "fail loop steps this many milliseconds or longer (also aiocop's "
+    "slow-task threshold, default 30); unset: only blocking calls fail tests",
 }
 _MARKERS = (
     "aiocop(allow=[...], mode='raise'|'warn', at_call=False, min_weight=10): configure aiocop's "
@@ -350,7 +351,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=float,
         default=None,
         metavar="MS",
-        help=f"aiocop's slow-task threshold in milliseconds (default {_DEFAULT_THRESHOLD_MS:g})",
+        help="fail loop steps of MS milliseconds or more, not only blocking calls (also "
+        f"aiocop's slow-task threshold, default {_DEFAULT_THRESHOLD_MS:g})",
     )
     parser.addini("aiocop", _INI_HELP["aiocop"], type="bool", default=False)
     parser.addini("aiocop_mode", _INI_HELP["aiocop_mode"], default=_DEFAULT_MODE)
