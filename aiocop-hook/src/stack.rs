@@ -329,15 +329,13 @@ fn code_facts(py: Python<'_>, info: &mut CodeInfo, code: &Py<PyAny>) -> Arc<Code
     if let Some(facts) = &info.facts {
         return Arc::clone(facts);
     }
-    let qualname = code
-        .bind(py)
-        .getattr(Current::QUALNAME_ATTR)
-        .and_then(|v| v.extract::<String>())
+    let module = module_of(py, &info.filename);
+    let qualname = Current::qualname(code.bind(py), module.as_deref())
         .map(Arc::from)
-        .unwrap_or_else(|_| Arc::clone(&info.function));
+        .unwrap_or_else(|| Arc::clone(&info.function));
     PyErr::take(py);
     let facts = Arc::new(CodeFacts {
-        module: module_of(py, &info.filename),
+        module,
         qualname,
         origin: origin_of(py, &info.filename),
     });

@@ -267,8 +267,9 @@ fn is_task_step(callback: *mut ffi::PyObject) -> bool {
 #[inline(never)]
 fn learn_task_step_type(tp: *mut ffi::PyTypeObject) -> bool {
     // SAFETY: `tp_name` of a live type is a valid NUL-terminated string.
-    let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) };
-    if name.to_bytes() == b"TaskStepMethWrapper" {
+    let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) }.to_bytes();
+    // `TaskStepMethWrapper` up to 3.11, `_asyncio.TaskStepMethWrapper` from 3.12.
+    if name.strip_prefix(b"_asyncio.").unwrap_or(name) == b"TaskStepMethWrapper" {
         TASK_STEP_TYPE.store(tp, Ordering::Relaxed);
         return true;
     }

@@ -18,6 +18,7 @@ static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 use validate::{
     boolean, callable, non_negative_ms, optional_ms, positive_int, positive_ms, switch_env,
+    type_name,
 };
 
 /// Registers the native audit hook (once per process).
@@ -484,32 +485,25 @@ fn calculate_io_severity_score(blocking_events: &Bound<'_, PyAny>) -> PyResult<u
     if blocking_events.is_none() {
         return Ok(0);
     }
-    let not_a_list = || {
+    let not_a_list = |got: String| {
         PyTypeError::new_err(format!(
-            "blocking_events must be a list of BlockingEventInfo dicts, got {}",
-            blocking_events
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string())
+            "blocking_events must be a list of BlockingEventInfo dicts, got {got}"
         ))
     };
     if blocking_events.is_instance_of::<pyo3::types::PyString>()
         || blocking_events.is_instance_of::<PyDict>()
     {
-        return Err(not_a_list());
+        return Err(not_a_list(type_name(blocking_events)));
     }
     let mut weights = Vec::new();
-    for event in blocking_events.try_iter().map_err(|_| not_a_list())? {
+    let items = blocking_events
+        .try_iter()
+        .map_err(|_| not_a_list(type_name(blocking_events)))?;
+    for event in items {
         let event = event?;
-        let severity = event.call_method1("get", ("severity",)).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "blocking_events must be a list of BlockingEventInfo dicts, got an item of type {}",
-                event
-                    .get_type()
-                    .name()
-                    .map_or_else(|_| "?".to_owned(), |n| n.to_string())
-            ))
-        })?;
+        let severity = event
+            .call_method1("get", ("severity",))
+            .map_err(|_| not_a_list(format!("an item of type {}", type_name(&event))))?;
         weights.push(weight_from(Some(severity))?);
     }
     Ok(aiocop_severity::score(weights))

@@ -22,7 +22,8 @@ fn number(value: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
     Ok(number)
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+/// The name of `value`'s type, for messages.
+pub fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()

@@ -289,6 +289,26 @@ def run_monitored(
     return result
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (a connection is refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raising_at_call(call: Callable[[], Any], caught: list[Any]) -> Callable[[], Awaitable[None]]:
+    """A body that runs ``call()`` with raise-at-call on, keeping the BlockingCallError."""
+
+    async def body() -> None:
+        with aiocop.raise_on_violations(at_call=True):
+            try:
+                call()
+            except aiocop.BlockingCallError as exc:
+                caught.append(exc)
+
+    return body
+
+
 def busy_wait(seconds: float) -> None:
     """Burn CPU (no IO, no sleep) for ``seconds``."""
     import time

@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import urllib.request
 
 import pytest
 
 import aiocop
 
-from conftest import run_monitored, run_python, describe
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (a connection is refused at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import closed_port, describe, raising_at_call, run_monitored, run_python
 
 
 def fetch(port: int) -> None:
@@ -74,15 +66,8 @@ def test_every_place_suggests_the_same_rule_and_it_allows_the_call(loop_kind):
     async def reported():
         fetch(port)
 
-    async def raised():
-        with aiocop.raise_on_violations(at_call=True):
-            try:
-                fetch(port)
-            except aiocop.BlockingCallError as exc:
-                caught.append(exc)
-
     (record,) = run_monitored(reported, loop_kind).records("urllib.Request")
-    run_monitored(raised, loop_kind)
+    run_monitored(raising_at_call(lambda: fetch(port), caught), loop_kind)
     (exc,) = caught
     suggestion = aiocop.suggest_allow_rule(record)
     assert exc.suggested_rule == suggestion == aiocop.suggest_allow_rule(exc)
@@ -135,14 +120,7 @@ def test_messages_show_the_trace_up_to_the_users_outermost_frame():
     port = closed_port()
     caught: list[aiocop.BlockingCallError] = []
 
-    async def raised():
-        with aiocop.raise_on_violations(at_call=True):
-            try:
-                fetch(port)
-            except aiocop.BlockingCallError as exc:
-                caught.append(exc)
-
-    run_monitored(raised, "asyncio")
+    run_monitored(raising_at_call(lambda: fetch(port), caught), "asyncio")
     (exc,) = caught
     message = str(exc)
     assert f"at {site_line()}" in message

@@ -6,7 +6,6 @@ place an argument is shown). ``AIOCOP_REDACT=0`` shows them, for debugging."""
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,9 @@ import pytest
 
 import aiocop
 
-from conftest import describe, run_monitored, run_python
+from conftest import closed_port, describe, raising_at_call, run_monitored, run_python
 
 SECRETS = ("hunter2", "abc123", "s3cr3t", "tok-999")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def leaky_calls(port: int) -> None:
@@ -65,19 +58,12 @@ def test_exceptions_and_logs_show_no_secret(loop_kind, caplog):
     port = closed_port()
     caught = []
 
-    async def raised():
-        with aiocop.raise_on_violations(at_call=True):
-            try:
-                leaky_calls(port)
-            except aiocop.BlockingCallError as exc:
-                caught.append(exc)
-
     async def after_the_handle():
         with aiocop.raise_on_violations():
             leaky_calls(port)
             time.sleep(0.02)  # over the threshold: the handle raises at its end
 
-    run_monitored(raised, loop_kind)
+    run_monitored(raising_at_call(lambda: leaky_calls(port), caught), loop_kind)
     (exc,) = caught
     assert "user:***@" in exc.event
     assert_clean(str(exc))

@@ -4,7 +4,7 @@
 //!
 //! | version | `time.sleep` audit event | frame position API | notes |
 //! |---|---|---|---|
-//! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): `co_name` stands in |
+//! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): qualified names are rebuilt from the module's functions and classes and the code objects nested in them (`py310.rs`) |
 //! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame`/`PyFrame_GetBack` materialise them, so captures walk the `_PyInterpreterFrame` chain directly (`py311.rs`, checked against the C API once per process) |
 //! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
@@ -16,6 +16,7 @@
 //! through the [`PythonVersion`] trait.
 
 use pyo3::ffi;
+use pyo3::prelude::*;
 
 #[cfg(not(Py_3_11))]
 mod py310;
@@ -56,9 +57,15 @@ pub trait PythonVersion {
     /// Whether CPython raises a native `time.sleep` audit event (3.13+); below that aiocop's
     /// wrapper emits it.
     const NATIVE_TIME_SLEEP_EVENT: bool;
-    /// The code-object attribute holding the function's qualified name (`co_qualname` from
-    /// 3.11; 3.10 only has `co_name`).
-    const QUALNAME_ATTR: &'static str = "co_qualname";
+    /// The qualified name (`Class.method`, `outer.<locals>.inner`) of `code`, which belongs
+    /// to the module named `module` (when known): `co_qualname` from 3.11. `None` when it
+    /// cannot be told (the caller then uses `co_name`).
+    fn qualname(code: &Bound<'_, PyAny>, module: Option<&str>) -> Option<String> {
+        let _ = module;
+        code.getattr(pyo3::intern!(code.py(), "co_qualname"))
+            .and_then(|q| q.extract())
+            .ok()
+    }
     /// Whether asyncio's stock `BaseEventLoop.call_soon`, outside debug mode, is exactly:
     /// raise if `_closed`, `events.Handle(callback, args, loop, context)`, append it to
     /// `_ready`, return it (through `_check_closed` and `_call_soon`). True for 3.10–3.14;
