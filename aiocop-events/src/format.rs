@@ -2,9 +2,9 @@
 //! that arguments are redacted ([`redact`](crate::redact)) before they are cut.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use crate::record::{BlockingEvent, Frame, RawArgs, RawRecord, MAX_ARG_CHARS};
+use crate::args::{RawArgs, MAX_ARG_CHARS};
+use crate::frame::Frame;
 use crate::redact::{redact_window, redaction_enabled};
 
 /// Text of an [`entry_point`] when there is no frame.
@@ -290,74 +290,9 @@ pub fn format_event(name: &str, args: &RawArgs) -> String {
     out
 }
 
-/// [`format_event`], kept out of line: the loop thread's records defer their text.
-#[cold]
-#[inline(never)]
-fn format_event_text(name: &str, args: &RawArgs) -> String {
-    format_event(name, args)
-}
-
-/// Formats a raw record as Python's `format_blocking_event()` does: event string, trace, entry
-/// point, and the record's weight as `severity`. The stack's text is formatted here when no
-/// earlier record of the same call site has formatted it yet.
-///
-/// ```
-/// use aiocop_events::{format_record, Frame, RawArgs, RawRecord, Stack};
-///
-/// let record = RawRecord {
-///     event_name: "open".into(),
-///     args: RawArgs::Values(vec!["/etc/hosts".into(), "r".into()]),
-///     stack: Stack::shared(vec![
-///         Frame::new("/usr/lib/python3.11/pathlib.py", 1044, "open"),
-///         Frame::new("/app/src/config.py", 8, "load"),
-///     ]),
-///     timestamp: 0.0,
-///     weight: Some(10),
-/// };
-/// let event = format_record(&record);
-/// assert_eq!(event.event, "open(/etc/hosts, r)");
-/// assert_eq!(event.trace(), "pathlib.py:1044:open <- config.py:8:load");
-/// assert_eq!(event.entry_point(), "pathlib.py:1044:open");
-/// assert_eq!(event.severity, Some(10));
-/// ```
-pub fn format_record(record: &RawRecord) -> BlockingEvent {
-    // Format the shared stack now (off the loop thread, where assembly runs).
-    let _ = record.stack.trace();
-    BlockingEvent {
-        name: record.event_name.clone(),
-        event: match record.args {
-            RawArgs::Deferred => String::new(),
-            _ => format_event_text(&record.event_name, &record.args),
-        },
-        stack: Arc::clone(&record.stack),
-        severity: record.weight,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deferred_arguments_leave_the_event_text_to_their_holder() {
-        let record = RawRecord {
-            event_name: "os.stat".into(),
-            args: RawArgs::Deferred,
-            stack: crate::Stack::shared(vec![Frame::new("/app/src/a.py", 3, "f")]),
-            timestamp: 0.0,
-            weight: Some(10),
-        };
-        let event = format_record(&record);
-        assert_eq!(event.event, "");
-        assert_eq!(event.severity, Some(10));
-        assert_eq!(event.trace(), "a.py:3:f");
-        assert_eq!(format_args(&RawArgs::Deferred), "");
-        let resolved = RawRecord {
-            args: RawArgs::Values(vec![]),
-            ..record
-        };
-        assert_eq!(format_record(&resolved).event, "os.stat()");
-    }
 
     #[test]
     fn shorten_path_rules() {
@@ -598,21 +533,5 @@ mod tests {
         for (name, args, expected) in cases {
             assert_eq!(format_event(name, &args), expected);
         }
-    }
-
-    #[test]
-    fn record_keeps_unknown_weight() {
-        let record = RawRecord {
-            event_name: "custom.event".into(),
-            args: RawArgs::Values(vec![]),
-            stack: Default::default(),
-            timestamp: 1.5,
-            weight: None,
-        };
-        let event = format_record(&record);
-        assert_eq!(event.event, "custom.event()");
-        assert_eq!((event.trace(), event.entry_point()), ("", "unknown"));
-        assert_eq!(event.severity, None);
-        assert!(Arc::ptr_eq(&event.stack, &record.stack));
     }
 }

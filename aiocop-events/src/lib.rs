@@ -47,26 +47,29 @@
 //! ```
 #![deny(missing_docs)]
 
+mod args;
 mod format;
+mod frame;
 mod origin;
 mod record;
 mod redact;
 pub mod rules;
 mod samples;
 mod slice;
+mod stack;
 
+pub use args::{RawArgs, MAX_ARG_CHARS};
 pub use format::{
-    entry_point, format_args, format_event, format_frame, format_record, format_trace,
-    shorten_path, FastBuildHasher, FastHasher,
+    entry_point, format_args, format_event, format_frame, format_trace, shorten_path,
+    FastBuildHasher, FastHasher,
 };
+pub use frame::{CodeFacts, Frame};
 pub use origin::Origin;
-pub use record::{
-    BlockingEvent, CodeFacts, Frame, RawArgs, RawRecord, Stack, MAX_ARG_CHARS,
-    MAX_RECORDS_PER_HANDLE,
-};
+pub use record::{format_record, BlockingEvent, RawRecord, MAX_RECORDS_PER_HANDLE};
 pub use redact::{redact, redaction_enabled, set_redaction};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};
+pub use stack::Stack;
 
 // Runs the README's example as a doctest.
 #[cfg(doctest)]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::format::{entry_point, format_trace};
-use crate::record::Frame;
+use crate::frame::Frame;
 
 /// One distinct stack sampled during a CPU-bound slice, with how often it was seen
 /// (Python's `CpuStackSample`).

@@ -4,8 +4,8 @@ use std::fmt;
 
 use aiocop_severity::{level_from_score, score, Level};
 
-use crate::format::format_record;
-use crate::record::{BlockingEvent, Frame, RawRecord};
+use crate::frame::Frame;
+use crate::record::{format_record, BlockingEvent, RawRecord};
 use crate::samples::{aggregate_samples, CpuSample};
 
 /// Why a slow-task event was emitted.
@@ -283,7 +283,7 @@ pub fn assemble(slice: &Slice) -> Option<SlowTask> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::RawArgs;
+    use crate::args::RawArgs;
 
     fn record(weight: Option<u32>) -> RawRecord {
         RawRecord {

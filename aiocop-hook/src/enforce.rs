@@ -9,36 +9,9 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
+pub use crate::mode::Mode;
 use crate::rules::{PyAllowRule, RuleEntry};
 use crate::{pylog, PendingRecord};
-
-/// What a violation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Raise (`HighSeverityBlockingIoException` / `BlockingCallError`).
-    Raise,
-    /// Log once per call site (logger `aiocop`), do not raise.
-    Warn,
-}
-
-impl Mode {
-    /// Parses `"raise"` / `"warn"`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "raise" => Some(Self::Raise),
-            "warn" => Some(Self::Warn),
-            _ => None,
-        }
-    }
-
-    /// The mode's name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Raise => "raise",
-            Self::Warn => "warn",
-        }
-    }
-}
 
 static DEFAULT_MODE: AtomicU8 = AtomicU8::new(0);
 /// Whether any of the context variables below was ever set (by `enable_raise_on_violations`,

@@ -17,6 +17,7 @@ pub mod compat;
 pub mod enforce;
 pub mod heaptype;
 mod hook;
+mod mode;
 pub mod pylog;
 pub mod rules;
 pub mod stack;

@@ -16,7 +16,7 @@ use aiocop_severity::EventSpec;
 use pyo3::prelude::*;
 
 use crate::args::resolve_args;
-use crate::enforce::Mode;
+use crate::mode::Mode;
 
 /// Inside a monitored handle.
 const IN_HANDLE: u8 = 1;

@@ -6,6 +6,7 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static DETECT_CONFIGURED: AtomicBool = AtomicBool::new(false);
 static THRESHOLD_NS: AtomicU64 = AtomicU64::new(30_000_000);
 static DISPATCH: AtomicU8 = AtomicU8::new(Dispatch::Background as u8);
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// Where user callbacks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,16 @@ pub fn dispatch() -> Dispatch {
     } else {
         Dispatch::Background
     }
+}
+
+/// The interpreter is shutting down: deliveries and sampling stop.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
+
+/// Whether the interpreter is shutting down (see [`begin_shutdown`]).
+pub fn is_shutting_down() -> bool {
+    SHUTTING_DOWN.load(Ordering::Acquire)
 }
 
 #[cfg(test)]

@@ -4,25 +4,50 @@
 //! only, and the background threads (dispatch, CPU sampling) that turn slices into events
 //! delivered on the loop's own thread.
 //!
+//! Modules, each with one job (and no cycles between them):
+//!
+//! - `config`: process-wide settings (active, threshold, dispatch mode, shutting down);
+//! - `registry`: the user's callbacks and context providers; `event`: `SlowTaskEvent`;
+//!   `deliver`: calling the callbacks with an event; `counters`: what `stats()` reports;
+//! - `methods`: the table of the four scheduling methods; `kwnames`: the `("context",)`
+//!   keyword names; `direct_call_soon`: asyncio's stock `call_soon`, done natively;
+//! - `loop_state`: one loop's delivery state, shared with the background thread;
+//!   `dispatch`: the background thread, `flush`, what is pending at exit; `sampler`: the CPU
+//!   sampling watchdog;
+//! - `handle`: running one monitored handle (timing, fast path, slow path);
+//!   `monitored`: the `MonitoredCallback` type that runs it;
+//! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
+//!   methods; `loop_end`: the loop's `close`; `patching`: installing all of it on a loop.
+//!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
 //! and capturing a sampled stack.
 
 pub mod config;
 pub use aiocop_hook::pylog;
+mod counters;
 pub mod deliver;
+mod direct_call_soon;
 pub mod dispatch;
 pub mod event;
+mod handle;
+mod kwnames;
 mod loop_end;
-mod native;
+mod loop_patch;
+mod loop_state;
+mod methods;
+mod monitored;
+mod patching;
 pub mod registry;
 pub mod sampler;
-pub mod wrapper;
+mod scheduling;
 
 pub use config::Dispatch;
-pub use wrapper::{loop_patch, patch_loop, running_loop, LoopPatch};
+pub use loop_patch::{loop_patch, LoopPatch};
+pub use loop_state::LoopShared;
+pub use patching::{patch_loop, running_loop};
 
 /// Creates the native types (call once from the module's init).
 pub fn init(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
-    native::init_types(py)
+    monitored::init_types(py)
 }

@@ -13,7 +13,7 @@ use pyo3::types::PyType;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::dispatch;
-use crate::wrapper::loop_patch;
+use crate::loop_patch::loop_patch;
 
 /// `close` of a monitored loop's class: delivers the loop's pending events, then runs the
 /// class's own `close`.

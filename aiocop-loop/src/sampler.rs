@@ -253,7 +253,7 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
         }
     }
     let alive = aiocop_hook::compat::interpreter_alive();
-    if !alive || crate::dispatch::is_shutting_down() {
+    if !alive || crate::config::is_shutting_down() {
         return;
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -1,9 +1,7 @@
-//! The loop wrapper: `call_soon`, `call_later`, `call_at` and `call_soon_threadsafe` of a loop
-//! are replaced (as instance attributes of an asyncio loop, as attributes of a class of its own
-//! for any other loop: both are what the C Task and uvloop look up) by native
-//! methods (`crate::native`) that wrap the callback in a `MonitoredCallback`. Running it
-//! ([`run_monitored`]) times the handle, marks the thread as "inside a monitored handle" for the
-//! audit hook, and on the slow path only builds the slice and hands it over.
+//! One monitored handle: [`run_monitored`] times it, marks the thread as "inside a monitored
+//! handle" for the audit hook, and on the fast path (nothing recorded, under the threshold)
+//! is done; on the slow path it builds the event (in place for call sites formatted before) or
+//! the slice for the background thread, and decides raise/warn at the end of the handle.
 
 use std::sync::Arc;
 
@@ -11,13 +9,13 @@ use aiocop_events::{assemble, Slice, SlowTask};
 use aiocop_hook::DeferredArgs;
 use aiocop_severity::THRESHOLD_HIGH;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::types::PyDict;
 
 use crate::config::{self, Dispatch};
 use crate::deliver::{deliver, high_severity_error};
-use crate::dispatch::{self, LoopShared};
+use crate::dispatch;
 use crate::event::{Identity, SliceObjects};
+use crate::loop_state::LoopShared;
 use crate::{registry, sampler};
 
 /// Runs one monitored handle: `invoke()` (the call of `callback` with its arguments), timed,
@@ -326,191 +324,4 @@ fn merge_dicts(py: Python<'_>, pre: Py<PyDict>, post: Py<PyDict>) -> Py<PyAny> {
         }
     }
     pre.clone().into_any().unbind()
-}
-
-/// The state installed on a monitored loop: the original scheduling methods (which the native
-/// replacements in [`crate::native`] forward to) and the loop's shared state.
-#[pyclass(frozen, module = "aiocop._aiocop", name = "LoopPatch")]
-#[derive(Debug)]
-pub struct LoopPatch {
-    shared: Arc<LoopShared>,
-    /// `call_soon`, `call_later`, `call_at`, `call_soon_threadsafe`, as bound before patching.
-    originals: [Py<PyAny>; 4],
-    call_exception_handler_orig: Py<PyAny>,
-    /// Set for a stock asyncio loop: `call_soon` does the stock steps itself.
-    direct: Option<crate::native::DirectCallSoon>,
-}
-
-impl LoopPatch {
-    /// The loop state shared with the background thread.
-    pub fn shared(&self) -> &Arc<LoopShared> {
-        &self.shared
-    }
-
-    /// An original scheduling method, by index (see `originals`).
-    pub(crate) fn original(&self, index: usize) -> &Py<PyAny> {
-        &self.originals[index.min(3)]
-    }
-
-    /// What the `call_soon` replacement needs to do a stock asyncio `call_soon` itself.
-    pub(crate) fn direct(&self) -> Option<&crate::native::DirectCallSoon> {
-        self.direct.as_ref()
-    }
-}
-
-#[pymethods]
-impl LoopPatch {
-    /// Lets `HighSeverityBlockingIoException` propagate out of the loop run; everything else
-    /// goes to the loop's own handler.
-    fn call_exception_handler<'py>(
-        &self,
-        py: Python<'py>,
-        context: Bound<'py, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        if let Some(types) = registry::python_types() {
-            if let Ok(exc) = context.get_item("exception") {
-                if exc.is_instance(types.high_severity_exception.bind(py))? {
-                    return Err(PyErr::from_value(exc));
-                }
-            }
-        }
-        self.call_exception_handler_orig
-            .bind(py)
-            .call1((context,))
-            .map(Bound::unbind)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for original in &self.originals {
-            visit.call(original)?;
-        }
-        visit.call(&self.call_exception_handler_orig)?;
-        if let Some(direct) = &self.direct {
-            direct.traverse(&visit)?;
-        }
-        Ok(())
-    }
-}
-
-/// Patches `event_loop` (running on the current thread) unless it already is. Returns `true`
-/// when it patched it now.
-pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let py = event_loop.py();
-    crate::native::init_types(py)?;
-    if loop_patch(event_loop).is_some() {
-        return Ok(false);
-    }
-    let original = |name: &str| event_loop.getattr(name).map(Bound::unbind);
-    let patch = Bound::new(
-        py,
-        LoopPatch {
-            shared: LoopShared::new(event_loop)?,
-            originals: [
-                original("call_soon")?,
-                original("call_later")?,
-                original("call_at")?,
-                original("call_soon_threadsafe")?,
-            ],
-            call_exception_handler_orig: original("call_exception_handler")?,
-            direct: crate::native::DirectCallSoon::for_loop(event_loop),
-        },
-    )?;
-    let mut methods = crate::native::bound_replacements(&patch)?;
-    methods.push((
-        "call_exception_handler",
-        patch.getattr("call_exception_handler")?,
-    ));
-    if is_asyncio_loop(event_loop) || !patch_class(event_loop, &methods)? {
-        // No attribute of our own beyond the five methods: an asyncio loop keeps its
-        // attributes in the class's shared-key layout only while they fit (30 on 3.11; the
-        // stock loop has 24), and a loop whose instance dict had to be materialised loses
-        // CPython's specialised method lookups on every `self.method()` in asyncio's own code.
-        // The patch is found through the replacement `call_soon` instead (`loop_patch`), and
-        // `close` is wrapped on the class.
-        for (name, method) in methods {
-            event_loop.setattr(name, method)?;
-        }
-        crate::loop_end::wrap_class_close(&event_loop.get_type())?;
-    }
-    Ok(true)
-}
-
-/// Whether `event_loop` is one of asyncio's own loops (a `BaseEventLoop`): those get the
-/// five methods as instance attributes, which fit their compact attribute layout.
-fn is_asyncio_loop(event_loop: &Bound<'_, PyAny>) -> bool {
-    event_loop
-        .py()
-        .import("asyncio.base_events")
-        .and_then(|m| m.getattr("BaseEventLoop"))
-        .and_then(|base| event_loop.is_instance(&base))
-        .unwrap_or(false)
-}
-
-/// Gives `event_loop` a class of its own: a subclass of its class, with the same name, module
-/// and no slots of its own, holding the five `methods` and our `close`
-/// ([`crate::loop_end::ClosingMethod`]). Returns `false` (and changes nothing)
-/// where no subclass can be made or CPython refuses the class change.
-///
-/// Any other loop (uvloop's) gets no attribute dict this way: instance attributes would
-/// create one (uvloop allocates its loops without the compact attribute values), and CPython
-/// specialises `loop.method()` lookups (`LOAD_METHOD`) only for an instance without a dict,
-/// so every lookup of any of the loop's methods, from asyncio's Python code and from
-/// uvicorn's, would take the generic path.
-fn patch_class(
-    event_loop: &Bound<'_, PyAny>,
-    methods: &[(&'static str, Bound<'_, PyAny>)],
-) -> PyResult<bool> {
-    let py = event_loop.py();
-    let class = event_loop.get_type();
-    let namespace = PyDict::new(py);
-    for (name, method) in methods {
-        namespace.set_item(*name, method)?;
-    }
-    namespace.set_item("close", crate::loop_end::ClosingMethod::for_class(&class)?)?;
-    for name in ["__module__", "__qualname__", "__doc__"] {
-        if let Ok(value) = class.getattr(name) {
-            namespace.set_item(name, value)?;
-        }
-    }
-    namespace.set_item("__slots__", PyTuple::empty(py))?;
-    let Ok(subclass) = class
-        .get_type()
-        .call1((class.name()?, (&class,), namespace))
-    else {
-        return Ok(false);
-    };
-    match event_loop.setattr("__class__", subclass) {
-        Ok(()) => Ok(true),
-        Err(err) if err.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => Ok(false),
-        Err(err) => Err(err),
-    }
-}
-
-/// The patch of `event_loop`, if it is patched: the object our `call_soon` replacement is
-/// bound to.
-pub fn loop_patch<'py>(event_loop: &Bound<'py, PyAny>) -> Option<Bound<'py, LoopPatch>> {
-    let py = event_loop.py();
-    let call_soon = event_loop.getattr(pyo3::intern!(py, "call_soon")).ok()?;
-    // SAFETY: GIL held; `call_soon` is a valid object.
-    if unsafe { pyo3::ffi::PyCFunction_Check(call_soon.as_ptr()) } == 0 {
-        return None;
-    }
-    // SAFETY: a builtin function or method; `PyCFunction_GetSelf` returns a borrowed
-    // reference (or NULL for a module-less plain function).
-    let owner = unsafe { pyo3::ffi::PyCFunction_GetSelf(call_soon.as_ptr()) };
-    if owner.is_null() {
-        return None;
-    }
-    // SAFETY: a valid borrowed reference; we take our own.
-    let owner = unsafe { Bound::from_borrowed_ptr(py, owner) };
-    owner.cast_into::<LoopPatch>().ok()
-}
-
-/// The running loop of this thread, if any.
-pub fn running_loop(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
-    py.import("asyncio")
-        .and_then(|m| m.getattr("_get_running_loop"))
-        .and_then(|f| f.call0())
-        .ok()
-        .filter(|l| !l.is_none())
 }

@@ -1,0 +1,347 @@
+//! The state aiocop keeps for one monitored loop, shared between its thread and the
+//! background thread: the queue of events waiting for delivery, the marks that say whether a
+//! delivery is due or scheduled, the count of slices still with the background thread, and the
+//! scheduling of the delivery handle on the loop (by the loop thread itself with `call_soon`,
+//! or by the background thread with `call_soon_threadsafe` for an idle loop).
+//!
+//! The marks form a small state machine (each transition one atomic operation):
+//! `ready` goes on when the background thread queues an event for an idle batch
+//! ([`LoopShared::arrive`]) and off when someone schedules the delivery
+//! ([`LoopShared::pick_up`], [`LoopShared::take_ready`]); `delivery_scheduled` is set by an
+//! event made in place ([`LoopShared::queue_here`]) and cleared when the delivery runs
+//! ([`LoopShared::deliver_pending`]); `in_flight` counts slices handed off and not yet back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::ThreadId;
+
+use aiocop_events::{Slice, SlowTask};
+use crossbeam_queue::ArrayQueue;
+use pyo3::prelude::*;
+
+use crate::counters::{count, report_drops, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
+use crate::deliver::deliver;
+use crate::event::SliceObjects;
+use crate::registry::CallbackSnapshot;
+
+/// Assembled events that may wait for delivery, per loop.
+const PENDING_CAPACITY: usize = 16_384;
+
+/// What aiocop knows about one monitored loop, shared with the background thread. Holds no
+/// strong reference to the loop (only a weak one), so it never keeps a loop alive.
+#[derive(Debug)]
+pub struct LoopShared {
+    loop_ref: Py<PyAny>,
+    weak: bool,
+    call_soon: Py<PyAny>,
+    call_soon_threadsafe: Py<PyAny>,
+    pending: ArrayQueue<Pending>,
+    /// Events are pending and no delivery has been scheduled for them yet.
+    ready: AtomicBool,
+    /// When `ready` last went from false to true (ns on [`aiocop_clock::now_ns`]'s clock).
+    ready_since_ns: AtomicU64,
+    /// Slices of this loop handed to the background thread and not yet in `pending`: while
+    /// there are any, later slices follow them there too (events stay in order).
+    in_flight: AtomicUsize,
+    /// The loop thread has scheduled a delivery that has not run yet.
+    delivery_scheduled: AtomicBool,
+    thread: ThreadId,
+    /// The callable scheduled to deliver this loop's events, made on first use and reused
+    /// (it refers back to this state weakly, so it keeps nothing alive).
+    delivery: std::sync::OnceLock<Py<Delivery>>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    task: SlowTask,
+    objects: SliceObjects,
+}
+
+static LOOPS: Mutex<Vec<Weak<LoopShared>>> = Mutex::new(Vec::new());
+
+impl LoopShared {
+    /// Describes `event_loop`, running on the current thread.
+    pub fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let py = event_loop.py();
+        let (loop_ref, weak) = match py.import("weakref")?.getattr("ref")?.call1((event_loop,)) {
+            Ok(weak) => (weak.unbind(), true),
+            Err(_) => (event_loop.clone().unbind(), false),
+        };
+        // The class attributes are the unpatched methods and hold no reference to the loop.
+        let call_soon = event_loop.get_type().getattr("call_soon")?.unbind();
+        let call_soon_threadsafe = event_loop
+            .get_type()
+            .getattr("call_soon_threadsafe")?
+            .unbind();
+        let shared = Arc::new(Self {
+            loop_ref,
+            weak,
+            call_soon,
+            call_soon_threadsafe,
+            pending: ArrayQueue::new(PENDING_CAPACITY),
+            ready: AtomicBool::new(false),
+            ready_since_ns: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            delivery_scheduled: AtomicBool::new(false),
+            thread: std::thread::current().id(),
+            delivery: std::sync::OnceLock::new(),
+        });
+        let mut loops = LOOPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loops.retain(|l| l.strong_count() > 0);
+        loops.push(Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    fn event_loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let obj = self.loop_ref.bind(py);
+        if !self.weak {
+            return Some(obj.clone());
+        }
+        obj.call0().ok().filter(|l| !l.is_none())
+    }
+
+    /// Delivers every pending event now, on the calling thread.
+    pub(crate) fn deliver_pending(&self, py: Python<'_>) {
+        report_drops(py);
+        self.delivery_scheduled.store(false, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+        let mut callbacks = CallbackSnapshot::default();
+        while let Some(p) = self.pending.pop() {
+            deliver(py, p.task, p.objects, callbacks.current(py));
+        }
+    }
+
+    /// Whether events wait for a delivery to be scheduled (one atomic load: checked at the end
+    /// of every monitored handle).
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// On the loop's thread, at the end of a handle: whether its slice may be assembled right
+    /// here ([`Self::queue_here`]) rather than handed to the background thread. Only when there
+    /// is nothing left to format (the call sites' stacks were formatted before) and no earlier
+    /// slice of this loop is still with the background thread.
+    pub fn can_assemble_here(&self, slice: &Slice) -> bool {
+        self.can_queue_here() && slice.is_preformatted()
+    }
+
+    /// Whether an event made on the loop's thread may be queued here now: no earlier slice of
+    /// this loop is still with the background thread (events stay in order).
+    #[inline]
+    pub fn can_queue_here(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// On the loop's thread: queues an event assembled in place and, unless one is scheduled
+    /// already, schedules its delivery with the loop's plain `call_soon`. No other thread is
+    /// involved: a service whose blocking calls come from known call sites pays for no
+    /// hand-off, wake-up or cross-thread allocation.
+    pub fn queue_here(self: &Arc<Self>, py: Python<'_>, task: SlowTask, objects: SliceObjects) {
+        if let Err(rejected) = self.pending.push(Pending { task, objects }) {
+            count(&DROPPED);
+            drop(rejected);
+            return;
+        }
+        if self.delivery_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.schedule_with(py, &self.call_soon).is_ok() {
+            count(&PICKED_UP);
+        } else {
+            // The loop is closed or gone: nobody will run the delivery.
+            PyErr::take(py);
+            self.delivery_scheduled.store(false, Ordering::Release);
+            self.discard_pending();
+        }
+    }
+
+    /// On the loop's thread: schedules the delivery of the pending events as a handle of its
+    /// own, with the loop's plain `call_soon` (no self-pipe wake-up, no GIL hand-off).
+    pub fn pick_up(self: &Arc<Self>, py: Python<'_>) {
+        if !self.ready.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        if self.schedule_with(py, &self.call_soon).is_ok() {
+            count(&PICKED_UP);
+        } else {
+            PyErr::take(py);
+            // Let the background thread try (and report) instead.
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+
+    /// Schedules the delivery handle: `method(loop, delivery, context=<new empty context>)`,
+    /// with `method` a class-level (unpatched) `call_soon` or `call_soon_threadsafe`, as one
+    /// vectorcall (no argument tuple or keyword dict).
+    fn schedule_with(self: &Arc<Self>, py: Python<'_>, method: &Py<PyAny>) -> PyResult<()> {
+        let event_loop = self
+            .event_loop(py)
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the loop is gone"))?;
+        let delivery = self.delivery(py)?;
+        // Deliver in a fresh, empty context: not in a copy of whichever task's context was
+        // current when the delivery was scheduled.
+        // SAFETY: GIL held; returns a new reference or NULL with an exception set.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_New()) }?;
+        let kwnames = crate::kwnames::context_kwnames(py);
+        if kwnames.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // Slot 0 is spare for PY_VECTORCALL_ARGUMENTS_OFFSET.
+        let args = [
+            std::ptr::null_mut(),
+            event_loop.as_ptr(),
+            delivery.as_ptr(),
+            context.as_ptr(),
+        ];
+        // SAFETY: GIL held; two positionals and the `context` keyword's value, all valid for
+        // the call; `kwnames` names the last one; slot 0 may be overwritten by the callee.
+        let handle = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyObject_Vectorcall(
+                    method.as_ptr(),
+                    args.as_ptr().add(1),
+                    2 | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                    kwnames,
+                ),
+            )
+        }?;
+        drop(handle);
+        Ok(())
+    }
+
+    /// This loop's delivery callable (made once).
+    fn delivery<'py>(self: &Arc<Self>, py: Python<'py>) -> PyResult<&Bound<'py, Delivery>> {
+        if let Some(delivery) = self.delivery.get() {
+            return Ok(delivery.bind(py));
+        }
+        let made = Py::new(
+            py,
+            Delivery {
+                target: Arc::downgrade(self),
+            },
+        )?;
+        Ok(self.delivery.get_or_init(|| made).bind(py))
+    }
+
+    /// Logs every pending event at WARNING with its content (they cannot be delivered: `why`).
+    pub(crate) fn log_pending(&self, py: Python<'_>, why: &str) {
+        self.ready.store(false, Ordering::Release);
+        while let Some(p) = self.pending.pop() {
+            let message = crate::deliver::describe(py, &p.task, &p.objects);
+            crate::pylog::warning(
+                py,
+                &format!("aiocop could not deliver a slow-task event ({why}): {message}"),
+            );
+        }
+    }
+
+    pub(crate) fn discard_pending(&self) {
+        while let Some(p) = self.pending.pop() {
+            count(&UNDELIVERED);
+            drop(p);
+        }
+        self.ready.store(false, Ordering::Release);
+    }
+
+    /// The thread the loop runs on.
+    pub(crate) fn thread(&self) -> ThreadId {
+        self.thread
+    }
+
+    /// A slice of this loop goes to the background thread: later ones follow it there until
+    /// it is back ([`Self::arrive`]), so events stay in order.
+    pub(crate) fn hand_off(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A slice handed off could not be queued for the background thread after all.
+    pub(crate) fn hand_off_failed(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// On the background thread: a slice handed off is back, assembled into `event` (`None`
+    /// when it made no event). Queues the event for delivery and marks it ready (the age of
+    /// the ready batch starts now when none was waiting); `false` when the loop's queue was
+    /// full (the event is dropped and counted) or there was no event.
+    pub(crate) fn arrive(&self, event: Option<(SlowTask, SliceObjects)>) -> bool {
+        let queued =
+            event.map(|(task, objects)| self.pending.push(Pending { task, objects }).is_ok());
+        // In `pending` (or dropped) now: the loop thread may assemble in place again.
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        match queued {
+            None => false,
+            Some(false) => {
+                count(&DROPPED);
+                false
+            }
+            Some(true) => {
+                if !self.ready.load(Ordering::Acquire) {
+                    // Only the background thread turns `ready` on (the loop thread turns it
+                    // off, or back on when it could not schedule): the age starts now.
+                    self.ready_since_ns
+                        .store(aiocop_clock::now_ns(), Ordering::Release);
+                    self.ready.store(true, Ordering::Release);
+                }
+                true
+            }
+        }
+    }
+
+    /// When events last became ready (ns on [`aiocop_clock::now_ns`]'s clock).
+    pub(crate) fn ready_since(&self) -> u64 {
+        self.ready_since_ns.load(Ordering::Acquire)
+    }
+
+    /// Takes the ready mark: `true` when events were ready and no delivery was scheduled for
+    /// them (the caller schedules one now).
+    pub(crate) fn take_ready(&self) -> bool {
+        self.ready.swap(false, Ordering::AcqRel)
+    }
+
+    /// On the background thread, with the GIL: schedules the delivery with the loop's
+    /// `call_soon_threadsafe` (the loop ran no monitored handle for the pick-up grace); a
+    /// loop that is closed or gone has its events discarded (counted as undelivered).
+    pub(crate) fn wake_for_delivery(self: &Arc<Self>, py: Python<'_>) {
+        if self.schedule_with(py, &self.call_soon_threadsafe).is_ok() {
+            count(&WOKEN);
+        } else {
+            // The loop is closed or gone: nobody will run the delivery.
+            PyErr::take(py);
+            self.discard_pending();
+        }
+    }
+}
+
+/// The callable scheduled on the loop to deliver its pending events.
+#[pyclass(frozen, module = "aiocop._aiocop", name = "_Delivery")]
+#[derive(Debug)]
+pub struct Delivery {
+    target: Weak<LoopShared>,
+}
+
+#[pymethods]
+impl Delivery {
+    fn __call__(&self, py: Python<'_>) {
+        if let Some(target) = self.target.upgrade() {
+            target.deliver_pending(py);
+        }
+    }
+
+    fn __repr__(&self) -> &'static str {
+        "<aiocop event delivery>"
+    }
+}
+
+/// Every monitored loop still alive.
+pub(crate) fn live_loops() -> Vec<Arc<LoopShared>> {
+    LOOPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect()
+}
