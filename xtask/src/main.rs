@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod lint;
+mod modgraph;
 mod test;
 mod venv;
 
@@ -41,7 +42,8 @@ commands:
   bench --against DIR [--rounds N]   paired server rounds of this build against the aiocop
                                      package in DIR (another build), at the same time;
                                      prints the CPU per request ratio, writes nothing
-  lint                               cargo fmt --check and cargo clippy -D warnings
+  lint                               cargo fmt --check, cargo clippy -D warnings, and no
+                                     module cycles inside any crate
   help                               this text
 
 environment:

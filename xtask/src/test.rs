@@ -10,6 +10,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let pytest_args = pytest_args(args)?;
 
     step("[1/4] cargo test --workspace");
+    crate::modgraph::run(root)?;
     exec(cargo(root).args(["test", "--workspace"]))?;
 
     step("[2/4] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
