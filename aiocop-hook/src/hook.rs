@@ -180,7 +180,12 @@ fn on_checked_call(
                     enforce::blocking_call_error(py, &record).restore(py);
                     return -1;
                 }
-                enforce::Mode::Warn => enforce::warn_blocking_call(py, &record),
+                enforce::Mode::Warn => {
+                    enforce::warn_blocking_call(py, &record);
+                    // Warned once, at the call: the end of its handle does not warn again.
+                    keep(py, record, || None);
+                    return 0;
+                }
             }
         }
     }

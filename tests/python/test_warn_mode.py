@@ -138,6 +138,22 @@ def test_at_call_warns_once_per_call_site_and_the_call_happens(loop_kind, sites,
     assert rule.hits == 3
 
 
+def test_warn_at_the_call_warns_once_not_again_at_the_end_of_the_handle(loop_kind, sites, warnings_):
+    """A heavy call over the threshold, in warn mode with raise-at-call on: one warning, at
+    the call; the end of its handle (which would warn for a high-severity handle) does not
+    warn for it again."""
+
+    async def body():
+        with aiocop.raise_on_violations(at_call=True, mode="warn"):
+            sites.nap(0.03)  # weight 50, over the threshold
+            await asyncio.sleep(0)
+        return "ok"
+
+    assert run_monitored(body, loop_kind).value == "ok"
+    assert len(warnings_.messages) == 1, warnings_.messages
+    assert warnings_.messages[0].startswith("blocking call time.sleep(0.03)")
+
+
 def test_at_call_warns_per_call_site(loop_kind, sites, tmp_path, warnings_):
     async def body():
         with aiocop.raise_on_violations(at_call=True, mode="warn"):
