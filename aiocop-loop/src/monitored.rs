@@ -19,6 +19,8 @@ use pyo3::prelude::*;
 
 use aiocop_hook::heaptype::{create_once, dealloc, member, slot, Table, MEMBER_END};
 
+use aiocop_hook::compat::{Current, PythonVersion};
+
 use crate::handle::run_monitored;
 use crate::loop_state::LoopShared;
 
@@ -259,8 +261,7 @@ fn is_task_step(callback: *mut ffi::PyObject) -> bool {
 fn learn_task_step_type(tp: *mut ffi::PyTypeObject) -> bool {
     // SAFETY: `tp_name` of a live type is a valid NUL-terminated string.
     let name = unsafe { std::ffi::CStr::from_ptr((*tp).tp_name) }.to_bytes();
-    // `TaskStepMethWrapper` up to 3.11, `_asyncio.TaskStepMethWrapper` from 3.12.
-    if name.strip_prefix(b"_asyncio.").unwrap_or(name) == b"TaskStepMethWrapper" {
+    if name == Current::TASK_STEP_TYPE_NAME {
         TASK_STEP_TYPE.store(tp, Ordering::Relaxed);
         return true;
     }

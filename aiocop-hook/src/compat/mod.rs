@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): qualified names are rebuilt from the module's functions and classes and the code objects nested in them (`py310.rs`) |
 //! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame`/`PyFrame_GetBack` materialise them, so captures walk the `_PyInterpreterFrame` chain directly (`py311.rs`, checked against the C API once per process) |
-//! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API) |
+//! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API); the C Task's step type is named `_asyncio.TaskStepMethWrapper` (`TaskStepMethWrapper` before) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
 //! | 3.14 | native | as 3.11 | as 3.13 |
 //! | all | | | asyncio's stock `BaseEventLoop.call_soon` does the same steps outside debug mode (closed check, `events.Handle`, append to `_ready`) |
@@ -66,6 +66,9 @@ pub trait PythonVersion {
             .and_then(|q| q.extract())
             .ok()
     }
+    /// The `tp_name` of the C Task's step callbacks (`TaskStepMethWrapper`), a module-less
+    /// static type up to 3.11; `_asyncio.TaskStepMethWrapper` from 3.12.
+    const TASK_STEP_TYPE_NAME: &'static [u8] = b"_asyncio.TaskStepMethWrapper";
     /// Whether asyncio's stock `BaseEventLoop.call_soon`, outside debug mode, is exactly:
     /// raise if `_closed`, `events.Handle(callback, args, loop, context)`, append it to
     /// `_ready`, return it (through `_check_closed` and `_call_soon`). True for 3.10–3.14;

@@ -15,6 +15,7 @@ pub struct Py310;
 impl PythonVersion for Py310 {
     const MINOR_VERSION: u8 = 10;
     const NATIVE_TIME_SLEEP_EVENT: bool = false;
+    const TASK_STEP_TYPE_NAME: &'static [u8] = b"TaskStepMethWrapper";
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
         // SAFETY: the caller holds the GIL and passes a valid frame. 3.10 keeps `f_lasti` in

@@ -12,6 +12,7 @@ pub struct Py311;
 impl PythonVersion for Py311 {
     const MINOR_VERSION: u8 = 11;
     const NATIVE_TIME_SLEEP_EVENT: bool = false;
+    const TASK_STEP_TYPE_NAME: &'static [u8] = b"TaskStepMethWrapper";
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
         // SAFETY: forwarded from the caller (GIL held, valid frame).
