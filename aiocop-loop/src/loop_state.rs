@@ -4,23 +4,18 @@
 //! scheduling of the delivery handle on the loop (by the loop thread itself with `call_soon`,
 //! or by the background thread with `call_soon_threadsafe` for an idle loop).
 //!
-//! The marks form a small state machine (each transition one atomic operation):
-//! `ready` goes on when the background thread queues an event for an idle batch
-//! ([`LoopShared::arrive`]) and off when someone schedules the delivery
-//! ([`LoopShared::pick_up`], [`LoopShared::take_ready`]); `delivery_scheduled` is set by an
-//! event made in place ([`LoopShared::queue_here`]) and cleared when the delivery runs
-//! ([`LoopShared::deliver_pending`]); `in_flight` counts slices handed off and not yet back.
+//! The marks form a small state machine, free of Python and tested on its own:
+//! [`crate::delivery`]. This module does the Python side of its transitions.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 
 use aiocop_events::{Slice, SlowTask};
-use crossbeam_queue::ArrayQueue;
 use pyo3::prelude::*;
 
 use crate::counters::{count, report_drops, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
 use crate::deliver::deliver;
+use crate::delivery::{Arrived, DeliveryQueue, Queued};
 use crate::event::SliceObjects;
 use crate::registry::CallbackSnapshot;
 
@@ -35,16 +30,8 @@ pub struct LoopShared {
     weak: bool,
     call_soon: Py<PyAny>,
     call_soon_threadsafe: Py<PyAny>,
-    pending: ArrayQueue<Pending>,
-    /// Events are pending and no delivery has been scheduled for them yet.
-    ready: AtomicBool,
-    /// When `ready` last went from false to true (ns on [`aiocop_clock::now_ns`]'s clock).
-    ready_since_ns: AtomicU64,
-    /// Slices of this loop handed to the background thread and not yet in `pending`: while
-    /// there are any, later slices follow them there too (events stay in order).
-    in_flight: AtomicUsize,
-    /// The loop thread has scheduled a delivery that has not run yet.
-    delivery_scheduled: AtomicBool,
+    /// The events waiting for delivery and the marks of their state.
+    queue: DeliveryQueue<Pending>,
     thread: ThreadId,
     /// The callable scheduled to deliver this loop's events, made on first use and reused
     /// (it refers back to this state weakly, so it keeps nothing alive).
@@ -78,11 +65,7 @@ impl LoopShared {
             weak,
             call_soon,
             call_soon_threadsafe,
-            pending: ArrayQueue::new(PENDING_CAPACITY),
-            ready: AtomicBool::new(false),
-            ready_since_ns: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            delivery_scheduled: AtomicBool::new(false),
+            queue: DeliveryQueue::new(PENDING_CAPACITY),
             thread: std::thread::current().id(),
             delivery: std::sync::OnceLock::new(),
         });
@@ -105,10 +88,9 @@ impl LoopShared {
     /// Delivers every pending event now, on the calling thread.
     pub(crate) fn deliver_pending(&self, py: Python<'_>) {
         report_drops(py);
-        self.delivery_scheduled.store(false, Ordering::Release);
-        self.ready.store(false, Ordering::Release);
+        self.queue.begin_delivery();
         let mut callbacks = CallbackSnapshot::default();
-        while let Some(p) = self.pending.pop() {
+        while let Some(p) = self.queue.pop() {
             deliver(py, p.task, p.objects, callbacks.current(py));
         }
     }
@@ -117,7 +99,7 @@ impl LoopShared {
     /// of every monitored handle).
     #[inline]
     pub fn has_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.queue.has_ready()
     }
 
     /// On the loop's thread, at the end of a handle: whether its slice may be assembled right
@@ -132,7 +114,7 @@ impl LoopShared {
     /// this loop is still with the background thread (events stay in order).
     #[inline]
     pub fn can_queue_here(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        self.queue.can_queue_here()
     }
 
     /// On the loop's thread: queues an event assembled in place and, unless one is scheduled
@@ -140,28 +122,29 @@ impl LoopShared {
     /// involved: a service whose blocking calls come from known call sites pays for no
     /// hand-off, wake-up or cross-thread allocation.
     pub fn queue_here(self: &Arc<Self>, py: Python<'_>, task: SlowTask, objects: SliceObjects) {
-        if let Err(rejected) = self.pending.push(Pending { task, objects }) {
-            count(&DROPPED);
-            drop(rejected);
-            return;
-        }
-        if self.delivery_scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if self.schedule_with(py, &self.call_soon).is_ok() {
-            count(&PICKED_UP);
-        } else {
-            // The loop is closed or gone: nobody will run the delivery.
-            PyErr::take(py);
-            self.delivery_scheduled.store(false, Ordering::Release);
-            self.discard_pending();
+        match self.queue.queue_here(Pending { task, objects }) {
+            Queued::Scheduled => {}
+            Queued::Full(rejected) => {
+                count(&DROPPED);
+                drop(rejected);
+            }
+            Queued::Schedule => {
+                if self.schedule_with(py, &self.call_soon).is_ok() {
+                    count(&PICKED_UP);
+                } else {
+                    // The loop is closed or gone: nobody will run the delivery.
+                    PyErr::take(py);
+                    self.queue.schedule_failed();
+                    self.discard_pending();
+                }
+            }
         }
     }
 
     /// On the loop's thread: schedules the delivery of the pending events as a handle of its
     /// own, with the loop's plain `call_soon` (no self-pipe wake-up, no GIL hand-off).
     pub fn pick_up(self: &Arc<Self>, py: Python<'_>) {
-        if !self.ready.swap(false, Ordering::AcqRel) {
+        if !self.queue.take_ready() {
             return;
         }
         if self.schedule_with(py, &self.call_soon).is_ok() {
@@ -169,7 +152,7 @@ impl LoopShared {
         } else {
             PyErr::take(py);
             // Let the background thread try (and report) instead.
-            self.ready.store(true, Ordering::Release);
+            self.queue.ready_again();
         }
     }
 
@@ -229,8 +212,7 @@ impl LoopShared {
 
     /// Logs every pending event at WARNING with its content (they cannot be delivered: `why`).
     pub(crate) fn log_pending(&self, py: Python<'_>, why: &str) {
-        self.ready.store(false, Ordering::Release);
-        while let Some(p) = self.pending.pop() {
+        for p in self.queue.drain() {
             let message = crate::deliver::describe(py, &p.task, &p.objects);
             crate::pylog::warning(
                 py,
@@ -240,11 +222,10 @@ impl LoopShared {
     }
 
     pub(crate) fn discard_pending(&self) {
-        while let Some(p) = self.pending.pop() {
+        for p in self.queue.drain() {
             count(&UNDELIVERED);
             drop(p);
         }
-        self.ready.store(false, Ordering::Release);
     }
 
     /// The thread the loop runs on.
@@ -255,12 +236,12 @@ impl LoopShared {
     /// A slice of this loop goes to the background thread: later ones follow it there until
     /// it is back ([`Self::arrive`]), so events stay in order.
     pub(crate) fn hand_off(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.queue.hand_off();
     }
 
     /// A slice handed off could not be queued for the background thread after all.
     pub(crate) fn hand_off_failed(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.queue.hand_off_failed();
     }
 
     /// On the background thread: a slice handed off is back, assembled into `event` (`None`
@@ -268,38 +249,27 @@ impl LoopShared {
     /// the ready batch starts now when none was waiting); `false` when the loop's queue was
     /// full (the event is dropped and counted) or there was no event.
     pub(crate) fn arrive(&self, event: Option<(SlowTask, SliceObjects)>) -> bool {
-        let queued =
-            event.map(|(task, objects)| self.pending.push(Pending { task, objects }).is_ok());
-        // In `pending` (or dropped) now: the loop thread may assemble in place again.
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        match queued {
-            None => false,
-            Some(false) => {
+        let event = event.map(|(task, objects)| Pending { task, objects });
+        match self.queue.arrive(event, aiocop_clock::now_ns()) {
+            Arrived::Queued => true,
+            Arrived::Nothing => false,
+            Arrived::Full(rejected) => {
                 count(&DROPPED);
+                drop(rejected);
                 false
-            }
-            Some(true) => {
-                if !self.ready.load(Ordering::Acquire) {
-                    // Only the background thread turns `ready` on (the loop thread turns it
-                    // off, or back on when it could not schedule): the age starts now.
-                    self.ready_since_ns
-                        .store(aiocop_clock::now_ns(), Ordering::Release);
-                    self.ready.store(true, Ordering::Release);
-                }
-                true
             }
         }
     }
 
     /// When events last became ready (ns on [`aiocop_clock::now_ns`]'s clock).
     pub(crate) fn ready_since(&self) -> u64 {
-        self.ready_since_ns.load(Ordering::Acquire)
+        self.queue.ready_since()
     }
 
     /// Takes the ready mark: `true` when events were ready and no delivery was scheduled for
     /// them (the caller schedules one now).
     pub(crate) fn take_ready(&self) -> bool {
-        self.ready.swap(false, Ordering::AcqRel)
+        self.queue.take_ready()
     }
 
     /// On the background thread, with the GIL: schedules the delivery with the loop's
