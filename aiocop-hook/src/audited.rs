@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::heaptype::{create_once, dealloc, member, slot, Table, MEMBER_END};
+use crate::heaptype::{create_once, dealloc, guard, member, panicked, slot, Table, MEMBER_END};
 use crate::state::in_handle;
 
 extern "C" {
@@ -179,42 +179,50 @@ unsafe extern "C" fn audited_vectorcall(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    let a = callable.cast::<AuditedObject>();
-    // SAFETY: `callable` is an AuditedObject (this function is only installed on it).
-    let (original, event, is_socket) = unsafe { ((*a).original, (*a).event, (*a).is_socket) };
-    if original.is_null() {
-        // SAFETY: GIL held (vectorcall).
-        let py = unsafe { Python::assume_attached() };
-        PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
-        return null_mut();
-    }
-    if in_handle() {
-        // SAFETY: GIL held (vectorcall).
-        let py = unsafe { Python::assume_attached() };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: a vectorcall's nargsf.
-            let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
-            // SAFETY: at least one positional when nargs > 0.
-            if is_socket && nargs > 0 && non_blocking(py, unsafe { *args }) {
-                return 0;
+    guard(
+        "AuditedFunction call",
+        || panicked("AuditedFunction call"),
+        || {
+            let a = callable.cast::<AuditedObject>();
+            // SAFETY: `callable` is an AuditedObject (this function is only installed on it).
+            let (original, event, is_socket) =
+                unsafe { ((*a).original, (*a).event, (*a).is_socket) };
+            if original.is_null() {
+                // SAFETY: GIL held (vectorcall).
+                let py = unsafe { Python::assume_attached() };
+                PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
+                return null_mut();
             }
-            // SAFETY: forwarded from our caller.
-            unsafe { raise_event(py, event, args, nargs, kwnames) }
-        }));
-        match outcome {
-            Ok(0) => {}
-            Ok(_) => return null_mut(), // a hook refused the call: its exception is set
-            Err(_) => {
-                // SAFETY: GIL held.
-                if unsafe { !ffi::PyErr_Occurred().is_null() } {
-                    // SAFETY: GIL held.
-                    unsafe { ffi::PyErr_Clear() };
+            if in_handle() {
+                // SAFETY: GIL held (vectorcall).
+                let py = unsafe { Python::assume_attached() };
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    // SAFETY: a vectorcall's nargsf.
+                    let nargs =
+                        usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
+                    // SAFETY: at least one positional when nargs > 0.
+                    if is_socket && nargs > 0 && non_blocking(py, unsafe { *args }) {
+                        return 0;
+                    }
+                    // SAFETY: forwarded from our caller.
+                    unsafe { raise_event(py, event, args, nargs, kwnames) }
+                }));
+                match outcome {
+                    Ok(0) => {}
+                    Ok(_) => return null_mut(), // a hook refused the call: its exception is set
+                    Err(_) => {
+                        // SAFETY: GIL held.
+                        if unsafe { !ffi::PyErr_Occurred().is_null() } {
+                            // SAFETY: GIL held.
+                            unsafe { ffi::PyErr_Clear() };
+                        }
+                    }
                 }
             }
-        }
-    }
-    // SAFETY: forwarding a valid vectorcall to the original callable.
-    unsafe { ffi::PyObject_Vectorcall(original, args, nargsf, kwnames) }
+            // SAFETY: forwarding a valid vectorcall to the original callable.
+            unsafe { ffi::PyObject_Vectorcall(original, args, nargsf, kwnames) }
+        },
+    )
 }
 
 unsafe extern "C" fn audited_descr_get(
@@ -222,40 +230,52 @@ unsafe extern "C" fn audited_descr_get(
     obj: *mut ffi::PyObject,
     _tp: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: GIL held (descriptor protocol); bind like a function does.
-    unsafe {
-        if obj.is_null() || obj == ffi::Py_None() {
-            ffi::Py_NewRef(slf)
-        } else {
-            PyMethod_New(slf, obj)
-        }
-    }
+    guard(
+        "AuditedFunction.__get__",
+        || panicked("AuditedFunction.__get__"),
+        || {
+            // SAFETY: GIL held (descriptor protocol); bind like a function does.
+            unsafe {
+                if obj.is_null() || obj == ffi::Py_None() {
+                    ffi::Py_NewRef(slf)
+                } else {
+                    PyMethod_New(slf, obj)
+                }
+            }
+        },
+    )
 }
 
 unsafe extern "C" fn audited_getattro(
     slf: *mut ffi::PyObject,
     name: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: GIL held (tp_getattro); `slf` is a live AuditedObject.
-    unsafe {
-        // The type itself has a `__doc__` and a `__module__`: read those from the original.
-        let original = (*slf.cast::<AuditedObject>()).original;
-        if !original.is_null()
-            && (ffi::PyUnicode_CompareWithASCIIString(name, c"__doc__".as_ptr()) == 0
-                || ffi::PyUnicode_CompareWithASCIIString(name, c"__module__".as_ptr()) == 0)
-        {
-            return ffi::PyObject_GetAttr(original, name);
-        }
-        let found = ffi::PyObject_GenericGetAttr(slf, name);
-        if !found.is_null() || ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) == 0 {
-            return found;
-        }
-        if original.is_null() {
-            return null_mut();
-        }
-        ffi::PyErr_Clear();
-        ffi::PyObject_GetAttr(original, name)
-    }
+    guard(
+        "AuditedFunction attribute lookup",
+        || panicked("AuditedFunction attribute lookup"),
+        || {
+            // SAFETY: GIL held (tp_getattro); `slf` is a live AuditedObject.
+            unsafe {
+                // The type itself has a `__doc__` and a `__module__`: read those from the original.
+                let original = (*slf.cast::<AuditedObject>()).original;
+                if !original.is_null()
+                    && (ffi::PyUnicode_CompareWithASCIIString(name, c"__doc__".as_ptr()) == 0
+                        || ffi::PyUnicode_CompareWithASCIIString(name, c"__module__".as_ptr()) == 0)
+                {
+                    return ffi::PyObject_GetAttr(original, name);
+                }
+                let found = ffi::PyObject_GenericGetAttr(slf, name);
+                if !found.is_null() || ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) == 0 {
+                    return found;
+                }
+                if original.is_null() {
+                    return null_mut();
+                }
+                ffi::PyErr_Clear();
+                ffi::PyObject_GetAttr(original, name)
+            }
+        },
+    )
 }
 
 unsafe extern "C" fn audited_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -283,38 +303,58 @@ unsafe extern "C" fn audited_traverse(
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    // SAFETY: GC calls traverse on a live AuditedObject.
-    let original = unsafe { (*slf.cast::<AuditedObject>()).original };
-    if !original.is_null() {
-        // SAFETY: visiting a valid object with the GC's visitor.
-        let rc = unsafe { visit(original, arg) };
-        if rc != 0 {
-            return rc;
-        }
-    }
-    // SAFETY: heap types visit their type.
-    unsafe { visit(ffi::Py_TYPE(slf).cast(), arg) }
+    guard(
+        "AuditedFunction traverse",
+        || 0,
+        || {
+            // SAFETY: GC calls traverse on a live AuditedObject.
+            let original = unsafe { (*slf.cast::<AuditedObject>()).original };
+            if !original.is_null() {
+                // SAFETY: visiting a valid object with the GC's visitor.
+                let rc = unsafe { visit(original, arg) };
+                if rc != 0 {
+                    return rc;
+                }
+            }
+            // SAFETY: heap types visit their type.
+            unsafe { visit(ffi::Py_TYPE(slf).cast(), arg) }
+        },
+    )
 }
 
 unsafe extern "C" fn audited_clear(slf: *mut ffi::PyObject) -> c_int {
-    // SAFETY: a live AuditedObject; the field is taken before it is released.
-    unsafe {
-        let original = std::mem::replace(&mut (*slf.cast::<AuditedObject>()).original, null_mut());
-        if !original.is_null() {
-            ffi::Py_DECREF(original);
-        }
-    }
-    0
+    guard(
+        "AuditedFunction clear",
+        || 0,
+        || {
+            // SAFETY: a live AuditedObject; the field is taken before it is released.
+            unsafe {
+                let original =
+                    std::mem::replace(&mut (*slf.cast::<AuditedObject>()).original, null_mut());
+                if !original.is_null() {
+                    ffi::Py_DECREF(original);
+                }
+            }
+            0
+        },
+    )
 }
 
 unsafe extern "C" fn audited_dealloc(slf: *mut ffi::PyObject) {
-    // SAFETY: called once when the refcount drops to zero, GIL held; the event name is taken
-    // out before the object is freed.
-    unsafe {
-        let event = std::mem::replace(&mut (*slf.cast::<AuditedObject>()).event, ptr::null());
-        if !event.is_null() {
-            drop(CString::from_raw(event.cast_mut()));
-        }
-        dealloc(slf, audited_clear);
-    }
+    guard(
+        "AuditedFunction dealloc",
+        || (),
+        || {
+            // SAFETY: called once when the refcount drops to zero, GIL held; the event name is taken
+            // out before the object is freed.
+            unsafe {
+                let event =
+                    std::mem::replace(&mut (*slf.cast::<AuditedObject>()).event, ptr::null());
+                if !event.is_null() {
+                    drop(CString::from_raw(event.cast_mut()));
+                }
+                dealloc(slf, audited_clear);
+            }
+        },
+    )
 }

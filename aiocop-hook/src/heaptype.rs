@@ -9,6 +9,25 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+/// Runs the body of an `extern "C"` entry (a slot or a vectorcall of a hand-built type): a
+/// panic never crosses into CPython; it is logged (`tracing`) and the entry returns
+/// `on_panic()` instead (with the GIL held, as every such entry runs).
+pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl FnOnce() -> R) -> R {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        tracing::error!("panic inside aiocop's {entry}");
+        on_panic()
+    })
+}
+
+/// `on_panic` for an entry that returns a new reference: a `RuntimeError` is set, NULL
+/// returned.
+pub fn panicked(entry: &'static str) -> *mut ffi::PyObject {
+    // SAFETY: every entry runs with the GIL held (CPython calls its slots so).
+    let py = unsafe { Python::assume_attached() };
+    pyo3::exceptions::PyRuntimeError::new_err(format!("panic inside aiocop's {entry}")).restore(py);
+    null_mut()
+}
+
 /// Makes an FFI table usable in a `static` (CPython only reads these tables).
 #[derive(Debug)]
 pub struct Table<T>(pub T);

@@ -17,7 +17,9 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use aiocop_hook::heaptype::{create_once, dealloc, member, slot, Table, MEMBER_END};
+use aiocop_hook::heaptype::{
+    create_once, dealloc, guard, member, panicked, slot, Table, MEMBER_END,
+};
 
 use aiocop_hook::compat::{Current, PythonVersion};
 
@@ -387,57 +389,76 @@ unsafe extern "C" fn monitored_traverse(
     visit: ffi::visitproc,
     arg: *mut c_void,
 ) -> c_int {
-    let m = obj.cast::<MonitoredObject>();
-    // SAFETY: GC calls traverse on a live MonitoredObject.
-    let (callback, only, args, owner) = unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).owner) };
-    for child in [callback, only, args, owner] {
-        if !child.is_null() {
-            // SAFETY: visiting a valid object with the GC's own visitor.
-            let rc = unsafe { visit(child, arg) };
-            if rc != 0 {
-                return rc;
+    guard(
+        "MonitoredCallback traverse",
+        || 0,
+        || {
+            let m = obj.cast::<MonitoredObject>();
+            // SAFETY: GC calls traverse on a live MonitoredObject.
+            let (callback, only, args, owner) =
+                unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).owner) };
+            for child in [callback, only, args, owner] {
+                if !child.is_null() {
+                    // SAFETY: visiting a valid object with the GC's own visitor.
+                    let rc = unsafe { visit(child, arg) };
+                    if rc != 0 {
+                        return rc;
+                    }
+                }
             }
-        }
-    }
-    // Heap types visit their type (3.9+).
-    // SAFETY: `obj` is live; its type is a valid heap type.
-    unsafe { visit(ffi::Py_TYPE(obj).cast(), arg) }
+            // Heap types visit their type (3.9+).
+            // SAFETY: `obj` is live; its type is a valid heap type.
+            unsafe { visit(ffi::Py_TYPE(obj).cast(), arg) }
+        },
+    )
 }
 
 unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
-    let m = obj.cast::<MonitoredObject>();
-    // SAFETY: `obj` is a live MonitoredObject; we take each field out before releasing it.
-    unsafe {
-        let callback = std::mem::replace(&mut (*m).callback, null_mut());
-        let arg = std::mem::replace(&mut (*m).arg, null_mut());
-        let args = std::mem::replace(&mut (*m).args, null_mut());
-        (*m).target = ptr::null();
-        let owner = std::mem::replace(&mut (*m).owner, null_mut());
-        ffi::Py_XDECREF(callback);
-        ffi::Py_XDECREF(arg);
-        ffi::Py_XDECREF(args);
-        ffi::Py_XDECREF(owner);
-    }
-    0
+    guard(
+        "MonitoredCallback clear",
+        || 0,
+        || {
+            let m = obj.cast::<MonitoredObject>();
+            // SAFETY: `obj` is a live MonitoredObject; we take each field out before releasing it.
+            unsafe {
+                let callback = std::mem::replace(&mut (*m).callback, null_mut());
+                let arg = std::mem::replace(&mut (*m).arg, null_mut());
+                let args = std::mem::replace(&mut (*m).args, null_mut());
+                (*m).target = ptr::null();
+                let owner = std::mem::replace(&mut (*m).owner, null_mut());
+                ffi::Py_XDECREF(callback);
+                ffi::Py_XDECREF(arg);
+                ffi::Py_XDECREF(args);
+                ffi::Py_XDECREF(owner);
+            }
+            0
+        },
+    )
 }
 
 unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: called by CPython when the refcount drops to zero, GIL held.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: as above; untracking is always allowed, and the cleared object keeps its type
-    // reference while it waits in the free list.
-    unsafe {
-        if ffi::Py_TYPE(obj) == monitored_type() {
-            ffi::PyObject_GC_UnTrack(obj.cast());
-            monitored_clear(obj);
-            // Releasing the fields may run finalizers, but none can reach this object (nothing
-            // refers to an object whose count is zero): it is free to reuse.
-            if FREELIST.push(py, obj) {
-                return;
+    guard(
+        "MonitoredCallback dealloc",
+        || (),
+        || {
+            // SAFETY: called by CPython when the refcount drops to zero, GIL held.
+            let py = unsafe { Python::assume_attached() };
+            // SAFETY: as above; untracking is always allowed, and the cleared object keeps its type
+            // reference while it waits in the free list.
+            unsafe {
+                if ffi::Py_TYPE(obj) == monitored_type() {
+                    ffi::PyObject_GC_UnTrack(obj.cast());
+                    monitored_clear(obj);
+                    // Releasing the fields may run finalizers, but none can reach this object (nothing
+                    // refers to an object whose count is zero): it is free to reuse.
+                    if FREELIST.push(py, obj) {
+                        return;
+                    }
+                }
+                dealloc(obj, monitored_clear);
             }
-        }
-        dealloc(obj, monitored_clear);
-    }
+        },
+    )
 }
 
 unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -465,12 +486,18 @@ unsafe extern "C" fn monitored_get_wrapped(
     obj: *mut ffi::PyObject,
     _closure: *mut c_void,
 ) -> *mut ffi::PyObject {
-    // SAFETY: `obj` is a live MonitoredObject, GIL held (getter).
-    let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
-    if callback.is_null() {
-        // SAFETY: GIL held; returning a new reference to None.
-        return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
-    }
-    // SAFETY: valid object; return a new reference.
-    unsafe { ffi::Py_NewRef(callback) }
+    guard(
+        "MonitoredCallback.__wrapped__",
+        || panicked("MonitoredCallback.__wrapped__"),
+        || {
+            // SAFETY: `obj` is a live MonitoredObject, GIL held (getter).
+            let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
+            if callback.is_null() {
+                // SAFETY: GIL held; returning a new reference to None.
+                return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+            }
+            // SAFETY: valid object; return a new reference.
+            unsafe { ffi::Py_NewRef(callback) }
+        },
+    )
 }
