@@ -509,6 +509,7 @@ fn calculate_io_severity_score(blocking_events: &Bound<'_, PyAny>) -> PyResult<u
     Ok(aiocop_severity::score(weights))
 }
 
+/// The level of a score (an int or a float, read as a float): `"high"`, `"medium"` or `"low"`.
 #[pyfunction]
 fn get_severity_level_from_score(score: &Bound<'_, PyAny>) -> PyResult<&'static str> {
     if score.is_instance_of::<PyBool>()
@@ -517,14 +518,7 @@ fn get_severity_level_from_score(score: &Bound<'_, PyAny>) -> PyResult<&'static 
         return Err(PyTypeError::new_err("score must be a number"));
     }
     let value: f64 = score.extract()?;
-    let level = if value >= f64::from(aiocop_severity::THRESHOLD_HIGH) {
-        aiocop_severity::Level::High
-    } else if value >= f64::from(aiocop_severity::THRESHOLD_MEDIUM) {
-        aiocop_severity::Level::Medium
-    } else {
-        aiocop_severity::Level::Low
-    };
-    Ok(level.as_str())
+    Ok(aiocop_severity::level_from_score_f64(value).as_str())
 }
 
 /// Delivers every pending event now, on the calling thread: those of the running loop, or,
