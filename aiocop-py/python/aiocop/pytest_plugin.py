@@ -41,6 +41,7 @@ import pytest
 import aiocop
 from aiocop import _aiocop
 from aiocop._rules import make_rule
+from aiocop._setup import DEFAULT_THRESHOLD_MS
 from aiocop.types.events import BlockingEventInfo
 
 __all__ = ["AiocopStrict", "SettingsError", "Violation", "format_report"]
@@ -53,9 +54,7 @@ _LOG = logging.getLogger("aiocop")
 _MODES = ("raise", "warn")
 _DEFAULT_MODE = "raise"
 #: aiocop's own default slow-task threshold.
-_DEFAULT_THRESHOLD_MS = 30.0
-#: The weight a blocking record without one counts as (aiocop scores it so).
-_UNKNOWN_WEIGHT = 10
+_DEFAULT_THRESHOLD_MS = float(DEFAULT_THRESHOLD_MS)
 #: The ``@pytest.mark.aiocop`` keyword arguments.
 _MARKER_KWARGS = frozenset({"allow", "mode", "at_call", "min_weight"})
 
@@ -63,11 +62,13 @@ _INI_HELP = {
     "aiocop": "check async tests for blocking calls on the event loop (like --aiocop)",
     "aiocop_mode": "what a blocking call does to a test: raise (fail it) or warn (log it)",
     "aiocop_threshold_ms": "fail loop steps this many milliseconds or longer (also aiocop's "
-    "slow-task threshold, default 30); unset: only blocking calls fail tests",
+    f"slow-task threshold, default {_DEFAULT_THRESHOLD_MS:g}); unset: only blocking calls fail "
+    "tests",
 }
 _MARKERS = (
-    "aiocop(allow=[...], mode='raise'|'warn', at_call=False, min_weight=10): configure aiocop's "
-    "blocking-call check of this test (allow: rule specs such as 'event=open,module=app.*')",
+    "aiocop(allow=[...], mode='raise'|'warn', at_call=False, "
+    f"min_weight={aiocop.WEIGHT_MODERATE}): configure aiocop's blocking-call check of this test "
+    "(allow: rule specs such as 'event=open,module=app.*')",
     "no_aiocop: do not check this test for blocking calls on the event loop (aiocop)",
 )
 
@@ -505,7 +506,7 @@ class Violation:
         return cls(
             event=str(record.get("event", "?")),
             event_name=str(record.get("event_name", "?")),
-            weight=_UNKNOWN_WEIGHT if severity is None else int(severity),
+            weight=_aiocop.DEFAULT_WEIGHT if severity is None else int(severity),
             site=str(record.get("site") or record.get("entry_point") or "unknown"),
             trace=str(record.get("user_trace") or record.get("trace") or ""),
             task_name=record.get("task_name"),
@@ -532,16 +533,6 @@ class Violation:
             suggested_rule=None,
             kind="slow_step",
         )
-
-
-def _weight_label(weight: int) -> str:
-    if weight >= aiocop.WEIGHT_HEAVY:
-        return "heavy"
-    if weight >= aiocop.WEIGHT_MODERATE:
-        return "moderate"
-    if weight >= aiocop.WEIGHT_LIGHT:
-        return "light"
-    return "trivial"
 
 
 def format_report(violations: Iterable[Violation], where: str, settings: _Settings) -> str:
@@ -573,7 +564,7 @@ def format_report(violations: Iterable[Violation], where: str, settings: _Settin
             continue
         lines.append(
             f"{number}. {violation.event}  weight {violation.weight} "
-            f"({_weight_label(violation.weight)})" + (f"  x{times}" if times > 1 else "")
+            f"({_aiocop.weight_label(violation.weight)})" + (f"  x{times}" if times > 1 else "")
         )
         lines.append(f"   at:    {violation.site}")
         if violation.trace and violation.trace != violation.site:
@@ -683,7 +674,7 @@ class _Collector:
         found: list[Violation] = []
         for record in event.blocking_events:  # empty for a CPU-bound step
             severity = record.get("severity")
-            weight = _UNKNOWN_WEIGHT if severity is None else severity
+            weight = _aiocop.DEFAULT_WEIGHT if severity is None else severity
             if weight >= self.settings.min_weight:
                 found.append(Violation.from_record(record, float(event.elapsed_ms)))
         slow = self.state.slow_step_ms
