@@ -509,6 +509,7 @@ fn calculate_io_severity_score(blocking_events: &Bound<'_, PyAny>) -> PyResult<u
     Ok(aiocop_severity::score(weights))
 }
 
+/// The level of a score (an int or a float, read as a float): `"high"`, `"medium"` or `"low"`.
 #[pyfunction]
 fn get_severity_level_from_score(score: &Bound<'_, PyAny>) -> PyResult<&'static str> {
     if score.is_instance_of::<PyBool>()
@@ -517,14 +518,30 @@ fn get_severity_level_from_score(score: &Bound<'_, PyAny>) -> PyResult<&'static 
         return Err(PyTypeError::new_err("score must be a number"));
     }
     let value: f64 = score.extract()?;
-    let level = if value >= f64::from(aiocop_severity::THRESHOLD_HIGH) {
-        aiocop_severity::Level::High
-    } else if value >= f64::from(aiocop_severity::THRESHOLD_MEDIUM) {
-        aiocop_severity::Level::Medium
+    Ok(aiocop_severity::level_from_score_f64(value).as_str())
+}
+
+/// The name of a weight's class: `"heavy"`, `"moderate"`, `"light"` or `"trivial"`. An int or
+/// float weight is saturated into aiocop-severity's `u32` range (negative and NaN: 0); a float is
+/// truncated, which keeps its label, the classes starting at whole numbers.
+#[pyfunction]
+fn weight_label(weight: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    let weight = if weight.is_instance_of::<PyInt>() {
+        match weight.extract::<u32>() {
+            Ok(w) => w,
+            Err(_) if weight.lt(0)? => 0,
+            Err(_) => u32::MAX,
+        }
+    } else if weight.is_instance_of::<PyFloat>() {
+        // `as` saturates, and NaN becomes 0.
+        weight.extract::<f64>()? as u32
     } else {
-        aiocop_severity::Level::Low
+        return Err(PyTypeError::new_err(format!(
+            "weight must be a number (int or float), got {}",
+            type_name(weight)
+        )));
     };
-    Ok(level.as_str())
+    Ok(aiocop_severity::weight_label(weight))
 }
 
 /// Delivers every pending event now, on the calling thread: those of the running loop, or,
@@ -627,6 +644,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_blocking_event, m)?)?;
     m.add_function(wrap_pyfunction!(calculate_io_severity_score, m)?)?;
     m.add_function(wrap_pyfunction!(get_severity_level_from_score, m)?)?;
+    m.add_function(wrap_pyfunction!(weight_label, m)?)?;
     m.add_function(wrap_pyfunction!(flush, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(_wrapped_events, m)?)?;
@@ -655,6 +673,15 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aiocop_loop::event::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // aiocop-severity's weights and thresholds: the Python package's constants are these.
+    m.add("WEIGHT_HEAVY", aiocop_severity::WEIGHT_HEAVY)?;
+    m.add("WEIGHT_MODERATE", aiocop_severity::WEIGHT_MODERATE)?;
+    m.add("WEIGHT_LIGHT", aiocop_severity::WEIGHT_LIGHT)?;
+    m.add("WEIGHT_TRIVIAL", aiocop_severity::WEIGHT_TRIVIAL)?;
+    m.add("DEFAULT_WEIGHT", aiocop_severity::DEFAULT_WEIGHT)?;
+    m.add("THRESHOLD_HIGH", aiocop_severity::THRESHOLD_HIGH)?;
+    m.add("THRESHOLD_MEDIUM", aiocop_severity::THRESHOLD_MEDIUM)?;
+    m.add("THRESHOLD_LOW", aiocop_severity::THRESHOLD_LOW)?;
     m.add(
         "NATIVE_TIME_SLEEP_EVENT",
         aiocop_hook::CurrentPython::NATIVE_TIME_SLEEP_EVENT,

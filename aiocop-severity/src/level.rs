@@ -94,6 +94,33 @@ pub const fn level_from_score(score: i64) -> Level {
     }
 }
 
+/// The level of a severity score given as a float, with the thresholds of
+/// [`level_from_score`]: high at >= 50.0, medium at >= 10.0, otherwise low. Fractional,
+/// negative and infinite scores compare as they are; NaN is low.
+///
+/// Python's `get_severity_level_from_score` accepts an int or a float and reads it as a float.
+///
+/// ```
+/// use aiocop_severity::{level_from_score_f64, Level};
+///
+/// assert_eq!(level_from_score_f64(9.99), Level::Low);
+/// assert_eq!(level_from_score_f64(10.0), Level::Medium);
+/// assert_eq!(level_from_score_f64(49.5), Level::Medium);
+/// assert_eq!(level_from_score_f64(50.0), Level::High);
+/// assert_eq!(level_from_score_f64(-3.5), Level::Low);
+/// assert_eq!(level_from_score_f64(f64::INFINITY), Level::High);
+/// assert_eq!(level_from_score_f64(f64::NAN), Level::Low);
+/// ```
+pub const fn level_from_score_f64(score: f64) -> Level {
+    if score >= THRESHOLD_HIGH as f64 {
+        Level::High
+    } else if score >= THRESHOLD_MEDIUM as f64 {
+        Level::Medium
+    } else {
+        Level::Low
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +143,31 @@ mod tests {
         ];
         for &(score, expected) in cases {
             assert_eq!(level_from_score(score), expected, "score {score}");
+        }
+    }
+
+    #[test]
+    fn float_levels_agree_with_integer_levels() {
+        for score in -100i64..=200 {
+            assert_eq!(
+                level_from_score_f64(score as f64),
+                level_from_score(score),
+                "score {score}"
+            );
+        }
+        let cases: &[(f64, Level)] = &[
+            (f64::NEG_INFINITY, Level::Low),
+            (-0.0, Level::Low),
+            (9.999_999, Level::Low),
+            (10.0, Level::Medium),
+            (49.999_999, Level::Medium),
+            (50.0, Level::High),
+            (1e300, Level::High),
+            (f64::INFINITY, Level::High),
+            (f64::NAN, Level::Low),
+        ];
+        for &(score, expected) in cases {
+            assert_eq!(level_from_score_f64(score), expected, "score {score}");
         }
     }
 

@@ -6,8 +6,10 @@
 //!   [`WRAPPED_EVENTS`], raised by aiocop's own stdlib wrappers), looked up by name with the
 //!   allocation-free [`lookup`] (fit for a native audit hook) or [`weight_of`];
 //! - the score of a handle, the sum of its events' weights ([`score`], a missing weight counts
-//!   [`DEFAULT_WEIGHT`]);
-//! - the level of a score ([`level_from_score`]: high at >= 50, medium at >= 10, else low);
+//!   [`DEFAULT_WEIGHT`]) and the name of a weight's class ([`weight_label`]: heavy, moderate,
+//!   light or trivial);
+//! - the level of a score ([`level_from_score`], [`level_from_score_f64`] for a float score:
+//!   high at >= 50, medium at >= 10, else low);
 //! - the table Python sees from `get_blocking_events_dict()` ([`blocking_events`]).
 //!
 //! ```
@@ -29,13 +31,16 @@ mod level;
 mod table;
 mod weights;
 
-pub use level::{level_from_score, Level, THRESHOLD_HIGH, THRESHOLD_LOW, THRESHOLD_MEDIUM};
+pub use level::{
+    level_from_score, level_from_score_f64, Level, THRESHOLD_HIGH, THRESHOLD_LOW, THRESHOLD_MEDIUM,
+};
 pub use table::{
     blocking_events, lookup, weight_of, wrapped_events_for, EventSpec, Source, NATIVE_EVENTS,
     WRAPPED_EVENTS,
 };
 pub use weights::{
-    score, DEFAULT_WEIGHT, WEIGHT_HEAVY, WEIGHT_LIGHT, WEIGHT_MODERATE, WEIGHT_TRIVIAL,
+    score, weight_label, DEFAULT_WEIGHT, WEIGHT_HEAVY, WEIGHT_LIGHT, WEIGHT_MODERATE,
+    WEIGHT_TRIVIAL,
 };
 
 // Runs the README's example as a doctest.

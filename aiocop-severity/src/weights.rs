@@ -38,6 +38,33 @@ pub const WEIGHT_TRIVIAL: u32 = 0;
 /// ```
 pub const DEFAULT_WEIGHT: u32 = WEIGHT_MODERATE;
 
+/// The name of a weight's class, as reports print it next to the weight: `"heavy"` from
+/// [`WEIGHT_HEAVY`] up, `"moderate"` from [`WEIGHT_MODERATE`], `"light"` from [`WEIGHT_LIGHT`],
+/// else `"trivial"`.
+///
+/// ```
+/// use aiocop_severity::{weight_label, DEFAULT_WEIGHT};
+///
+/// assert_eq!(weight_label(50), "heavy");
+/// assert_eq!(weight_label(49), "moderate");
+/// assert_eq!(weight_label(10), "moderate");
+/// assert_eq!(weight_label(9), "light");
+/// assert_eq!(weight_label(1), "light");
+/// assert_eq!(weight_label(0), "trivial");
+/// assert_eq!(weight_label(DEFAULT_WEIGHT), "moderate");
+/// ```
+pub const fn weight_label(weight: u32) -> &'static str {
+    if weight >= WEIGHT_HEAVY {
+        "heavy"
+    } else if weight >= WEIGHT_MODERATE {
+        "moderate"
+    } else if weight >= WEIGHT_LIGHT {
+        "light"
+    } else {
+        "trivial"
+    }
+}
+
 /// Sums the weights of a handle's blocking events; `None` (no known weight) counts
 /// [`DEFAULT_WEIGHT`]. The sum saturates at `u32::MAX` instead of overflowing.
 ///
@@ -59,6 +86,23 @@ pub fn score<I: IntoIterator<Item = Option<u32>>>(weights: I) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_labels() {
+        let cases = [
+            (0, "trivial"),
+            (WEIGHT_TRIVIAL, "trivial"),
+            (WEIGHT_LIGHT, "light"),
+            (WEIGHT_MODERATE - 1, "light"),
+            (WEIGHT_MODERATE, "moderate"),
+            (WEIGHT_HEAVY - 1, "moderate"),
+            (WEIGHT_HEAVY, "heavy"),
+            (u32::MAX, "heavy"),
+        ];
+        for (weight, label) in cases {
+            assert_eq!(weight_label(weight), label, "weight {weight}");
+        }
+    }
 
     #[test]
     fn score_table() {

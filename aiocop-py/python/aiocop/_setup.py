@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 Number = Union[int, float]
 
+#: ``detect_slow_tasks()``'s default threshold, in milliseconds (aiocop 1.2.1's).
+DEFAULT_THRESHOLD_MS = 30
+
 
 def start_blocking_io_detection(trace_depth: int = 20) -> None:
     """Register the native audit hook; ``trace_depth`` frames are kept per blocking call.
@@ -36,7 +39,7 @@ def start_blocking_io_detection(trace_depth: int = 20) -> None:
 
 
 def detect_slow_tasks(
-    threshold_ms: Number = 30,
+    threshold_ms: Number = DEFAULT_THRESHOLD_MS,
     on_slow_task: Optional[Callable[[SlowTaskEvent], None]] = None,
     cpu_sampling: bool = True,
     dispatch: Optional[Literal["background", "inline"]] = None,

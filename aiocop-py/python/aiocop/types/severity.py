@@ -1,21 +1,27 @@
-"""Severity weights, thresholds and levels."""
+"""Severity weights, thresholds and levels.
+
+The values are aiocop-severity's, exported by the native module: the rules that use them
+(scoring, levels, weight labels) live there too.
+"""
 
 from typing import Literal
+
+from aiocop import _aiocop
 
 IoSeverityLevel = Literal["low", "medium", "high"]
 
 #: Network, DNS, subprocess, sleep, recursive file-system work.
-WEIGHT_HEAVY = 50
+WEIGHT_HEAVY: int = _aiocop.WEIGHT_HEAVY
 #: File IO and mutations.
-WEIGHT_MODERATE = 10
+WEIGHT_MODERATE: int = _aiocop.WEIGHT_MODERATE
 #: Stat and access checks.
-WEIGHT_LIGHT = 1
+WEIGHT_LIGHT: int = _aiocop.WEIGHT_LIGHT
 #: Negligible operations.
-WEIGHT_TRIVIAL = 0
+WEIGHT_TRIVIAL: int = _aiocop.WEIGHT_TRIVIAL
 
-THRESHOLD_HIGH = 50
-THRESHOLD_MEDIUM = 10
-THRESHOLD_LOW = 1
+THRESHOLD_HIGH: int = _aiocop.THRESHOLD_HIGH
+THRESHOLD_MEDIUM: int = _aiocop.THRESHOLD_MEDIUM
+THRESHOLD_LOW: int = _aiocop.THRESHOLD_LOW
 
 __all__ = [
     "IoSeverityLevel",
