@@ -1,3 +1,5 @@
+//! Build script: pyo3's `Py_3_x` cfgs and the libpython link arguments for this crate.
+
 fn main() {
     // `Py_3_11`-style cfgs for the CPython version differences, and an rpath so that the
     // crate's own test binaries find libpython.

@@ -23,7 +23,7 @@ pub fn resolve_args(args: &Bound<'_, PyAny>) -> RawArgs {
 }
 
 /// The inner tuple of an `(args_tuple, kwargs_dict)` pair.
-pub fn call_tuple<'py>(args: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
+pub(crate) fn call_tuple<'py>(args: &Bound<'py, PyAny>) -> Option<Bound<'py, PyTuple>> {
     let tuple = args.cast::<PyTuple>().ok()?;
     if tuple.len() != 2 {
         return None;

@@ -50,7 +50,7 @@ pub fn set_raise_var(var: Py<PyAny>) {
 }
 
 /// Whether after-the-handle raising is enabled in the current context (its variable is True).
-pub fn raise_enabled(py: Python<'_>) -> bool {
+pub(crate) fn raise_enabled(py: Python<'_>) -> bool {
     get(py, &RAISE_VAR).is_some_and(|value| value.is(pyo3::types::PyBool::new(py, true)))
 }
 
@@ -77,7 +77,7 @@ pub fn mark_in_use() {
 /// Whether enforcement has been used in this process (until then no context variable is read
 /// and every blocking call is simply recorded).
 #[inline]
-pub fn in_use() -> bool {
+pub(crate) fn in_use() -> bool {
     IN_USE.load(Ordering::Acquire)
 }
 
@@ -112,12 +112,12 @@ pub fn mode(py: Python<'_>) -> Mode {
 }
 
 /// `Some(min_weight)` when blocking calls must be stopped at the call in this context.
-pub fn at_call_min_weight(py: Python<'_>) -> Option<u32> {
+pub(crate) fn at_call_min_weight(py: Python<'_>) -> Option<u32> {
     get(py, &AT_CALL_VAR).and_then(|v| v.extract::<u32>().ok())
 }
 
 /// The rules scoped to the current context (`aiocop.allowing`).
-pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
+pub(crate) fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
     let Some(value) = get(py, &SCOPED_RULES_VAR) else {
         return Vec::new();
     };
@@ -138,7 +138,7 @@ pub fn scoped_rules(py: Python<'_>) -> Vec<Arc<RuleEntry>> {
 pub type TaskNames = (Option<Py<PyAny>>, Option<Py<PyAny>>);
 
 /// The task running on this thread: `(name, coroutine qualname)`, if any.
-pub fn current_task(py: Python<'_>) -> TaskNames {
+pub(crate) fn current_task(py: Python<'_>) -> TaskNames {
     let task = py
         .import("asyncio")
         .and_then(|m| m.call_method0(pyo3::intern!(py, "current_task")))
@@ -170,7 +170,7 @@ pub fn task_names(task: &Bound<'_, PyAny>) -> Option<TaskNames> {
 
 /// `(task.get_name(), coro.__qualname__)` for a task and the coroutine it runs. Leaves no
 /// exception set.
-pub fn names_of(task: &Bound<'_, PyAny>, coro: &Bound<'_, PyAny>) -> TaskNames {
+pub(crate) fn names_of(task: &Bound<'_, PyAny>, coro: &Bound<'_, PyAny>) -> TaskNames {
     let py = task.py();
     let name = str_or_none(task.call_method0(pyo3::intern!(py, "get_name")));
     let qualname = str_or_none(coro.getattr(pyo3::intern!(py, "__qualname__")));
@@ -219,7 +219,7 @@ pub fn blocking_call_error(py: Python<'_>, record: &PendingRecord) -> PyErr {
 }
 
 /// Warn mode at the call: log once per call site.
-pub fn warn_blocking_call(py: Python<'_>, record: &PendingRecord) {
+pub(crate) fn warn_blocking_call(py: Python<'_>, record: &PendingRecord) {
     let Described { event, suggested } = describe(py, record);
     let key = format!("{}@{}", record.spec.name, event.site());
     let mut message = format!(

@@ -31,7 +31,7 @@ static TRACE_DEPTH: AtomicUsize = AtomicUsize::new(20);
 static FIRST_RECORD_CONTEXT: OnceLock<ContextCapture> = OnceLock::new();
 
 /// Captures the user's context (context providers) at a handle's first record.
-pub type ContextCapture = fn(Python<'_>) -> Option<Py<PyAny>>;
+pub(crate) type ContextCapture = fn(Python<'_>) -> Option<Py<PyAny>>;
 
 /// Installs the hook (once per process). Returns `Ok(false)` when it was already installed.
 pub fn install(py: Python<'_>, trace_depth: usize) -> PyResult<bool> {

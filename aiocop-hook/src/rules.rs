@@ -40,7 +40,7 @@ impl RuleEntry {
     }
 
     /// How many blocking calls the rule allowed.
-    pub fn hits(&self) -> u64 {
+    pub(crate) fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
@@ -289,13 +289,13 @@ pub fn unused(py: Python<'_>) -> PyResult<Vec<Py<PyAllowRule>>> {
 
 /// Whether any rule is in force for every thread (one atomic load).
 #[inline]
-pub fn has_active() -> bool {
+pub(crate) fn has_active() -> bool {
     ACTIVE_COUNT.load(Ordering::Acquire) > 0
 }
 
 /// The first rule (scoped rules first) that allows `event` called through `frames` (a call
 /// site's, with their code facts); its hit count is incremented.
-pub fn find_match(
+pub(crate) fn find_match(
     event: &str,
     frames: &[Frame],
     scoped: &[Arc<RuleEntry>],

@@ -31,7 +31,7 @@ pub struct CapturedFrame {
 /// Where the version allows it ([`PythonVersion::walk_interpreter_frames`]) the walk reads the
 /// interpreter's frames directly and creates no frame objects; the first capture of the process
 /// checks that walk against the public C API's and keeps the C API if they differ.
-pub fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
+pub(crate) fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
     match DIRECT_WALK.load(Ordering::Relaxed) {
         DIRECT_OK => {
             if let Some(frames) = capture_direct(py, depth) {
@@ -99,7 +99,7 @@ fn capture_direct(py: Python<'_>, depth: usize) -> Option<Vec<CapturedFrame>> {
 }
 
 /// The C-API walk: frame objects through `PyEval_GetFrame` and `PyFrame_GetBack`.
-pub fn capture_with_frame_objects(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
+pub(crate) fn capture_with_frame_objects(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
     // SAFETY: the GIL is held (`py`); PyEval_GetFrame returns a borrowed reference (or NULL),
     // which we turn into a strong one before walking.
     let frame = unsafe { ffi::PyEval_GetFrame() };
@@ -521,7 +521,7 @@ fn hash_frames(frames: &[CapturedFrame]) -> (u64, u64) {
 /// before, one walk that hashes as it goes and one cache lookup — no allocation, no reference
 /// taken, nothing stored; a new site is walked again, captured and resolved through the
 /// code-object cache.
-pub fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
+pub(crate) fn capture_site(py: Python<'_>, depth: usize) -> Arc<CallSite> {
     if DIRECT_WALK.load(Ordering::Relaxed) == DIRECT_OK {
         let limit = depth.min(MAX_WALK) as u64;
         let mut hasher = SiteHasher::default();

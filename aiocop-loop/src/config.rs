@@ -81,12 +81,12 @@ pub fn dispatch() -> Dispatch {
 }
 
 /// The interpreter is shutting down: deliveries and sampling stop.
-pub fn begin_shutdown() {
+pub(crate) fn begin_shutdown() {
     SHUTTING_DOWN.store(true, Ordering::Release);
 }
 
 /// Whether the interpreter is shutting down (see [`begin_shutdown`]).
-pub fn is_shutting_down() -> bool {
+pub(crate) fn is_shutting_down() -> bool {
     SHUTTING_DOWN.load(Ordering::Acquire)
 }
 

@@ -15,7 +15,12 @@ fn or_none(py: Python<'_>, value: Option<Py<PyAny>>) -> Bound<'_, PyAny> {
 /// Builds the event and calls every registered callback with it. A callback that raises is
 /// logged (logger `aiocop`) and the others still run. An event still referenced once the
 /// callbacks returned (kept by one of them) reads its task identity then.
-pub fn deliver(py: Python<'_>, task: SlowTask, objects: SliceObjects, callbacks: &[Py<PyAny>]) {
+pub(crate) fn deliver(
+    py: Python<'_>,
+    task: SlowTask,
+    objects: SliceObjects,
+    callbacks: &[Py<PyAny>],
+) {
     if callbacks.is_empty() {
         return;
     }
@@ -56,7 +61,11 @@ pub fn deliver(py: Python<'_>, task: SlowTask, objects: SliceObjects, callbacks:
 }
 
 /// The `HighSeverityBlockingIoException` for `task`.
-pub fn high_severity_error(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> PyErr {
+pub(crate) fn high_severity_error(
+    py: Python<'_>,
+    task: &SlowTask,
+    objects: &SliceObjects,
+) -> PyErr {
     let build = || -> PyResult<PyErr> {
         let types = registry::python_types().ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err("aiocop's Python types are not registered")

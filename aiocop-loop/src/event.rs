@@ -81,7 +81,7 @@ impl Default for Identity {
 
 impl Identity {
     /// Who `callback` runs for, read later ([`Identity::names`]).
-    pub fn of_callback(callback: &Bound<'_, PyAny>) -> Self {
+    pub(crate) fn of_callback(callback: &Bound<'_, PyAny>) -> Self {
         Identity::Callback(callback.clone().unbind())
     }
 
@@ -186,7 +186,7 @@ impl SlowTaskEvent {
     /// Reads the task identity and the calls' arguments now: the event outlives its delivery,
     /// so what it shows should be what they were then, and it should not keep the task or the
     /// arguments alive.
-    pub fn settle(slf: &Bound<'_, Self>) {
+    pub(crate) fn settle(slf: &Bound<'_, Self>) {
         // Errors were cleared by `Identity::names`; a failed borrow leaves the fields unread.
         let _ = Self::field(slf, TASK_NAME);
         let _ = Self::field(slf, BLOCKING_EVENTS);

@@ -98,7 +98,7 @@ impl LoopShared {
     /// Whether events wait for a delivery to be scheduled (one atomic load: checked at the end
     /// of every monitored handle).
     #[inline]
-    pub fn has_ready(&self) -> bool {
+    pub(crate) fn has_ready(&self) -> bool {
         self.queue.has_ready()
     }
 
@@ -106,14 +106,14 @@ impl LoopShared {
     /// here ([`Self::queue_here`]) rather than handed to the background thread. Only when there
     /// is nothing left to format (the call sites' stacks were formatted before) and no earlier
     /// slice of this loop is still with the background thread.
-    pub fn can_assemble_here(&self, slice: &Slice) -> bool {
+    pub(crate) fn can_assemble_here(&self, slice: &Slice) -> bool {
         self.can_queue_here() && slice.is_preformatted()
     }
 
     /// Whether an event made on the loop's thread may be queued here now: no earlier slice of
     /// this loop is still with the background thread (events stay in order).
     #[inline]
-    pub fn can_queue_here(&self) -> bool {
+    pub(crate) fn can_queue_here(&self) -> bool {
         self.queue.can_queue_here()
     }
 
@@ -121,7 +121,12 @@ impl LoopShared {
     /// already, schedules its delivery with the loop's plain `call_soon`. No other thread is
     /// involved: a service whose blocking calls come from known call sites pays for no
     /// hand-off, wake-up or cross-thread allocation.
-    pub fn queue_here(self: &Arc<Self>, py: Python<'_>, task: SlowTask, objects: SliceObjects) {
+    pub(crate) fn queue_here(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        task: SlowTask,
+        objects: SliceObjects,
+    ) {
         match self.queue.queue_here(Pending { task, objects }) {
             Queued::Scheduled => {}
             Queued::Full(rejected) => {
@@ -143,7 +148,7 @@ impl LoopShared {
 
     /// On the loop's thread: schedules the delivery of the pending events as a handle of its
     /// own, with the loop's plain `call_soon` (no self-pipe wake-up, no GIL hand-off).
-    pub fn pick_up(self: &Arc<Self>, py: Python<'_>) {
+    pub(crate) fn pick_up(self: &Arc<Self>, py: Python<'_>) {
         if !self.queue.take_ready() {
             return;
         }

@@ -33,7 +33,7 @@ pub fn set_python_types(types: PythonTypes) {
 }
 
 /// The Python classes, once set.
-pub fn python_types() -> Option<&'static PythonTypes> {
+pub(crate) fn python_types() -> Option<&'static PythonTypes> {
     TYPES.get()
 }
 
@@ -152,7 +152,7 @@ pub fn clear_providers() {
 
 /// Whether any context provider is registered (one atomic load: checked on the hot path).
 #[inline]
-pub fn has_providers() -> bool {
+pub(crate) fn has_providers() -> bool {
     HAS_PROVIDERS.load(Ordering::Acquire)
 }
 

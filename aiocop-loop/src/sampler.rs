@@ -48,13 +48,13 @@ const MIN_SLEEP_NS: u64 = 1_000_000;
 
 impl SamplerConfig {
     /// The arming delay in force: the override, else max(1 ms, threshold / 2).
-    pub fn effective_arm_after_ns(&self, threshold_ns: u64) -> u64 {
+    pub(crate) fn effective_arm_after_ns(&self, threshold_ns: u64) -> u64 {
         self.arm_after_ns
             .unwrap_or_else(|| (threshold_ns / 2).max(1_000_000))
     }
 
     /// The idle wake-up interval in force: the override, else min(50 ms, max(arm, interval)).
-    pub fn effective_idle_ns(&self, threshold_ns: u64) -> u64 {
+    pub(crate) fn effective_idle_ns(&self, threshold_ns: u64) -> u64 {
         self.idle_interval_ns.unwrap_or_else(|| {
             self.effective_arm_after_ns(threshold_ns)
                 .max(self.interval_ns)
@@ -133,7 +133,7 @@ pub fn after_fork_child() {
 /// Marks the start of a slice (begun at `started_ns`, on [`aiocop_clock::now_ns`]'s clock) on this
 /// thread. Returns the token for [`slice_end`], or `None` when sampling is off.
 #[inline]
-pub fn slice_start(started_ns: u64) -> Option<u64> {
+pub(crate) fn slice_start(started_ns: u64) -> Option<u64> {
     let sampler = sampler()?;
     let now_ns = started_ns;
     SLOT.with(|cell| {
@@ -172,7 +172,7 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
 
 /// Ends the slice started at `token`; returns its samples, if the watchdog took any.
 #[inline]
-pub fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
+pub(crate) fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
     let start = token?;
     SLOT.with(|cell| {
         let cell = cell.borrow();

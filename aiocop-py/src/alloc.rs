@@ -21,7 +21,7 @@ const WORD: usize = std::mem::size_of::<usize>();
 
 /// mimalloc, calling its plain entry points for word-aligned layouts.
 #[derive(Debug)]
-pub struct Allocator;
+pub(crate) struct Allocator;
 
 /// Whether `mi_malloc`'s own alignment suffices for `layout`.
 #[inline]

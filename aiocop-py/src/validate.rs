@@ -23,7 +23,7 @@ fn number(value: &Bound<'_, PyAny>, name: &str) -> PyResult<f64> {
 }
 
 /// The name of `value`'s type, for messages.
-pub fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()
@@ -36,7 +36,7 @@ fn ms_to_ns(ms: f64) -> u64 {
 }
 
 /// Milliseconds >= 0, as nanoseconds.
-pub fn non_negative_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+pub(crate) fn non_negative_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
     let ms = number(value, name)?;
     if ms < 0.0 {
         return Err(PyValueError::new_err(format!(
@@ -47,7 +47,7 @@ pub fn non_negative_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
 }
 
 /// Milliseconds > 0, as nanoseconds.
-pub fn positive_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+pub(crate) fn positive_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
     let ms = number(value, name)?;
     if ms <= 0.0 {
         return Err(PyValueError::new_err(format!(
@@ -58,7 +58,11 @@ pub fn positive_ms(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
 }
 
 /// `None` or milliseconds (>= 0 when `zero_ok`, else > 0), as nanoseconds.
-pub fn optional_ms(value: &Bound<'_, PyAny>, name: &str, zero_ok: bool) -> PyResult<Option<u64>> {
+pub(crate) fn optional_ms(
+    value: &Bound<'_, PyAny>,
+    name: &str,
+    zero_ok: bool,
+) -> PyResult<Option<u64>> {
     if value.is_none() {
         Ok(None)
     } else if zero_ok {
@@ -69,7 +73,7 @@ pub fn optional_ms(value: &Bound<'_, PyAny>, name: &str, zero_ok: bool) -> PyRes
 }
 
 /// An int >= 1.
-pub fn positive_int(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+pub(crate) fn positive_int(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     if value.is_instance_of::<PyBool>() || !value.is_instance_of::<PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int, got {}",
@@ -88,7 +92,7 @@ pub fn positive_int(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 }
 
 /// A callable.
-pub fn callable<'a, 'py>(
+pub(crate) fn callable<'a, 'py>(
     value: &'a Bound<'py, PyAny>,
     name: &str,
 ) -> PyResult<&'a Bound<'py, PyAny>> {
@@ -102,7 +106,7 @@ pub fn callable<'a, 'py>(
 }
 
 /// A `bool` (not any truthy value: `"no"` is not `False`).
-pub fn boolean(value: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
+pub(crate) fn boolean(value: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
     if !value.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be True or False, got {}",
@@ -115,7 +119,7 @@ pub fn boolean(value: &Bound<'_, PyAny>, name: &str) -> PyResult<bool> {
 /// An on/off environment variable: `None` when unset or empty, else its value read as
 /// `1/on/true/yes` or `0/off/false/no` (any case); anything else is a `ValueError` naming
 /// the variable and the accepted values.
-pub fn switch_env(name: &str) -> PyResult<Option<bool>> {
+pub(crate) fn switch_env(name: &str) -> PyResult<Option<bool>> {
     let Ok(value) = std::env::var(name) else {
         return Ok(None);
     };

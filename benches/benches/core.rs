@@ -1,6 +1,9 @@
 //! Benches of the pure parts on the hot and slow paths, with a `baseline` measuring the floor
 //! (an empty closure through criterion), so other numbers read as ratios against it.
 
+// criterion_group! defines the undocumented `benches` entry point.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
