@@ -330,7 +330,8 @@ fn url_passwords(bytes: &[u8], truncated: bool, spans: &mut Vec<(usize, usize)>)
                 }
             }
         }
-        from = end;
+        // Not past `end`: the run may end inside the next `://` (`http://a,http://u:p@h`).
+        from = start;
     }
 }
 
@@ -580,6 +581,22 @@ mod tests {
                 "['curl', '--token=abc', '--password', 'pw', 'https://u:p@h?sig=s', '-H', 'Authorization: Basic QQ==']",
                 "['curl', '--token=***', '--password', '***', 'https://u:***@h?sig=***', '-H', 'Authorization: Basic ***']",
             ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact(input), *expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn a_url_right_after_an_authority_is_read() {
+        // Found by fuzzing: the search for the next `://` resumed after the previous
+        // authority's run, which ends at the next URL's `//` (past its `:`).
+        let cases: &[(&str, &str)] = &[
+            ("http://a,http://u:pw@h", "http://a,http://u:***@h"),
+            ("redis://a;redis://u:pw@b", "redis://a;redis://u:***@b"),
+            ("https://x&https://u:pw@h/", "https://x&https://u:***@h/"),
+            ("http://a://u:p@h", "http://a://u:***@h"),
+            ("key=://&://:2@", "key=***&://:***@"),
         ];
         for (input, expected) in cases {
             assert_eq!(redact(input), *expected, "{input}");

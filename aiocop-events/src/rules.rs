@@ -339,6 +339,29 @@ impl fmt::Display for AllowRule {
     }
 }
 
+/// Rules from a list of specs separated by `;` or newlines (the `AIOCOP_ALLOW` form): each
+/// spec trimmed of whitespace (Unicode's, as [`AllowRule::parse`] trims: a canonical spec reads
+/// the same in a list), empty ones skipped, the others parsed by [`AllowRule::parse`]; the
+/// first malformed one is the error.
+///
+/// ```
+/// use aiocop_events::rules::parse_rule_list;
+///
+/// let rules = parse_rule_list("time.sleep; event=open,module=app.*\n\n ;frames=any,path=*/x.py").unwrap();
+/// let specs: Vec<&str> = rules.iter().map(|rule| rule.spec()).collect();
+/// assert_eq!(specs, ["event=time.sleep", "event=open,module=app.*", "path=*/x.py,frames=any"]);
+/// assert!(parse_rule_list(" ;\n").unwrap().is_empty());
+/// let err = parse_rule_list("open;colour=blue;event=").unwrap_err();
+/// assert_eq!(err.rule, "colour=blue");
+/// ```
+pub fn parse_rule_list(text: &str) -> Result<Vec<AllowRule>, RuleError> {
+    text.split([';', '\n'])
+        .map(str::trim)
+        .filter(|spec| !spec.is_empty())
+        .map(AllowRule::parse)
+        .collect()
+}
+
 fn describe(fields: &[(&str, Option<&str>)], frames: FrameScope) -> String {
     let mut parts: Vec<String> = fields
         .iter()
@@ -636,6 +659,32 @@ mod tests {
         assert!(matches("module=subprocess,frames=any"));
         assert!(!matches("event=open,module=app.jobs"));
         assert!(!matches("module=app.jobs,function=test_spawn,frames=any")); // same frame
+    }
+
+    #[test]
+    fn rule_lists_split_on_semicolons_and_newlines() {
+        let specs = |text: &str| -> Vec<String> {
+            parse_rule_list(text)
+                .expect(text)
+                .iter()
+                .map(|rule| rule.spec().to_owned())
+                .collect()
+        };
+        assert!(specs("").is_empty());
+        assert!(specs(" ;;\n\r\n\t; \u{85} ").is_empty());
+        assert_eq!(specs("a;b\nc"), ["event=a", "event=b", "event=c"]);
+        assert_eq!(specs("\u{a0}open\u{85}"), ["event=open"]);
+        // trimmed as a spec's values are, so a canonical spec reads the same in a list
+        // (Python's `str.strip` also takes U+001C..U+001F, which `str::trim` keeps)
+        let rule = AllowRule::parse(",\u{1e},").expect("an event glob");
+        assert_eq!(specs(rule.spec()), [rule.spec()]);
+        assert_eq!(
+            specs(" module=app.* , event=open \r\n"),
+            ["event=open,module=app.*"]
+        );
+        let err = parse_rule_list("open;\u{a0}event= \u{a0};colour=blue").expect_err("malformed");
+        assert_eq!(err.rule, "event=");
+        assert!(err.to_string().contains("malformed allow rule"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod lint;
 mod modgraph;
 mod test;
@@ -27,9 +28,9 @@ usage: cargo xtask <command> [options]
 commands:
   demo [--loop asyncio|uvloop|both]  build into .venv and run examples/quickstart.py
                                      on each loop kind (default: both)
-  test [-- <pytest args>]            cargo test --workspace, then build into .venv and run
-                                     pytest tests/python (args after `--` go to pytest),
-                                     then bench --smoke
+  test [-- <pytest args>]            cargo test --workspace, fuzz --smoke, then build into
+                                     .venv and run pytest tests/python (args after `--` go
+                                     to pytest), then bench --smoke
   venv                               create .venv, install the Python tools, and build and
                                      install aiocop into it (maturin develop --release)
   bench [--smoke] [--rounds N] [--only PART]
@@ -42,6 +43,12 @@ commands:
   bench --against DIR [--rounds N]   paired server rounds of this build against the aiocop
                                      package in DIR (another build), at the same time;
                                      prints the CPU per request ratio, writes nothing
+  fuzz [--smoke] [--time SECS] [TARGET]
+                                     fuzz the event formatter, the argument redactor and
+                                     the allow-rule parser (fuzz/fuzz_targets/) with
+                                     cargo-fuzz on nightly, SECS (default 60) per target;
+                                     --smoke: on stable, each target on its seed corpus and
+                                     a fixed set of mutations of it, in seconds
   lint                               cargo fmt --check, cargo clippy -D warnings, and no
                                      module cycles inside any crate
   help                               this text
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
         "test" => root().and_then(|root| test::run(&root, rest)),
         "lint" => no_args(command, rest).and_then(|()| lint::run(&root()?)),
         "bench" => root().and_then(|root| bench::run(&root, rest)),
+        "fuzz" => root().and_then(|root| fuzz::run(&root, rest)),
         unknown => {
             eprintln!("xtask: unknown command `{unknown}`\n");
             eprint!("{USAGE}");

@@ -1,24 +1,27 @@
-//! `cargo xtask test`: every test of the project — the Rust workspace's, then the Python suite
-//! against a release build installed in `.venv`, then the bench in smoke mode (so the harness
-//! keeps working).
+//! `cargo xtask test`: every test of the project — the Rust workspace's, the fuzz targets in
+//! smoke mode, then the Python suite against a release build installed in `.venv`, then the
+//! bench in smoke mode (so the harness keeps working).
 
 use std::path::Path;
 
-use crate::{bench, cargo, exec, step, venv, Result};
+use crate::{bench, cargo, exec, fuzz, step, venv, Result};
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let pytest_args = pytest_args(args)?;
 
-    step("[1/4] cargo test --workspace");
+    step("[1/5] cargo test --workspace");
     crate::modgraph::run(root)?;
     exec(cargo(root).args(["test", "--workspace"]))?;
 
-    step("[2/4] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
+    step("[2/5] cargo xtask fuzz --smoke");
+    fuzz::smoke(root, None)?;
+
+    step("[3/5] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
     let venv = venv::prepare(root)?;
     // The differential test runs the same program on aiocop 1.2.1 and on ours.
     let incumbent = venv::ensure_at(root, bench::INCUMBENT_VENV, bench::INCUMBENT_PACKAGES)?;
 
-    step("[3/4] pytest tests/python");
+    step("[4/5] pytest tests/python");
     exec(
         venv.command("python")?
             .args([
@@ -34,7 +37,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
             .env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python")),
     )?;
 
-    step("[4/4] cargo xtask bench --smoke");
+    step("[5/5] cargo xtask bench --smoke");
     bench::run_with(root, &venv, &bench::Options::smoke())
 }
 
