@@ -195,6 +195,21 @@ fn _activate_rule(rule: &Bound<'_, rules::PyAllowRule>) {
     rules::activate(rule.get());
 }
 
+/// The rules of an `AIOCOP_ALLOW`-style list (specs separated by `;` or newlines), not in
+/// force; the first malformed spec is a `ValueError` naming it.
+#[pyfunction]
+fn _parse_rule_list(
+    py: Python<'_>,
+    text: &str,
+    source: &str,
+) -> PyResult<Vec<Py<rules::PyAllowRule>>> {
+    aiocop_events::rules::parse_rule_list(text)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?
+        .into_iter()
+        .map(|rule| rules::make(py, rule, source))
+        .collect()
+}
+
 /// A scoped rule goes in force (`aiocop.allowing` entered).
 #[pyfunction]
 fn _enter_scoped_rule(rule: &Bound<'_, rules::PyAllowRule>) {
@@ -660,6 +675,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_make_rule, m)?)?;
     m.add_function(wrap_pyfunction!(_activate_rule, m)?)?;
     m.add_function(wrap_pyfunction!(_enter_scoped_rule, m)?)?;
+    m.add_function(wrap_pyfunction!(_parse_rule_list, m)?)?;
     m.add_function(wrap_pyfunction!(disallow, m)?)?;
     m.add_function(wrap_pyfunction!(allow_rules, m)?)?;
     m.add_function(wrap_pyfunction!(clear_allow_rules, m)?)?;

@@ -16,5 +16,20 @@ pub(crate) fn run(root: &Path) -> Result {
         "--",
         "-D",
         "warnings",
+    ]))?;
+    // The fuzz crate is a workspace of its own; on stable, without its libFuzzer targets.
+    step("the fuzz crate: cargo fmt --check and cargo clippy -D warnings");
+    let manifest = root.join("fuzz").join("Cargo.toml");
+    let manifest = manifest.to_string_lossy();
+    exec(cargo(root).args(["fmt", "--manifest-path", &manifest, "--", "--check"]))?;
+    exec(cargo(root).args([
+        "clippy",
+        "--manifest-path",
+        &manifest,
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
     ]))
 }

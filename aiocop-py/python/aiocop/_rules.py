@@ -122,9 +122,9 @@ def allowing(
 
 
 def parse_rule_list(text: str, source: str) -> list[AllowRule]:
-    """Rules from ``;``- or newline-separated specs (the ``AIOCOP_ALLOW`` format)."""
-    specs = [part.strip() for part in text.replace("\n", ";").split(";")]
-    return [make_rule(spec, source=source) for spec in specs if spec]
+    """Rules from ``;``- or newline-separated specs (the ``AIOCOP_ALLOW`` format), parsed by
+    aiocop-events' ``rules::parse_rule_list``; a malformed spec is a ``ValueError`` naming it."""
+    return _aiocop._parse_rule_list(text, source)
 
 
 def allow_from_env(source: str = "env") -> list[AllowRule]:
