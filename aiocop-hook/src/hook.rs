@@ -39,7 +39,7 @@ pub fn install(py: Python<'_>, trace_depth: usize) -> PyResult<bool> {
         return Ok(false);
     }
     TRACE_DEPTH.store(trace_depth.max(1), Ordering::Relaxed);
-    let _ = py;
+    stack::read_library_dirs(py);
     // SAFETY: the GIL is held (`py`); `audit_hook` has the required signature and never
     // unwinds; no user data.
     let rc = unsafe { PySys_AddAuditHook(audit_hook, std::ptr::null_mut()) };

@@ -220,6 +220,12 @@ struct LibraryDirs {
     packages: Vec<String>,
 }
 
+/// Reads the interpreter's directories now (`sysconfig.get_paths()`, a few milliseconds),
+/// when the hook is installed, rather than inside the first blocking call of a new call site.
+pub(crate) fn read_library_dirs(py: Python<'_>) {
+    let _ = library_dirs(py);
+}
+
 fn library_dirs(py: Python<'_>) -> &'static LibraryDirs {
     static DIRS: std::sync::OnceLock<LibraryDirs> = std::sync::OnceLock::new();
     DIRS.get_or_init(|| {
