@@ -179,50 +179,46 @@ unsafe extern "C" fn audited_vectorcall(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    guard(
-        "AuditedFunction call",
-        || panicked("AuditedFunction call"),
-        || {
-            let a = callable.cast::<AuditedObject>();
-            // SAFETY: `callable` is an AuditedObject (this function is only installed on it).
-            let (original, event, is_socket) =
-                unsafe { ((*a).original, (*a).event, (*a).is_socket) };
-            if original.is_null() {
-                // SAFETY: GIL held (vectorcall).
-                let py = unsafe { Python::assume_attached() };
-                PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
-                return null_mut();
+    let a = callable.cast::<AuditedObject>();
+    // SAFETY: `callable` is an AuditedObject (this function is only installed on it).
+    let (original, event, is_socket) = unsafe { ((*a).original, (*a).event, (*a).is_socket) };
+    if original.is_null() {
+        // SAFETY: GIL held (vectorcall).
+        let py = unsafe { Python::assume_attached() };
+        PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
+        return null_mut();
+    }
+    // Outside a monitored handle (every audited call of every other thread, and of the loop
+    // between handles) this entry is a field read, a thread-local read and the forwarding
+    // call, none of which can panic: only the work inside a handle, which can, runs under
+    // `catch_unwind`, so the common case pays for no unwinding frame.
+    if in_handle() {
+        // SAFETY: GIL held (vectorcall).
+        let py = unsafe { Python::assume_attached() };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: a vectorcall's nargsf.
+            let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
+            // SAFETY: at least one positional when nargs > 0.
+            if is_socket && nargs > 0 && non_blocking(py, unsafe { *args }) {
+                return 0;
             }
-            if in_handle() {
-                // SAFETY: GIL held (vectorcall).
-                let py = unsafe { Python::assume_attached() };
-                let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    // SAFETY: a vectorcall's nargsf.
-                    let nargs =
-                        usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
-                    // SAFETY: at least one positional when nargs > 0.
-                    if is_socket && nargs > 0 && non_blocking(py, unsafe { *args }) {
-                        return 0;
-                    }
-                    // SAFETY: forwarded from our caller.
-                    unsafe { raise_event(py, event, args, nargs, kwnames) }
-                }));
-                match outcome {
-                    Ok(0) => {}
-                    Ok(_) => return null_mut(), // a hook refused the call: its exception is set
-                    Err(_) => {
-                        // SAFETY: GIL held.
-                        if unsafe { !ffi::PyErr_Occurred().is_null() } {
-                            // SAFETY: GIL held.
-                            unsafe { ffi::PyErr_Clear() };
-                        }
-                    }
+            // SAFETY: forwarded from our caller.
+            unsafe { raise_event(py, event, args, nargs, kwnames) }
+        }));
+        match outcome {
+            Ok(0) => {}
+            Ok(_) => return null_mut(), // a hook refused the call: its exception is set
+            Err(_) => {
+                // SAFETY: GIL held.
+                if unsafe { !ffi::PyErr_Occurred().is_null() } {
+                    // SAFETY: GIL held.
+                    unsafe { ffi::PyErr_Clear() };
                 }
             }
-            // SAFETY: forwarding a valid vectorcall to the original callable.
-            unsafe { ffi::PyObject_Vectorcall(original, args, nargsf, kwnames) }
-        },
-    )
+        }
+    }
+    // SAFETY: forwarding a valid vectorcall to the original callable.
+    unsafe { ffi::PyObject_Vectorcall(original, args, nargsf, kwnames) }
 }
 
 unsafe extern "C" fn audited_descr_get(

@@ -417,23 +417,32 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
     guard(
         "MonitoredCallback clear",
         || 0,
-        || {
-            let m = obj.cast::<MonitoredObject>();
-            // SAFETY: `obj` is a live MonitoredObject; we take each field out before releasing it.
-            unsafe {
-                let callback = std::mem::replace(&mut (*m).callback, null_mut());
-                let arg = std::mem::replace(&mut (*m).arg, null_mut());
-                let args = std::mem::replace(&mut (*m).args, null_mut());
-                (*m).target = ptr::null();
-                let owner = std::mem::replace(&mut (*m).owner, null_mut());
-                ffi::Py_XDECREF(callback);
-                ffi::Py_XDECREF(arg);
-                ffi::Py_XDECREF(args);
-                ffi::Py_XDECREF(owner);
-            }
-            0
-        },
+        // SAFETY: CPython calls tp_clear on a live MonitoredObject, GIL held.
+        || unsafe { clear_fields(obj) },
     )
+}
+
+/// Releases the object's fields (`tp_clear`, and the dealloc, which calls it inside its own
+/// guard rather than through the slot).
+///
+/// # Safety
+/// GIL held; `obj` is a live `MonitoredObject`.
+unsafe fn clear_fields(obj: *mut ffi::PyObject) -> c_int {
+    let m = obj.cast::<MonitoredObject>();
+    // SAFETY: `obj` is a live MonitoredObject (the caller's promise); each field is taken out
+    // before it is released, so a finalizer run by a release sees it cleared.
+    unsafe {
+        let callback = std::mem::replace(&mut (*m).callback, null_mut());
+        let arg = std::mem::replace(&mut (*m).arg, null_mut());
+        let args = std::mem::replace(&mut (*m).args, null_mut());
+        (*m).target = ptr::null();
+        let owner = std::mem::replace(&mut (*m).owner, null_mut());
+        ffi::Py_XDECREF(callback);
+        ffi::Py_XDECREF(arg);
+        ffi::Py_XDECREF(args);
+        ffi::Py_XDECREF(owner);
+    }
+    0
 }
 
 unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
@@ -448,7 +457,7 @@ unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
             unsafe {
                 if ffi::Py_TYPE(obj) == monitored_type() {
                     ffi::PyObject_GC_UnTrack(obj.cast());
-                    monitored_clear(obj);
+                    clear_fields(obj);
                     // Releasing the fields may run finalizers, but none can reach this object (nothing
                     // refers to an object whose count is zero): it is free to reuse.
                     if FREELIST.push(py, obj) {
