@@ -13,6 +13,12 @@ use pyo3::prelude::*;
 /// panic never crosses into CPython; it is logged (`tracing`) and the entry returns
 /// `on_panic()` instead (with the GIL held, as every such entry runs).
 pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl FnOnce() -> R) -> R {
+    let body = || {
+        if crate::fault::fires(entry) {
+            panic!("injected panic in {entry}");
+        }
+        body()
+    };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| {
         tracing::error!("panic inside aiocop's {entry}");
         on_panic()

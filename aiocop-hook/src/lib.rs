@@ -15,6 +15,7 @@ pub mod args;
 mod audited;
 pub mod compat;
 pub mod enforce;
+pub mod fault;
 pub mod heaptype;
 mod hook;
 mod mode;

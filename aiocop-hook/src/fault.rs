@@ -1,0 +1,79 @@
+//! Fault injection for tests: named points where a test build can make aiocop fail on purpose
+//! (a panic inside an `extern "C"` entry, a stalled or dead background thread) to check that
+//! Python and the loop survive it.
+//!
+//! Only with the cargo feature `fault-injection`, which the crates' own test builds turn on
+//! (each dev-depends on itself with it). Without it [`fires`] is a constant `false` that the
+//! compiler removes: no shipped build pays for a point.
+
+/// Whether the point `name` fires now; each firing uses up one of the times it was armed for.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn fires(name: &str) -> bool {
+    let _ = name;
+    false
+}
+
+#[cfg(feature = "fault-injection")]
+pub use armed::{arm, disarm_all, fired, fires};
+
+#[cfg(feature = "fault-injection")]
+mod armed {
+    use std::sync::Mutex;
+
+    /// One armed point: its name, how many more times it fires, how many times it fired.
+    struct Point {
+        name: String,
+        remaining: u32,
+        fired: u32,
+    }
+
+    static POINTS: Mutex<Vec<Point>> = Mutex::new(Vec::new());
+
+    fn with_points<R>(f: impl FnOnce(&mut Vec<Point>) -> R) -> R {
+        let mut points = POINTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut points)
+    }
+
+    /// Arms the point `name` to fire the next `times` times it is reached.
+    pub fn arm(name: &str, times: u32) {
+        with_points(|points| match points.iter_mut().find(|p| p.name == name) {
+            Some(point) => point.remaining = times,
+            None => points.push(Point {
+                name: name.to_owned(),
+                remaining: times,
+                fired: 0,
+            }),
+        });
+    }
+
+    /// Disarms every point and forgets how often each fired.
+    pub fn disarm_all() {
+        with_points(Vec::clear);
+    }
+
+    /// How many times the point `name` fired since it was first armed.
+    pub fn fired(name: &str) -> u32 {
+        with_points(|points| {
+            points
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(0, |p| p.fired)
+        })
+    }
+
+    /// Whether the point `name` fires now; each firing uses up one of the times it was armed
+    /// for.
+    pub fn fires(name: &str) -> bool {
+        with_points(|points| match points.iter_mut().find(|p| p.name == name) {
+            Some(point) if point.remaining > 0 => {
+                point.remaining -= 1;
+                point.fired += 1;
+                true
+            }
+            _ => false,
+        })
+    }
+}
