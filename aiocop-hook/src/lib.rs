@@ -1,12 +1,12 @@
 //! The native side of blocking-call detection: aiocop's CPython audit hook, the per-thread
-//! record queues it fills, stack capture through the C API, and the CPython version differences.
+//! record lists it fills, stack capture through the C API, and the CPython version differences.
 //!
 //! The hook is registered once with `PySys_AddAuditHook`. On every audited call it first asks
 //! "is this thread inside a monitored handle?" (a thread-local flag set by `aiocop-loop`); when
 //! not, it returns at once — no allocation, no Python call. Inside a handle, for an event in
 //! [`aiocop_severity`]'s table, it captures up to `trace_depth` frames (code object and
-//! instruction offset only) and pushes a [`PendingRecord`] onto the thread's lock-free queue, at
-//! most [`aiocop_events::MAX_RECORDS_PER_HANDLE`] per handle. Names and lines are resolved at
+//! instruction offset only) and pushes a [`PendingRecord`] onto the thread's record list (a
+//! thread-local `Vec`), at most [`aiocop_events::MAX_RECORDS_PER_HANDLE`] per handle. Names and lines are resolved at
 //! the end of the handle, on the slow path only ([`PendingRecord::resolve`]).
 //!
 //! Architecture invariant: nothing here may block, print, or let a panic cross FFI.

@@ -94,7 +94,7 @@ pub(crate) fn high_severity_error(
 /// One line describing an event that cannot be delivered, for the log: why it was emitted, how
 /// long the handle ran, its severity, the task, and each blocking call with where it was made
 /// (or, for CPU-bound work, the most sampled stack).
-pub fn describe(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> String {
+pub(crate) fn describe(py: Python<'_>, task: &SlowTask, objects: &SliceObjects) -> String {
     let mut text = format!(
         "{} in a {:.1} ms handle (threshold {:.1} ms), severity {} (score {})",
         task.reason,

@@ -32,7 +32,7 @@ use crate::loop_state::{live_loops, LoopShared};
 const CHANNEL_CAPACITY: usize = 16_384;
 /// How long events may wait for the loop thread to pick them up before the background thread
 /// schedules their delivery itself.
-pub const PICKUP_GRACE: Duration = Duration::from_millis(2);
+pub(crate) const PICKUP_GRACE: Duration = Duration::from_millis(2);
 
 struct SliceMsg {
     slice: Slice,
@@ -110,7 +110,7 @@ fn dispatcher() -> Option<&'static Dispatcher> {
 /// come from known call sites and are assembled in place instead.
 #[cold]
 #[inline(never)]
-pub fn send(slice: Slice, objects: SliceObjects, target: &Arc<LoopShared>) {
+pub(crate) fn send(slice: Slice, objects: SliceObjects, target: &Arc<LoopShared>) {
     let Some(d) = dispatcher() else {
         count(&DROPPED);
         return;

@@ -61,7 +61,7 @@ const COROUTINE: usize = 10;
 /// a delivered event, so the names are read only when the event's `task_name`, `coroutine` or
 /// `blocking_events` is, or when the event outlives its delivery.
 #[derive(Debug)]
-pub enum Identity {
+pub(crate) enum Identity {
     /// The handle's callback, not looked into yet: a task's step (whose `__self__` is the task)
     /// or any other callable. Looking into it at the end of every slow handle (an attribute
     /// read and a method call) cost more than the rest of the slow path on some programs
@@ -88,7 +88,7 @@ impl Identity {
     /// `(task name, qualname)`: `str` objects, or `None`. For a task's step, the task's name
     /// and its coroutine's qualname; for a plain callback, its `__qualname__` (the function's,
     /// for a `functools.partial`). Leaves no exception set.
-    pub fn names(&self, py: Python<'_>) -> TaskNames {
+    pub(crate) fn names(&self, py: Python<'_>) -> TaskNames {
         use aiocop_hook::enforce::{str_or_none, task_names};
         let names = match self {
             Identity::Callback(callback) => {
@@ -142,13 +142,13 @@ impl Identity {
 /// The Python objects that travel with a slice, untouched, from the end of its handle to the
 /// event: the user's context and who the slice ran for.
 #[derive(Debug, Default)]
-pub struct SliceObjects {
+pub(crate) struct SliceObjects {
     /// The merged context-provider dict, if any.
-    pub context: Option<Py<PyAny>>,
+    pub(crate) context: Option<Py<PyAny>>,
     /// The task or callback the handle ran.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// Per blocking event, in order: what its text is made from when it was deferred.
-    pub args: Vec<DeferredArgs>,
+    pub(crate) args: Vec<DeferredArgs>,
 }
 
 /// A handle that blocked the loop: it made blocking calls, or ran past the threshold.
@@ -172,7 +172,7 @@ pub struct SlowTaskEvent {
 
 impl SlowTaskEvent {
     /// The event for an assembled slice; its fields are built when first read.
-    pub fn delivered(task: SlowTask, objects: SliceObjects) -> Self {
+    pub(crate) fn delivered(task: SlowTask, objects: SliceObjects) -> Self {
         let mut values: [Option<Py<PyAny>>; FIELDS] = Default::default();
         values[CONTEXT] = objects.context;
         Self {
@@ -610,7 +610,7 @@ fn stack_strings<'py>(py: Python<'py>, stack: &Arc<Stack>) -> StackTexts<'py> {
 /// `trace`, `entry_point`, `severity`) and the task's identity, each dict has the event's
 /// `event_name`, the user's call `site`, the `user_trace` (cut after the user's outermost
 /// frame) and the `suggested_rule` that would allow the call (`None` without frames).
-pub fn blocking_events<'py>(
+pub(crate) fn blocking_events<'py>(
     py: Python<'py>,
     events: &[BlockingEvent],
     args: &[DeferredArgs],

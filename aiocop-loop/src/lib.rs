@@ -12,8 +12,8 @@
 //! - `methods`: the table of the four scheduling methods; `kwnames`: the `("context",)`
 //!   keyword names; `direct_call_soon`: asyncio's stock `call_soon`, done natively;
 //! - `loop_state`: one loop's delivery state, shared with the background thread;
-//!   `delivery`: its state machine, free of Python; `dispatch`: the background thread, `flush`, what is pending at exit; `sampler`: the CPU
-//!   sampling watchdog;
+//!   `delivery`: its state machine, free of Python; `dispatch`: the background thread,
+//!   `flush`, what is pending at exit; `sampler`: the CPU sampling watchdog;
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
@@ -24,13 +24,13 @@
 //! and capturing a sampled stack.
 
 pub mod config;
-pub use aiocop_hook::pylog;
+use aiocop_hook::pylog;
 mod counters;
-pub mod deliver;
+mod deliver;
 mod delivery;
 mod direct_call_soon;
 pub mod dispatch;
-pub mod event;
+mod event;
 mod handle;
 mod kwnames;
 mod loop_end;
@@ -44,6 +44,7 @@ pub mod sampler;
 mod scheduling;
 
 pub use config::Dispatch;
+pub use event::SlowTaskEvent;
 pub use loop_patch::{loop_patch, LoopPatch};
 pub use loop_state::LoopShared;
 pub use patching::{patch_loop, running_loop};

@@ -105,7 +105,7 @@ pub fn callbacks(py: Python<'_>) -> Vec<Py<PyAny>> {
 /// (one atomic load per event instead of a lock and a copy): a callback registered by another
 /// callback still receives the next event.
 #[derive(Debug)]
-pub struct CallbackSnapshot {
+pub(crate) struct CallbackSnapshot {
     generation: u64,
     list: Vec<Py<PyAny>>,
 }
@@ -121,7 +121,7 @@ impl Default for CallbackSnapshot {
 
 impl CallbackSnapshot {
     /// The callbacks as they are now.
-    pub fn current(&mut self, py: Python<'_>) -> &[Py<PyAny>] {
+    pub(crate) fn current(&mut self, py: Python<'_>) -> &[Py<PyAny>] {
         let generation = CALLBACKS_GENERATION.load(Ordering::Acquire);
         if generation != self.generation {
             self.list = callbacks(py);

@@ -3,8 +3,8 @@
 
 use aiocop_events::rules::{AllowRule, FrameScope};
 use aiocop_events::{Frame, RawArgs, RawRecord};
-use aiocop_hook::{enforce, rules, PythonVersion};
-use aiocop_loop::{config, dispatch, pylog, registry, sampler, Dispatch};
+use aiocop_hook::{enforce, pylog, rules, PythonVersion};
+use aiocop_loop::{config, dispatch, registry, sampler, Dispatch};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
@@ -686,7 +686,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
     m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
     m.add_class::<rules::PyAllowRule>()?;
-    m.add_class::<aiocop_loop::event::SlowTaskEvent>()?;
+    m.add_class::<aiocop_loop::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // aiocop-severity's weights and thresholds: the Python package's constants are these.
