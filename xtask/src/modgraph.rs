@@ -14,6 +14,7 @@ const CRATES: &[&str] = &[
     "aiocop-clock",
     "aiocop-severity",
     "aiocop-events",
+    "aiocop-aggregate",
     "aiocop-hook",
     "aiocop-loop",
     "aiocop-py",
