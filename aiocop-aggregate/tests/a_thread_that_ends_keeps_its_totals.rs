@@ -23,6 +23,9 @@ fn totals_of_ended_threads_are_reported() {
     let report = snapshot();
     assert_eq!(report.sites.len(), 1);
     assert_eq!(report.sites[0].totals.count, 3);
-    assert_eq!(report.sites[0].totals.histogram.quantile_ns(0.5), 70_000_000);
+    assert_eq!(
+        report.sites[0].totals.histogram.quantile_ns(0.5),
+        70_000_000
+    );
     assert_eq!(snapshot(), report);
 }

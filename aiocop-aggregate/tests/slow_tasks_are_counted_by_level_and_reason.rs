@@ -38,7 +38,12 @@ fn levels_and_reasons() {
             ("high", "cpu_blocking", 0),
         ]
     );
-    let le = |seconds: f64| BOUNDS_SECONDS.iter().position(|&b| b == seconds).expect("a bound");
+    let le = |seconds: f64| {
+        BOUNDS_SECONDS
+            .iter()
+            .position(|&b| b == seconds)
+            .expect("a bound")
+    };
     assert_eq!(report.durations.counts()[le(0.005)], 1);
     assert_eq!(report.durations.counts()[le(0.25)], 2);
     assert_eq!(report.durations.sum_ns(), 243_000_000);
