@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use aiocop_events::{assemble, Slice, SlowTask};
+use aiocop_aggregate::HandleRun;
+use aiocop_events::{assemble, Reason, Slice, SlowTask};
 use aiocop_hook::DeferredArgs;
-use aiocop_severity::THRESHOLD_HIGH;
+use aiocop_severity::{level_from_score, Level, THRESHOLD_HIGH};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -57,16 +58,48 @@ pub(crate) fn run_monitored(
         }
         return result; // the fast path
     }
-    after_slow_handle(
-        callback,
-        target,
+    let end = HandleEnd {
         elapsed_ns,
         threshold_ns,
-        recorded,
-        samples,
+        recorded: recorded.unwrap_or_default(),
+        cpu_samples: samples.unwrap_or_default(),
         pre_context,
-        result,
-    )
+    };
+    after_slow_handle(callback, target, end, result)
+}
+
+/// What a handle that recorded a blocking call or ran over the threshold leaves for the slow
+/// path.
+struct HandleEnd {
+    elapsed_ns: u64,
+    threshold_ns: u64,
+    recorded: aiocop_hook::Recorded,
+    cpu_samples: Vec<Vec<aiocop_events::Frame>>,
+    /// The context providers' dict at the start of the handle.
+    pre_context: Option<Py<PyDict>>,
+}
+
+impl HandleEnd {
+    /// Counts the handle and its blocking calls in the per-call-site totals, if it makes a
+    /// slow-task event (a blocking call, or over the threshold).
+    fn count_in_totals(&self) {
+        let records = &self.recorded.records;
+        let (level, reason) = if records.is_empty() {
+            if self.elapsed_ns < self.threshold_ns {
+                return;
+            }
+            (Level::Low, Reason::CpuBlocking)
+        } else {
+            let score = aiocop_severity::score(records.iter().map(|r| Some(r.spec.weight)));
+            (level_from_score(i64::from(score)), Reason::IoBlocking)
+        };
+        let run = HandleRun {
+            elapsed_ns: self.elapsed_ns,
+            level,
+            reason,
+        };
+        aiocop_aggregate::record(run, records.iter().map(|r| (&r.stack, r.spec.name)));
+    }
 }
 
 /// The context providers' dict at the start of a handle (only with providers registered).
@@ -84,21 +117,17 @@ fn pick_up(target: &Arc<LoopShared>) {
     Python::attach(|py| target.pick_up(py));
 }
 
-/// The end of a handle that recorded a blocking call or ran over the threshold.
+/// The end of a handle that recorded a blocking call or ran over the threshold: counted in the
+/// per-call-site totals; made into a slow-task event only for the callbacks or enforcement.
 #[cold]
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
 fn after_slow_handle(
     callback: &Bound<'_, PyAny>,
     target: &Arc<LoopShared>,
-    elapsed_ns: u64,
-    threshold_ns: u64,
-    recorded: Option<aiocop_hook::Recorded>,
-    samples: Option<Vec<Vec<aiocop_events::Frame>>>,
-    pre_context: Option<Py<PyDict>>,
+    end: HandleEnd,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    let identity = Identity::of_callback(callback);
+    end.count_in_totals();
     // Now and then: refine the clock's rate (the background threads do it too, when awake).
     aiocop_clock::recalibrate();
     // The caller's token, not a real attach (`PyGILState_Ensure` and its release, on every
@@ -110,31 +139,27 @@ fn after_slow_handle(
     if target.has_ready() {
         target.pick_up(py);
     }
-    slow_path(
-        py,
-        target,
-        elapsed_ns,
-        threshold_ns,
-        recorded.unwrap_or_default(),
-        samples.unwrap_or_default(),
-        pre_context,
-        identity,
-        result,
-    )
+    if !registry::has_callbacks() && end.recorded.violation_mode.is_none() {
+        return result; // nobody to deliver an event to, nothing to enforce: the totals suffice
+    }
+    let identity = Identity::of_callback(callback);
+    slow_path(py, target, end, identity, result)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn slow_path(
     py: Python<'_>,
     target: &Arc<LoopShared>,
-    elapsed_ns: u64,
-    threshold_ns: u64,
-    recorded: aiocop_hook::Recorded,
-    cpu_samples: Vec<Vec<aiocop_events::Frame>>,
-    pre_context: Option<Py<PyDict>>,
+    end: HandleEnd,
     identity: Identity,
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let HandleEnd {
+        elapsed_ns,
+        threshold_ns,
+        recorded,
+        cpu_samples,
+        pre_context,
+    } = end;
     let post_context = if registry::has_providers() {
         capture_context(py)
     } else {

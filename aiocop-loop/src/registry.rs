@@ -17,6 +17,21 @@ static PROVIDERS: Mutex<Vec<Py<PyAny>>> = Mutex::new(Vec::new());
 static HAS_PROVIDERS: AtomicBool = AtomicBool::new(false);
 /// Bumped after every change of the callback list.
 static CALLBACKS_GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Whether the callback list is not empty (read at the end of every slow handle).
+static HAS_CALLBACKS: AtomicBool = AtomicBool::new(false);
+
+/// After a change of the callback list: a new generation, and whether any is left.
+fn callbacks_changed() {
+    HAS_CALLBACKS.store(!lock(&CALLBACKS).is_empty(), Ordering::Release);
+    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Whether any slow-task callback is registered (one atomic load). Without one, a slow handle
+/// only counts in the per-call-site totals: no event is built.
+#[inline]
+pub(crate) fn has_callbacks() -> bool {
+    HAS_CALLBACKS.load(Ordering::Acquire)
+}
 
 /// Python classes the Rust side raises (set once by the Python package).
 #[derive(Debug)]
@@ -80,19 +95,19 @@ fn snapshot(py: Python<'_>, list: &Mutex<Vec<Py<PyAny>>>) -> Vec<Py<PyAny>> {
 /// Adds a slow-task callback (a second registration of an equal callable is a no-op).
 pub fn register_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) {
     add(py, &CALLBACKS, callback);
-    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
+    callbacks_changed();
 }
 
 /// Removes a slow-task callback, if registered.
 pub fn unregister_callback(py: Python<'_>, callback: &Bound<'_, PyAny>) {
     remove(py, &CALLBACKS, callback);
-    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
+    callbacks_changed();
 }
 
 /// Removes every slow-task callback.
 pub fn clear_callbacks() {
     let removed = std::mem::take(&mut *lock(&CALLBACKS));
-    CALLBACKS_GENERATION.fetch_add(1, Ordering::AcqRel);
+    callbacks_changed();
     drop(removed);
 }
 

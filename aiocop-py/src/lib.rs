@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
 
 mod alloc;
+mod report;
 mod validate;
 
 /// mimalloc for the extension's Rust allocations (see `alloc`).
@@ -685,6 +686,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_own_package_dir, m)?)?;
     m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
     m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
+    report::add_to(m)?;
     m.add_class::<rules::PyAllowRule>()?;
     m.add_class::<aiocop_loop::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;

@@ -44,6 +44,15 @@ from aiocop._aiocop import (
     unregister_slow_task_callback,
 )
 from aiocop._patch import get_patched_functions, patch_audit_functions
+from aiocop._report import (
+    Durations,
+    Report,
+    SiteStats,
+    SlowTaskCount,
+    configure_report,
+    report,
+    reset_report,
+)
 from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
 from aiocop._rules import (
     AllowRule,
@@ -143,6 +152,14 @@ __all__ = [
     "get_severity_level_from_score",
     "flush",
     "stats",
+    # Per-call-site totals
+    "report",
+    "reset_report",
+    "configure_report",
+    "Report",
+    "SiteStats",
+    "SlowTaskCount",
+    "Durations",
     # Types
     "BlockingEventInfo",
     "CpuStackSample",
