@@ -19,7 +19,8 @@ import time
 from types import ModuleType
 from typing import Any
 
-MODES = ("none", "ours", "incumbent")
+# `ours_totals`: ours without a slow-task callback (the per-call-site totals only).
+MODES = ("none", "ours", "ours_totals", "incumbent")
 LOOPS = ("asyncio", "uvloop")
 
 _aiocop: ModuleType | None = None
@@ -39,12 +40,13 @@ def setup(mode: str) -> None:
     import aiocop
 
     is_ours = hasattr(aiocop, "_aiocop")
-    if is_ours != (mode == "ours"):
+    if is_ours != (mode in ("ours", "ours_totals")):
         found = "this repository's aiocop" if is_ours else "aiocop from PyPI"
         raise SystemExit(f"mode {mode!r} but `import aiocop` found {found} ({aiocop.__file__})")
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection()
-    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=_on_slow_task)
+    callback = None if mode == "ours_totals" else _on_slow_task
+    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback)
     _aiocop = aiocop
 
 

@@ -10,7 +10,8 @@ use crate::{display, exec, step, Result};
 
 /// What the venv needs from PyPI: the build tool, the test runner, the async test plugins the
 /// pytest plugin is tested with (`pytest-asyncio`, `anyio`) and what the tests, the example and
-/// the benches (`uvicorn`, `httptools`) import. Changing this list changes the stamp, so the
+/// the benches (`uvicorn`, `httptools`) import, and the libraries the exporters are tested
+/// against (`prometheus-client`, `opentelemetry-sdk`). Changing this list changes the stamp, so the
 /// next run reinstalls.
 const TOOLS: &[&str] = &[
     "maturin",
@@ -22,6 +23,8 @@ const TOOLS: &[&str] = &[
     "httpx",
     "uvicorn",
     "httptools",
+    "prometheus-client",
+    "opentelemetry-sdk",
 ];
 
 /// Stamp files are named `<prefix><hash of TOOLS>`, inside the venv.
