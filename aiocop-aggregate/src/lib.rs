@@ -39,6 +39,6 @@ mod threads;
 
 pub use durations::{Durations, BOUNDS_SECONDS};
 pub use histogram::Histogram;
-pub use report::{snapshot, SiteStats, SlowTaskCount, Snapshot, OTHER};
+pub use report::{folded_stacks, snapshot, SiteStats, SlowTaskCount, Snapshot, OTHER};
 pub use table::{HandleRun, SiteTotals};
 pub use threads::{max_sites, record, reset, set_max_sites, DEFAULT_MAX_SITES};

@@ -111,3 +111,40 @@ pub fn snapshot() -> Snapshot {
         durations,
     }
 }
+
+/// Every site's stack as a line of the "folded" format flamegraph tools read: its frames
+/// outermost first (`path:line:function`), then the audit event, separated by `;`, then a space
+/// and the summed duration in microseconds of the handles it blocked. Equal stacks of several
+/// threads are one line; lines are sorted.
+///
+/// ```
+/// use aiocop_aggregate::{folded_stacks, record, HandleRun};
+/// use aiocop_events::{Frame, Reason, Stack};
+/// use aiocop_severity::Level;
+///
+/// let stack = Stack::shared(vec![Frame::new("/srv/db.py", 12, "load"), Frame::new("/srv/app.py", 3, "main")]);
+/// let run = HandleRun { elapsed_ns: 2_500_000, level: Level::Medium, reason: Reason::IoBlocking };
+/// record(run, [(&stack, "open")]);
+/// assert_eq!(folded_stacks(), ["/srv/app.py:3:main;/srv/db.py:12:load;open 2500"]);
+/// ```
+pub fn folded_stacks() -> Vec<String> {
+    let mut lines: HashMap<String, u64> = HashMap::new();
+    for_each_table(|table| {
+        for site in table.sites.values() {
+            let mut line = String::new();
+            for frame in site.stack.frames().iter().rev() {
+                line.push_str(&aiocop_events::format_frame(frame).replace(';', ":"));
+                line.push(';');
+            }
+            line.push_str(site.event);
+            *lines.entry(line).or_default() += site.row.totals.total_ns / 1_000;
+        }
+    });
+    let mut out: Vec<String> = lines
+        .into_iter()
+        .filter(|(_, us)| *us > 0)
+        .map(|(line, us)| format!("{line} {us}"))
+        .collect();
+    out.sort();
+    out
+}

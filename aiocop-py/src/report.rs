@@ -90,5 +90,28 @@ pub(crate) fn add_to(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_report, m)?)?;
     m.add_function(wrap_pyfunction!(_set_report_max_sites, m)?)?;
     m.add_function(wrap_pyfunction!(_report_max_sites, m)?)?;
+    m.add_function(wrap_pyfunction!(_flamegraph_svg, m)?)?;
     Ok(())
+}
+
+/// A flamegraph (SVG) of blocking time by stack: each site's stack, outermost frame at the
+/// bottom, its audit event on top, as wide as the summed durations of the handles it blocked.
+/// Drawn by `inferno` from [`aiocop_aggregate::folded_stacks`].
+#[pyfunction]
+pub(crate) fn _flamegraph_svg(py: Python<'_>, title: &str) -> PyResult<String> {
+    let lines = py.detach(aiocop_aggregate::folded_stacks);
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = format!("aiocop: blocking time by stack — {title}");
+    options.count_name = "µs".to_owned();
+    options.hash = true;
+    let mut svg = Vec::new();
+    if lines.is_empty() {
+        // inferno draws an error message for no input: say what it means instead.
+        options.subtitle = Some("no blocking calls were recorded".to_owned());
+        inferno::flamegraph::from_lines(&mut options, ["(no blocking calls) 1"], &mut svg)
+    } else {
+        inferno::flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), &mut svg)
+    }
+    .map_err(|err| PyValueError::new_err(format!("flamegraph: {err}")))?;
+    String::from_utf8(svg).map_err(|err| PyValueError::new_err(format!("flamegraph: {err}")))
 }

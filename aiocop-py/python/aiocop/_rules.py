@@ -15,7 +15,6 @@ context), from the ``AIOCOP_ALLOW`` environment variable (specs separated by ``;
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,13 +24,12 @@ from typing import Any, Optional, Union
 from aiocop import _aiocop
 from aiocop._aiocop import AllowRule, allow_rules, clear_allow_rules, disallow, suggest_allow_rule
 from aiocop._aiocop import unused_allow_rules
+from aiocop._pyproject import read_table
 
 #: Rules scoped to the current context (``allowing``), read natively by the audit hook.
 _scoped_rules: ContextVar[tuple[AllowRule, ...]] = ContextVar("aiocop_scoped_rules", default=())
 
 _FIELDS = ("event", "module", "path", "function")
-#: The keys of ``[tool.aiocop]`` in ``pyproject.toml``.
-PYPROJECT_KEYS = ("allow",)
 
 
 def make_rule(
@@ -139,25 +137,7 @@ def load_allow_rules(pyproject: Union[str, "os.PathLike[str]"]) -> list[AllowRul
     """Put the rules of ``[tool.aiocop] allow = [...]`` of a ``pyproject.toml`` in force
     (specs or tables of fields). Returns them; a missing file or table gives none."""
     path = Path(pyproject)
-    if not path.is_file():
-        return []
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - 3.10
-        try:
-            import tomli as tomllib
-        except ImportError as exc:
-            raise RuntimeError("reading pyproject.toml on Python 3.10 needs `tomli`") from exc
-    with path.open("rb") as f:
-        data = tomllib.load(f)
-    table = data.get("tool", {}).get("aiocop", {})
-    if not isinstance(table, dict):
-        raise ValueError(f"[tool.aiocop] in {path} must be a table, got {type(table).__name__}")
-    unknown = sorted(set(table) - set(PYPROJECT_KEYS))
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {unknown} in [tool.aiocop] of {path}; expected {list(PYPROJECT_KEYS)}"
-        )
+    table = read_table(path)
     entries = table.get("allow", [])
     if not isinstance(entries, list):
         raise ValueError(f"[tool.aiocop] allow in {path} must be a list, got {type(entries).__name__}")
