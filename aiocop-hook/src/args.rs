@@ -4,12 +4,17 @@ use aiocop_events::RawArgs;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-/// `str()` of each argument; an `(args_tuple, kwargs_dict)` pair (what `sys.audit(name, args,
+use crate::redactor;
+
+/// `str()` of each argument (through the user's redactor, if one is set); an `(args_tuple, kwargs_dict)` pair (what `sys.audit(name, args,
 /// kwargs)` from a wrapper produces) becomes [`RawArgs::Call`] with the tuple's items.
 pub fn resolve_args(args: &Bound<'_, PyAny>) -> RawArgs {
     let Ok(tuple) = args.cast::<PyTuple>() else {
         return match args.str() {
-            Ok(s) => RawArgs::Values(vec![s.to_string_lossy().into_owned()]),
+            Ok(s) => RawArgs::Values(vec![redactor::apply(
+                args.py(),
+                s.to_string_lossy().into_owned(),
+            )]),
             Err(_) => RawArgs::Unformattable,
         };
     };
@@ -44,8 +49,12 @@ pub fn call_args(inner: &Bound<'_, PyTuple>) -> RawArgs {
 }
 
 fn strs(tuple: &Bound<'_, PyTuple>) -> Option<Vec<String>> {
+    let py = tuple.py();
     tuple
         .iter()
-        .map(|item| item.str().ok().map(|s| s.to_string_lossy().into_owned()))
+        .map(|item| {
+            let text = item.str().ok()?.to_string_lossy().into_owned();
+            Some(redactor::apply(py, text))
+        })
         .collect()
 }

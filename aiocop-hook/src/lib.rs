@@ -20,6 +20,7 @@ pub mod heaptype;
 mod hook;
 mod mode;
 pub mod pylog;
+pub mod redactor;
 pub mod rules;
 pub mod stack;
 mod state;

@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
 
 mod alloc;
+mod redaction;
 mod report;
 mod validate;
 
@@ -34,8 +35,9 @@ fn start_blocking_io_detection(py: Python<'_>, trace_depth: &Bound<'_, PyAny>) -
         );
         return Ok(());
     }
-    // Shown arguments are redacted unless `AIOCOP_REDACT=0` says otherwise.
-    aiocop_events::set_redaction(redact.unwrap_or(true));
+    // Shown arguments are redacted unless `AIOCOP_REDACT=0` says otherwise (or a redactor of
+    // the user's replaces the built-in redaction).
+    redaction::set_builtin(redact.unwrap_or(true));
     aiocop_hook::set_first_record_context(first_record_context);
     aiocop_hook::install(py, depth)?;
     Ok(())
@@ -687,6 +689,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_set_enforcement, m)?)?;
     m.add_function(wrap_pyfunction!(_hook_installed, m)?)?;
     report::add_to(m)?;
+    m.add_function(wrap_pyfunction!(redaction::set_redactor, m)?)?;
     m.add_class::<rules::PyAllowRule>()?;
     m.add_class::<aiocop_loop::SlowTaskEvent>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;

@@ -39,6 +39,7 @@ from aiocop._aiocop import (
     register_context_provider,
     register_slow_task_callback,
     reset_blocking_events,
+    set_redactor,
     stats,
     unregister_context_provider,
     unregister_slow_task_callback,
@@ -152,6 +153,7 @@ __all__ = [
     "get_severity_level_from_score",
     "flush",
     "stats",
+    "set_redactor",
     # Per-call-site totals
     "report",
     "reset_report",
