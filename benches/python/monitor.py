@@ -50,6 +50,21 @@ def setup(mode: str) -> None:
     _aiocop = aiocop
 
 
+def serve_metrics() -> None:
+    """Serves ours' Prometheus metrics on 127.0.0.1 at ``AIOCOP_BENCH_METRICS_PORT``, if set
+    (the soak run scrapes them)."""
+    port = os.environ.get("AIOCOP_BENCH_METRICS_PORT")
+    if _aiocop is None or not port:
+        return
+    import prometheus_client
+
+    from aiocop.exporters import prometheus
+
+    registry = prometheus_client.CollectorRegistry()
+    prometheus.register(registry)
+    prometheus_client.start_http_server(int(port), addr="127.0.0.1", registry=registry)
+
+
 def activate() -> None:
     """``aiocop.activate()``: call it inside the running loop, after ``setup``."""
     if _aiocop is not None:

@@ -31,6 +31,7 @@ DATA_FILE = os.path.join(tempfile.gettempdir(), f"aiocop-bench-server-{os.getpid
 # Before the monitor's and the loop's threads start: they inherit the affinity.
 monitor.pin_to_cpu(os.environ.get("AIOCOP_BENCH_CPU"))
 monitor.setup(monitor.mode_from_env())
+monitor.serve_metrics()
 
 
 async def all_async(request: Request) -> JSONResponse:

@@ -11,6 +11,7 @@ mod demo;
 mod fuzz;
 mod lint;
 mod modgraph;
+mod soak;
 mod test;
 mod venv;
 
@@ -30,7 +31,7 @@ commands:
                                      on each loop kind (default: both)
   test [-- <pytest args>]            cargo test --workspace, fuzz --smoke, then build into
                                      .venv and run pytest tests/python (args after `--` go
-                                     to pytest), then bench --smoke
+                                     to pytest), then bench --smoke and a 15 s soak
   venv                               create .venv, install the Python tools, and build and
                                      install aiocop into it (maturin develop --release)
   bench [--smoke] [--rounds N] [--only PART]
@@ -49,6 +50,10 @@ commands:
                                      cargo-fuzz on nightly, SECS (default 60) per target;
                                      --smoke: on stable, each target on its seed corpus and
                                      a fixed set of mutations of it, in seconds
+  soak [--minutes N]                 the bench's server keeping only the per-call-site
+                                     totals, /stat under load for N minutes (default 10),
+                                     scraped every second; fails on RSS growth >= 16 MiB,
+                                     an error, or calls counted != requests answered
   lint                               cargo fmt --check, cargo clippy -D warnings, and no
                                      module cycles inside any crate
   help                               this text
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         "lint" => no_args(command, rest).and_then(|()| lint::run(&root()?)),
         "bench" => root().and_then(|root| bench::run(&root, rest)),
         "fuzz" => root().and_then(|root| fuzz::run(&root, rest)),
+        "soak" => root().and_then(|root| soak::run(&root, rest)),
         unknown => {
             eprintln!("xtask: unknown command `{unknown}`\n");
             eprint!("{USAGE}");

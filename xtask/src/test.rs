@@ -1,27 +1,27 @@
 //! `cargo xtask test`: every test of the project — the Rust workspace's, the fuzz targets in
 //! smoke mode, then the Python suite against a release build installed in `.venv`, then the
-//! bench in smoke mode (so the harness keeps working).
+//! bench in smoke mode and a 15-second soak (so the harnesses keep working).
 
 use std::path::Path;
 
-use crate::{bench, cargo, exec, fuzz, step, venv, Result};
+use crate::{bench, cargo, exec, fuzz, soak, step, venv, Result};
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let pytest_args = pytest_args(args)?;
 
-    step("[1/5] cargo test --workspace");
+    step("[1/6] cargo test --workspace");
     crate::modgraph::run(root)?;
     exec(cargo(root).args(["test", "--workspace"]))?;
 
-    step("[2/5] cargo xtask fuzz --smoke");
+    step("[2/6] cargo xtask fuzz --smoke");
     fuzz::smoke(root, None)?;
 
-    step("[3/5] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
+    step("[3/6] prepare .venv and build aiocop, and aiocop 1.2.1 in its own venv");
     let venv = venv::prepare(root)?;
     // The differential test runs the same program on aiocop 1.2.1 and on ours.
     let incumbent = venv::ensure_at(root, bench::INCUMBENT_VENV, bench::INCUMBENT_PACKAGES)?;
 
-    step("[4/5] pytest tests/python");
+    step("[4/6] pytest tests/python");
     exec(
         venv.command("python")?
             .args([
@@ -37,8 +37,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
             .env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python")),
     )?;
 
-    step("[5/5] cargo xtask bench --smoke");
-    bench::run_with(root, &venv, &bench::Options::smoke())
+    step("[5/6] cargo xtask bench --smoke");
+    bench::run_with(root, &venv, &bench::Options::smoke())?;
+
+    step("[6/6] cargo xtask soak --minutes 0.25");
+    soak::run_with(root, &venv, 0.25)
 }
 
 /// Everything after `--` goes to pytest; nothing else is accepted.
