@@ -177,7 +177,8 @@ unsafe fn walk<F: FnMut(*mut ffi::PyObject, Position) -> bool>(visit: &mut F) {
     while !frame.is_null() {
         // SAFETY: `frame` is on the running thread's chain of live frames (GIL held).
         if !unsafe { incomplete(frame) } {
-            // SAFETY: a live frame (see above): field reads.
+            // SAFETY: `frame` is on the running thread's chain of live frames (GIL held):
+            // field reads.
             let (code, prev_instr) = unsafe { ((*frame).f_code, (*frame).prev_instr) };
             // SAFETY: a live frame's code object is valid while the frame runs: the address of
             // its instruction array, which `prev_instr` points into (or just before).
@@ -188,7 +189,8 @@ unsafe fn walk<F: FnMut(*mut ffi::PyObject, Position) -> bool>(visit: &mut F) {
             let units = unsafe { prev_instr.offset_from(first) };
             let position = match i32::try_from(units) {
                 Ok(units) if units >= 0 => Position::Lasti(units * 2),
-                // SAFETY: the live code object (see above): a field read.
+                // SAFETY: a live frame's code object is valid while the frame runs: a field
+                // read.
                 _ => Position::Line(unsafe { (*code).co_firstlineno }),
             };
             if !visit(code.cast(), position) {
