@@ -20,7 +20,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::heaptype::{
-    carry_on, create_once, dealloc, guard, leak, member, panicked, slot, Table, MEMBER_END,
+    carry_on, create_once, dealloc, guard, leak, member, panicked, plain_repr, slot, Table,
+    MEMBER_END,
 };
 use crate::state::in_handle;
 
@@ -288,24 +289,23 @@ unsafe extern "C" fn audited_getattro(
 unsafe extern "C" fn audited_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls tp_repr with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let text = guard(
+    guard(
         "AuditedFunction repr",
-        || "<aiocop audited>".to_owned(),
+        || plain_repr(c"<aiocop audited>"),
         || {
             // SAFETY: `slf` is a live AuditedObject (tp_repr of its type); a field read.
             let original = unsafe { (*slf.cast::<AuditedObject>()).original };
             if original.is_null() {
-                return "<aiocop audited (cleared)>".to_owned();
+                return plain_repr(c"<aiocop audited (cleared)>");
             }
             // SAFETY: GIL held; `slf` holds a strong reference to `original` for the call.
             let inner = unsafe { Bound::from_borrowed_ptr(py, original) }
                 .repr()
                 .map(|r| r.to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "<callable>".to_owned());
-            format!("<aiocop audited {inner}>")
+            pyo3::types::PyString::new(py, &format!("<aiocop audited {inner}>")).into_ptr()
         },
-    );
-    pyo3::types::PyString::new(py, &text).into_ptr()
+    )
 }
 
 unsafe extern "C" fn audited_traverse(

@@ -2,7 +2,7 @@
 //! `aiocop-loop`): static tables CPython reads, type creation from a spec, and the GC-aware
 //! deallocation every such type needs.
 
-use std::ffi::{c_int, c_ulong, c_void, CStr};
+use std::ffi::{c_int, c_ulong, c_void, CStr, CString};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -30,24 +30,38 @@ pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl Fn
 }
 
 /// `on_panic` for an entry that returns a new reference: a `RuntimeError` is set, NULL
-/// returned.
+/// returned. Made through the C API alone, so that it cannot panic in turn (a pyo3 error
+/// made from a Rust string panics when CPython is out of memory).
 pub fn panicked(entry: &'static str) -> *mut ffi::PyObject {
-    // SAFETY: every entry runs with the GIL held (CPython calls its slots so).
-    let py = unsafe { Python::assume_attached() };
-    pyo3::exceptions::PyRuntimeError::new_err(format!("panic inside aiocop's {entry}")).restore(py);
+    let message = CString::new(format!("panic inside aiocop's {entry}"))
+        .unwrap_or_else(|_| c"panic inside aiocop".to_owned());
+    // SAFETY: every entry runs with the GIL held (CPython calls its slots so); the message is
+    // NUL-terminated and copied by the call.
+    unsafe { ffi::PyErr_SetString(ffi::PyExc_RuntimeError, message.as_ptr()) };
     null_mut()
+}
+
+/// [`panicked`] for an entry whose body returns a `PyResult`: the `RuntimeError`, fetched (a
+/// normalised exception, which restoring later cannot fail).
+pub fn panicked_err(py: Python<'_>, entry: &'static str) -> PyErr {
+    panicked(entry);
+    PyErr::fetch(py)
+}
+
+/// `on_panic` for a `tp_repr`: the fixed `text`, made through the C API alone (NULL with an
+/// exception set when CPython is out of memory).
+pub fn plain_repr(text: &'static CStr) -> *mut ffi::PyObject {
+    // SAFETY: every entry runs with the GIL held; `text` is a NUL-terminated ASCII string.
+    unsafe { ffi::PyUnicode_FromString(text.as_ptr()) }
 }
 
 /// `on_panic` for an entry whose failure must not fail the user's call (the audit hook, the
 /// audit event of an `AuditedFunction`): whatever exception the body had set before it
 /// panicked is cleared and 0 (go on) returned.
 pub fn carry_on() -> c_int {
-    // SAFETY: every entry runs with the GIL held (CPython calls its hooks and slots so).
-    let py = unsafe { Python::assume_attached() };
-    if PyErr::occurred(py) {
-        // Attached for real, so that pyo3 releases the exception at once.
-        Python::attach(|py| drop(PyErr::take(py)));
-    }
+    // SAFETY: every entry runs with the GIL held (CPython calls its hooks and slots so);
+    // clearing releases the exception at once, with no pyo3 object in between.
+    unsafe { ffi::PyErr_Clear() };
     0
 }
 

@@ -19,7 +19,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use aiocop_hook::heaptype::{
-    create_once, dealloc, guard, leak, member, panicked, slot, Table, MEMBER_END,
+    create_once, dealloc, guard, leak, member, panicked, panicked_err, plain_repr, slot, Table,
+    MEMBER_END,
 };
 
 use aiocop_hook::compat::{Current, PythonVersion};
@@ -292,11 +293,7 @@ unsafe extern "C" fn monitored_vectorcall(
     let py = unsafe { Python::assume_attached() };
     let outcome = guard(
         "MonitoredCallback call",
-        || {
-            Err(PyRuntimeError::new_err(
-                "panic inside aiocop's MonitoredCallback",
-            ))
-        },
+        || Err(panicked_err(py, "MonitoredCallback call")),
         || {
             let m = callable.cast::<MonitoredObject>();
             // SAFETY: `callable` is a MonitoredObject (this function is only installed on it),
@@ -502,9 +499,9 @@ unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
 unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls tp_repr with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let text = guard(
+    guard(
         "MonitoredCallback repr",
-        || "<aiocop monitored callback>".to_owned(),
+        || plain_repr(c"<aiocop monitored callback>"),
         || {
             // SAFETY: `obj` is a live MonitoredObject (tp_repr of its type); a field read.
             let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
@@ -517,10 +514,9 @@ unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObje
                     .map(|r| r.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| "<callback>".to_owned())
             };
-            format!("<aiocop monitored {inner}>")
+            pyo3::types::PyString::new(py, &format!("<aiocop monitored {inner}>")).into_ptr()
         },
-    );
-    pyo3::types::PyString::new(py, &text).into_ptr()
+    )
 }
 
 unsafe extern "C" fn monitored_get_wrapped(

@@ -10,11 +10,11 @@
 
 use std::ptr::null_mut;
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use aiocop_hook::heaptype::{guard, Table};
+use aiocop_hook::heaptype::{guard, panicked_err, Table};
 
 use crate::direct_call_soon::direct_call_soon;
 use crate::kwnames::{context_kwnames, is_context_kwnames};
@@ -83,12 +83,7 @@ unsafe fn forward(
 ) -> *mut ffi::PyObject {
     // SAFETY: fastcall functions run with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let on_panic = || {
-        Err(PyRuntimeError::new_err(format!(
-            "panic inside aiocop's {}",
-            method.name()
-        )))
-    };
+    let on_panic = || Err(panicked_err(py, method.name()));
     let outcome = guard(
         method.name(),
         on_panic,
