@@ -10,9 +10,8 @@
 //! a trace. Unknown attributes (`__name__`, `__doc__`, ...) are read from the original;
 //! `__wrapped__` is the original.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::offset_of;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::AtomicPtr;
 
@@ -20,7 +19,10 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::heaptype::{create_once, dealloc, guard, member, panicked, slot, Table, MEMBER_END};
+use crate::heaptype::{
+    carry_on, create_once, dealloc, guard, leak, member, panicked, plain_repr, slot, Table,
+    MEMBER_END,
+};
 use crate::state::in_handle;
 
 extern "C" {
@@ -97,20 +99,22 @@ pub fn audited<'py>(
         return Err(PyErr::fetch(py));
     }
     let a = obj.cast::<AuditedObject>();
-    // SAFETY: `obj` is a zeroed AuditedObject we just allocated; `original` is valid.
+    // SAFETY: `obj` is a zeroed AuditedObject we just allocated and nothing else has seen:
+    // its fields are ours to fill, the object taking the reference to `original` and the
+    // leaked event name (both released by its dealloc).
     unsafe {
         (*a).vectorcall = Some(audited_vectorcall);
         (*a).original = original.clone().into_ptr();
         (*a).event = event.into_raw();
         (*a).is_socket = is_socket;
     }
-    // SAFETY: a new reference.
+    // SAFETY: GIL held; `obj` is the new reference `PyType_GenericAlloc` returned, non-NULL.
     Ok(unsafe { Bound::from_owned_ptr(py, obj) })
 }
 
 /// `sock.gettimeout() == 0.0` (a non-blocking socket); false when it cannot tell.
 fn non_blocking(py: Python<'_>, sock: *mut ffi::PyObject) -> bool {
-    // SAFETY: `sock` is a valid object (a call argument).
+    // SAFETY: GIL held; `sock` is a call argument, valid (borrowed) for the whole call.
     let sock = unsafe { Bound::from_borrowed_ptr(py, sock) };
     match sock.call_method0(pyo3::intern!(py, "gettimeout")) {
         Ok(timeout) => timeout.extract::<f64>().is_ok_and(|t| t == 0.0),
@@ -131,29 +135,28 @@ unsafe fn raise_event(
     kwnames: *mut ffi::PyObject,
 ) -> c_int {
     let build = || -> PyResult<(Bound<'_, pyo3::types::PyTuple>, Bound<'_, pyo3::types::PyDict>)> {
+        // SAFETY: GIL held; any size.
+        let tuple = unsafe { ffi::PyTuple_New(nargs as ffi::Py_ssize_t) };
         // SAFETY: GIL held; a new tuple of `nargs` empty slots, or NULL with an exception set.
-        let tuple = unsafe {
-            Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(nargs as ffi::Py_ssize_t))?
-        };
+        let tuple = unsafe { Bound::from_owned_ptr_or_err(py, tuple)? };
         for i in 0..nargs {
-            // SAFETY: a vectorcall passes `nargs` valid positional pointers; each empty slot of
-            // the new tuple takes a new reference.
-            unsafe {
-                ffi::PyTuple_SET_ITEM(
-                    tuple.as_ptr(),
-                    i as ffi::Py_ssize_t,
-                    ffi::Py_NewRef(*args.add(i)),
-                );
-            }
+            // SAFETY: a vectorcall passes `nargs` positional pointers; `i < nargs`.
+            let item = unsafe { *args.add(i) };
+            // SAFETY: GIL held; `item` is a valid argument of the call: a new reference.
+            let item = unsafe { ffi::Py_NewRef(item) };
+            // SAFETY: slot `i < nargs` of the new tuple, still empty, steals the new reference.
+            unsafe { ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i as ffi::Py_ssize_t, item) };
         }
-        // SAFETY: it was made as a tuple just above.
+        // SAFETY: `tuple` was made by PyTuple_New just above: a tuple.
         let tuple = unsafe { tuple.cast_into_unchecked::<pyo3::types::PyTuple>() };
         let kwargs = pyo3::types::PyDict::new(py);
         if !kwnames.is_null() {
-            // SAFETY: kwnames is a tuple of str naming the values after the positionals.
+            // SAFETY: GIL held; non-NULL kwnames of a vectorcall, a tuple of str valid for the
+            // call.
             let names = unsafe { Bound::from_borrowed_ptr(py, kwnames) };
             for (i, name) in names.try_iter()?.enumerate() {
-                // SAFETY: as above.
+                // SAFETY: a vectorcall passes one value per keyword name right after the
+                // `nargs` positionals, each valid (borrowed) for the call.
                 let value = unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + i)) };
                 kwargs.set_item(name?, value)?;
             }
@@ -180,45 +183,48 @@ unsafe extern "C" fn audited_vectorcall(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let a = callable.cast::<AuditedObject>();
-    // SAFETY: `callable` is an AuditedObject (this function is only installed on it).
+    // SAFETY: `callable` is an AuditedObject (this function is only installed on it), alive
+    // for the call; the fields are plain reads.
     let (original, event, is_socket) = unsafe { ((*a).original, (*a).event, (*a).is_socket) };
     if original.is_null() {
-        // SAFETY: GIL held (vectorcall).
-        let py = unsafe { Python::assume_attached() };
-        PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
-        return null_mut();
+        return cleared();
     }
-    // Outside a monitored handle (every audited call of every other thread, and of the loop
-    // between handles) this entry is a field read, a thread-local read and the forwarding
-    // call, none of which can panic: only the work inside a handle, which can, runs under
-    // `catch_unwind`, so the common case pays for no unwinding frame.
+    // Not wholly under `guard` (like the audit hook): outside a monitored handle (every audited call of
+    // every other thread, and of the loop between handles) it is a field read, a thread-local
+    // read and the forwarding call, none of which can panic, and an unwinding frame there
+    // would cost instructions on the hottest path. Only the work inside a handle, which can
+    // panic, runs under the guard; a panic there drops the audit event, never the call.
     if in_handle() {
-        // SAFETY: GIL held (vectorcall).
-        let py = unsafe { Python::assume_attached() };
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: a vectorcall's nargsf.
+        let rc = guard("AuditedFunction call", carry_on, || {
+            // SAFETY: CPython calls a vectorcall with the GIL held.
+            let py = unsafe { Python::assume_attached() };
+            // SAFETY: `nargsf` is our caller's vectorcall argument count (flag bits included).
             let nargs = usize::try_from(unsafe { ffi::PyVectorcall_NARGS(nargsf) }).unwrap_or(0);
-            // SAFETY: at least one positional when nargs > 0.
+            // SAFETY: with `nargs > 0` the first positional pointer is a valid argument.
             if is_socket && nargs > 0 && non_blocking(py, unsafe { *args }) {
                 return 0;
             }
-            // SAFETY: forwarded from our caller.
+            // SAFETY: GIL held; `args`, `nargs` and `kwnames` are our caller's vectorcall.
             unsafe { raise_event(py, event, args, nargs, kwnames) }
-        }));
-        match outcome {
-            Ok(0) => {}
-            Ok(_) => return null_mut(), // a hook refused the call: its exception is set
-            Err(_) => {
-                // SAFETY: GIL held.
-                if unsafe { !ffi::PyErr_Occurred().is_null() } {
-                    // SAFETY: GIL held.
-                    unsafe { ffi::PyErr_Clear() };
-                }
-            }
+        });
+        if rc != 0 {
+            return null_mut(); // a hook refused the call: its exception is set
         }
     }
-    // SAFETY: forwarding a valid vectorcall to the original callable.
+    // SAFETY: GIL held; forwarding our caller's valid vectorcall to the original callable,
+    // which `callable` keeps alive for the call.
     unsafe { ffi::PyObject_Vectorcall(original, args, nargsf, kwnames) }
+}
+
+/// A call of an `AuditedFunction` whose original was cleared (by the collector): a
+/// `RuntimeError`.
+#[cold]
+#[inline(never)]
+fn cleared() -> *mut ffi::PyObject {
+    // SAFETY: only called from the vectorcall, which runs with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    PyRuntimeError::new_err("aiocop: audited function was cleared").restore(py);
+    null_mut()
 }
 
 unsafe extern "C" fn audited_descr_get(
@@ -230,13 +236,14 @@ unsafe extern "C" fn audited_descr_get(
         "AuditedFunction.__get__",
         || panicked("AuditedFunction.__get__"),
         || {
-            // SAFETY: GIL held (descriptor protocol); bind like a function does.
-            unsafe {
-                if obj.is_null() || obj == ffi::Py_None() {
-                    ffi::Py_NewRef(slf)
-                } else {
-                    PyMethod_New(slf, obj)
-                }
+            // SAFETY: the None singleton, compared only.
+            if obj.is_null() || obj == unsafe { ffi::Py_None() } {
+                // SAFETY: GIL held; `slf` is alive for the call: a new reference to it.
+                unsafe { ffi::Py_NewRef(slf) }
+            } else {
+                // SAFETY: GIL held; `slf` and `obj` valid for the call: binds like a function
+                // does (a new reference, or NULL with an exception set).
+                unsafe { PyMethod_New(slf, obj) }
             }
         },
     )
@@ -250,48 +257,55 @@ unsafe extern "C" fn audited_getattro(
         "AuditedFunction attribute lookup",
         || panicked("AuditedFunction attribute lookup"),
         || {
-            // SAFETY: GIL held (tp_getattro); `slf` is a live AuditedObject.
-            unsafe {
-                // The type itself has a `__doc__` and a `__module__`: read those from the original.
-                let original = (*slf.cast::<AuditedObject>()).original;
-                if !original.is_null()
-                    && (ffi::PyUnicode_CompareWithASCIIString(name, c"__doc__".as_ptr()) == 0
-                        || ffi::PyUnicode_CompareWithASCIIString(name, c"__module__".as_ptr()) == 0)
-                {
-                    return ffi::PyObject_GetAttr(original, name);
-                }
-                let found = ffi::PyObject_GenericGetAttr(slf, name);
-                if !found.is_null() || ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) == 0 {
-                    return found;
-                }
-                if original.is_null() {
-                    return null_mut();
-                }
-                ffi::PyErr_Clear();
-                ffi::PyObject_GetAttr(original, name)
+            // SAFETY: `slf` is a live AuditedObject (tp_getattro of its type); a field read.
+            let original = unsafe { (*slf.cast::<AuditedObject>()).original };
+            // SAFETY: GIL held; `name` is the attribute name CPython passes, a str.
+            let is = |attr: &CStr| unsafe {
+                ffi::PyUnicode_CompareWithASCIIString(name, attr.as_ptr()) == 0
+            };
+            // The type itself has a `__doc__` and a `__module__`: read those from the original.
+            if !original.is_null() && (is(c"__doc__") || is(c"__module__")) {
+                // SAFETY: GIL held; `slf` holds `original` for the call; `name` is a str.
+                return unsafe { ffi::PyObject_GetAttr(original, name) };
             }
+            // SAFETY: GIL held; the generic lookup on our own object and a str name.
+            let found = unsafe { ffi::PyObject_GenericGetAttr(slf, name) };
+            if !found.is_null() {
+                return found;
+            }
+            // SAFETY: GIL held, and the failed lookup left an exception set.
+            let missing = unsafe { ffi::PyErr_ExceptionMatches(ffi::PyExc_AttributeError) } != 0;
+            if !missing || original.is_null() {
+                return null_mut();
+            }
+            // SAFETY: GIL held; the AttributeError is dropped for the lookup on the original.
+            unsafe { ffi::PyErr_Clear() };
+            // SAFETY: GIL held; `slf` holds `original` for the call; `name` is a str.
+            unsafe { ffi::PyObject_GetAttr(original, name) }
         },
     )
 }
 
 unsafe extern "C" fn audited_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: GIL held (tp_repr).
+    // SAFETY: CPython calls tp_repr with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: a live AuditedObject.
-        let original = unsafe { (*slf.cast::<AuditedObject>()).original };
-        if original.is_null() {
-            return "<aiocop audited (cleared)>".to_owned();
-        }
-        // SAFETY: valid strong reference held by `slf`.
-        let inner = unsafe { Bound::from_borrowed_ptr(py, original) }
-            .repr()
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "<callable>".to_owned());
-        format!("<aiocop audited {inner}>")
-    }));
-    let text = outcome.unwrap_or_else(|_| "<aiocop audited>".to_owned());
-    pyo3::types::PyString::new(py, &text).into_ptr()
+    guard(
+        "AuditedFunction repr",
+        || plain_repr(c"<aiocop audited>"),
+        || {
+            // SAFETY: `slf` is a live AuditedObject (tp_repr of its type); a field read.
+            let original = unsafe { (*slf.cast::<AuditedObject>()).original };
+            if original.is_null() {
+                return plain_repr(c"<aiocop audited (cleared)>");
+            }
+            // SAFETY: GIL held; `slf` holds a strong reference to `original` for the call.
+            let inner = unsafe { Bound::from_borrowed_ptr(py, original) }
+                .repr()
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "<callable>".to_owned());
+            pyo3::types::PyString::new(py, &format!("<aiocop audited {inner}>")).into_ptr()
+        },
+    )
 }
 
 unsafe extern "C" fn audited_traverse(
@@ -303,17 +317,20 @@ unsafe extern "C" fn audited_traverse(
         "AuditedFunction traverse",
         || 0,
         || {
-            // SAFETY: GC calls traverse on a live AuditedObject.
+            // SAFETY: the collector traverses live objects only; a field read.
             let original = unsafe { (*slf.cast::<AuditedObject>()).original };
             if !original.is_null() {
-                // SAFETY: visiting a valid object with the GC's visitor.
+                // SAFETY: `original` is a strong reference `slf` holds; `visit` and `arg` are
+                // the collector's own, passed on unchanged.
                 let rc = unsafe { visit(original, arg) };
                 if rc != 0 {
                     return rc;
                 }
             }
-            // SAFETY: heap types visit their type.
-            unsafe { visit(ffi::Py_TYPE(slf).cast(), arg) }
+            // SAFETY: `slf` is live, so its type (a heap type, which its instances visit) is.
+            let tp = unsafe { ffi::Py_TYPE(slf) };
+            // SAFETY: the collector's own `visit` and `arg` on a live object.
+            unsafe { visit(tp.cast(), arg) }
         },
     )
 }
@@ -323,13 +340,15 @@ unsafe extern "C" fn audited_clear(slf: *mut ffi::PyObject) -> c_int {
         "AuditedFunction clear",
         || 0,
         || {
-            // SAFETY: a live AuditedObject; the field is taken before it is released.
-            unsafe {
-                let original =
-                    std::mem::replace(&mut (*slf.cast::<AuditedObject>()).original, null_mut());
-                if !original.is_null() {
-                    ffi::Py_DECREF(original);
-                }
+            // SAFETY: `slf` is a live AuditedObject (tp_clear, or its dealloc, GIL held); the
+            // field is taken out before it is released, so code run by the release sees it
+            // cleared.
+            let original = unsafe {
+                std::mem::replace(&mut (*slf.cast::<AuditedObject>()).original, null_mut())
+            };
+            if !original.is_null() {
+                // SAFETY: GIL held; the strong reference the field held, now ours.
+                unsafe { ffi::Py_DECREF(original) };
             }
             0
         },
@@ -339,18 +358,22 @@ unsafe extern "C" fn audited_clear(slf: *mut ffi::PyObject) -> c_int {
 unsafe extern "C" fn audited_dealloc(slf: *mut ffi::PyObject) {
     guard(
         "AuditedFunction dealloc",
-        || (),
+        // SAFETY: GIL held; the dealloc frees `slf` only in its last step, which cannot panic.
+        || unsafe { leak(slf) },
         || {
-            // SAFETY: called once when the refcount drops to zero, GIL held; the event name is taken
-            // out before the object is freed.
-            unsafe {
-                let event =
-                    std::mem::replace(&mut (*slf.cast::<AuditedObject>()).event, ptr::null());
-                if !event.is_null() {
-                    drop(CString::from_raw(event.cast_mut()));
-                }
-                dealloc(slf, audited_clear);
+            // SAFETY: CPython deallocates `slf` (count zero, GIL held), an AuditedObject; the
+            // event name is taken out before the object goes.
+            let event = unsafe {
+                std::mem::replace(&mut (*slf.cast::<AuditedObject>()).event, ptr::null())
+            };
+            if !event.is_null() {
+                // SAFETY: `event` came from `CString::into_raw` in `audited`, and the field
+                // that held it is now NULL: it is released once.
+                drop(unsafe { CString::from_raw(event.cast_mut()) });
             }
+            // SAFETY: called once from tp_dealloc (count zero, GIL held) on an object of the
+            // type `audited_type` made, whose tp_clear is `audited_clear`.
+            unsafe { dealloc(slf, audited_clear) };
         },
     )
 }

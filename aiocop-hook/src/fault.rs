@@ -1,6 +1,6 @@
 //! Fault injection for tests: named points where a test build can make aiocop fail on purpose
-//! (a panic inside an `extern "C"` entry, a stalled or dead background thread) to check that
-//! Python and the loop survive it.
+//! (a panic inside an `extern "C"` entry, a stalled or dead background thread, a frame layout
+//! check that disagrees) to check that Python and the loop survive it.
 //!
 //! Only with the cargo feature `fault-injection`, which the crates' own test builds turn on
 //! (each dev-depends on itself with it). Without it [`fires`] is a constant `false` that the

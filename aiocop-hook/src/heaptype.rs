@@ -2,16 +2,20 @@
 //! `aiocop-loop`): static tables CPython reads, type creation from a spec, and the GC-aware
 //! deallocation every such type needs.
 
-use std::ffi::{c_int, c_ulong, c_void, CStr};
+use std::ffi::{c_int, c_ulong, c_void, CStr, CString};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-/// Runs the body of an `extern "C"` entry (a slot or a vectorcall of a hand-built type): a
-/// panic never crosses into CPython; it is logged (`tracing`) and the entry returns
-/// `on_panic()` instead (with the GIL held, as every such entry runs).
+/// Runs the body of an `extern "C"` entry (the audit hook, a slot or a vectorcall of a
+/// hand-built type): a panic never crosses into CPython; it is logged (`tracing`) and the
+/// entry returns `on_panic()` instead (with the GIL held, as every such entry runs).
+///
+/// `entry` names the entry in the log line and is its fault-injection point
+/// ([`crate::fault`]): a test build armed at `entry` panics here on purpose (a constant
+/// `false` in any other build).
 pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl FnOnce() -> R) -> R {
     let body = || {
         if crate::fault::fires(entry) {
@@ -26,12 +30,52 @@ pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl Fn
 }
 
 /// `on_panic` for an entry that returns a new reference: a `RuntimeError` is set, NULL
-/// returned.
+/// returned. Made through the C API alone, so that it cannot panic in turn (a pyo3 error
+/// made from a Rust string panics when CPython is out of memory).
 pub fn panicked(entry: &'static str) -> *mut ffi::PyObject {
-    // SAFETY: every entry runs with the GIL held (CPython calls its slots so).
-    let py = unsafe { Python::assume_attached() };
-    pyo3::exceptions::PyRuntimeError::new_err(format!("panic inside aiocop's {entry}")).restore(py);
+    let message = CString::new(format!("panic inside aiocop's {entry}"))
+        .unwrap_or_else(|_| c"panic inside aiocop".to_owned());
+    // SAFETY: every entry runs with the GIL held (CPython calls its slots so); the message is
+    // NUL-terminated and copied by the call.
+    unsafe { ffi::PyErr_SetString(ffi::PyExc_RuntimeError, message.as_ptr()) };
     null_mut()
+}
+
+/// [`panicked`] for an entry whose body returns a `PyResult`: the `RuntimeError`, fetched (a
+/// normalised exception, which restoring later cannot fail).
+pub fn panicked_err(py: Python<'_>, entry: &'static str) -> PyErr {
+    panicked(entry);
+    PyErr::fetch(py)
+}
+
+/// `on_panic` for a `tp_repr`: the fixed `text`, made through the C API alone (NULL with an
+/// exception set when CPython is out of memory).
+pub fn plain_repr(text: &'static CStr) -> *mut ffi::PyObject {
+    // SAFETY: every entry runs with the GIL held; `text` is a NUL-terminated ASCII string.
+    unsafe { ffi::PyUnicode_FromString(text.as_ptr()) }
+}
+
+/// `on_panic` for an entry whose failure must not fail the user's call (the audit hook, the
+/// audit event of an `AuditedFunction`): whatever exception the body had set before it
+/// panicked is cleared and 0 (go on) returned.
+pub fn carry_on() -> c_int {
+    // SAFETY: every entry runs with the GIL held (CPython calls its hooks and slots so);
+    // clearing releases the exception at once, with no pyo3 object in between.
+    unsafe { ffi::PyErr_Clear() };
+    0
+}
+
+/// `on_panic` for a `tp_dealloc`: the object is leaked rather than freed half-way, and taken
+/// off the collector's lists first, so that the collector never visits an object whose count
+/// is zero.
+///
+/// # Safety
+/// GIL held; `obj` is the object whose `tp_dealloc` panicked, still allocated (a dealloc
+/// frees it in its last step, which cannot panic).
+pub unsafe fn leak(obj: *mut ffi::PyObject) {
+    // SAFETY: `obj` is still allocated and a GC object (the caller's promise);
+    // `PyObject_GC_UnTrack` checks whether it is tracked, so it may already be untracked.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
 }
 
 /// Makes an FFI table usable in a `static` (CPython only reads these tables).
@@ -101,7 +145,8 @@ pub fn create_once(
     match cell.compare_exchange(null_mut(), tp.cast(), Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => Ok(tp.cast()),
         Err(winner) => {
-            // SAFETY: another call won the race; release ours.
+            // SAFETY: GIL held; another call won the race, so nothing else refers to the type
+            // we made: our reference is released.
             unsafe { ffi::Py_DECREF(tp) };
             Ok(winner)
         }
@@ -117,15 +162,22 @@ pub unsafe fn dealloc(
     obj: *mut ffi::PyObject,
     clear: unsafe extern "C" fn(*mut ffi::PyObject) -> c_int,
 ) {
-    // SAFETY: guaranteed by the caller.
-    unsafe {
-        let tp = ffi::Py_TYPE(obj);
-        ffi::PyObject_GC_UnTrack(obj.cast());
-        clear(obj);
-        match (*tp).tp_free {
-            Some(free) => free(obj.cast()),
-            None => ffi::PyObject_GC_Del(obj.cast()),
-        }
-        ffi::Py_DECREF(tp.cast());
+    // SAFETY: `obj` is a live object (the caller's promise); its type outlives it.
+    let tp = unsafe { ffi::Py_TYPE(obj) };
+    // SAFETY: GIL held; a GC object of a `create_once` type, untracked before its fields go.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
+    // SAFETY: GIL held; `clear` is the type's own `tp_clear` (the caller's promise), on an
+    // object that is still allocated.
+    unsafe { clear(obj) };
+    // SAFETY: `tp` is a live type object (`obj` still holds its reference to it).
+    let free = unsafe { (*tp).tp_free };
+    match free {
+        // SAFETY: the type's own deallocator, once, on an untracked object nothing refers to.
+        Some(free) => unsafe { free(obj.cast()) },
+        // SAFETY: as `tp_free` would: a GC object allocated by `PyType_GenericAlloc`.
+        None => unsafe { ffi::PyObject_GC_Del(obj.cast()) },
     }
+    // SAFETY: the reference every instance of a heap type holds to it, released once `obj`
+    // is gone (the type may go with it).
+    unsafe { ffi::Py_DECREF(tp.cast()) };
 }

@@ -1,7 +1,6 @@
 //! The native audit hook.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -9,6 +8,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::heaptype::{carry_on, guard};
 use crate::stack::{self, capture_site};
 use crate::state::{in_hook, push_record, should_skip, PendingRecord};
 use crate::{enforce, rules};
@@ -40,8 +40,8 @@ pub fn install(py: Python<'_>, trace_depth: usize) -> PyResult<bool> {
     }
     TRACE_DEPTH.store(trace_depth.max(1), Ordering::Relaxed);
     stack::read_library_dirs(py);
-    // SAFETY: the GIL is held (`py`); `audit_hook` has the required signature and never
-    // unwinds; no user data.
+    // SAFETY: the GIL is held (`py`); `audit_hook` has the required signature, needs no user
+    // data and never unwinds (its body runs under `guard`).
     let rc = unsafe { PySys_AddAuditHook(audit_hook, std::ptr::null_mut()) };
     if rc != 0 {
         INSTALLED.store(false, Ordering::Release);
@@ -67,7 +67,10 @@ pub fn set_first_record_context(f: ContextCapture) {
 }
 
 /// The hook. On a thread that is not inside a monitored handle it returns at once: two
-/// thread-local reads, no allocation, no Python call.
+/// thread-local reads, no allocation, no Python call, and no unwinding frame (those reads
+/// cannot panic). The rest runs under [`guard`]: a panic of ours drops the record and lets the
+/// audited call go on (`0`, any exception set before the panic cleared); only enforcement's
+/// deliberate `BlockingCallError` (`-1`) ever stops it.
 unsafe extern "C" fn audit_hook(
     event: *const c_char,
     args: *mut ffi::PyObject,
@@ -76,8 +79,8 @@ unsafe extern "C" fn audit_hook(
     if should_skip() {
         return 0;
     }
-    catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: CPython passes a valid NUL-terminated event name.
+    guard("audit hook", carry_on, || {
+        // SAFETY: CPython passes a valid NUL-terminated event name, alive for the call.
         let name = unsafe { CStr::from_ptr(event) }.to_bytes();
         let Some(spec) = aiocop_severity::lookup(name) else {
             return 0;
@@ -94,10 +97,6 @@ unsafe extern "C" fn audit_hook(
             clear_error();
         }
         rc
-    }))
-    .unwrap_or_else(|_| {
-        tracing::error!("panic inside the aiocop audit hook; record dropped");
-        0
     })
 }
 

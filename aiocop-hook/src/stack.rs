@@ -12,7 +12,7 @@ use aiocop_events::{CodeFacts, FastBuildHasher, FastHasher, Frame, Origin, Stack
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::compat::{Current, Position, PythonVersion};
+use crate::compat::{Current, LayoutCheck, Position, PythonVersion};
 
 /// How many frames a walk may visit before it gives up, whatever the depth asked for: a bound
 /// on the work done inside an audit hook on a pathological recursion.
@@ -29,8 +29,10 @@ pub struct CapturedFrame {
 /// no Python frames (the wrappers are native), so nothing needs skipping.
 ///
 /// Where the version allows it ([`PythonVersion::walk_interpreter_frames`]) the walk reads the
-/// interpreter's frames directly and creates no frame objects; the first capture of the process
-/// checks that walk against the public C API's and keeps the C API if they differ.
+/// interpreter's frames directly and creates no frame objects. The first capture of the
+/// process that has a Python frame decides whether it may ([`settle_direct_walk`]): a layout
+/// check of the fields the walk starts from, then the walk itself against the public C API's;
+/// a mismatch keeps the C API, with one warning.
 pub(crate) fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame> {
     match DIRECT_WALK.load(Ordering::Relaxed) {
         DIRECT_OK => {
@@ -40,18 +42,7 @@ pub(crate) fn capture_current(py: Python<'_>, depth: usize) -> Vec<CapturedFrame
         }
         UNCHECKED => {
             let frames = capture_with_frame_objects(py, depth);
-            let direct = capture_direct(py, depth);
-            let agrees = direct.as_ref().is_some_and(|d| same_frames(d, &frames));
-            if direct.is_some() && !agrees {
-                tracing::warn!(
-                    "aiocop's direct frame walk disagrees with the C API on this interpreter; \
-                     using the C API"
-                );
-            }
-            DIRECT_WALK.store(
-                if agrees { DIRECT_OK } else { DIRECT_OFF },
-                Ordering::Relaxed,
-            );
+            settle_direct_walk(py, depth, &frames);
             return frames;
         }
         _ => {}
@@ -65,6 +56,75 @@ const DIRECT_OFF: u8 = 2;
 /// Whether [`capture_current`] may walk the interpreter's frames directly.
 static DIRECT_WALK: AtomicU8 = AtomicU8::new(UNCHECKED);
 
+/// How many frames the shallow walk of [`layout_check`] compares.
+const SHALLOW_WALK: usize = 8;
+
+/// Decides, at the first capture with a Python frame, whether captures walk the interpreter's
+/// frames directly: only where the version has such a walk, the layout check passes and the
+/// walk gives exactly `frames` (the C API's capture of the same stack). Otherwise the C API
+/// stays, with one warning (`tracing` and the `aiocop` logger).
+#[cold]
+#[inline(never)]
+fn settle_direct_walk(py: Python<'_>, depth: usize, frames: &[CapturedFrame]) {
+    let verdict = if !Current::DIRECT_FRAME_WALK {
+        Ok(())
+    } else {
+        match layout_check(py) {
+            LayoutCheck::NoFrame => return, // decided at a later capture
+            LayoutCheck::Disagrees(what) => Err(format!(
+                "its frame layout differs from the one this build of aiocop reads ({what})"
+            )),
+            LayoutCheck::Agrees => match capture_direct(py, depth) {
+                Some(direct) if same_frames(&direct, frames) => Ok(()),
+                _ => Err("its direct frame walk disagrees with the C API".to_owned()),
+            },
+        }
+    };
+    let state = match verdict {
+        Ok(()) if Current::DIRECT_FRAME_WALK => DIRECT_OK,
+        _ => DIRECT_OFF,
+    };
+    // One thread decides (the warning may run Python code, which lets another thread in).
+    let decided = DIRECT_WALK
+        .compare_exchange(UNCHECKED, state, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok();
+    if let (true, Err(why)) = (decided, verdict) {
+        let message = format!(
+            "aiocop: on this interpreter {why}; stacks are captured through the C API instead"
+        );
+        tracing::warn!("{message}");
+        crate::pylog::warning(py, &message);
+    }
+}
+
+/// Whether the direct walk may run on this interpreter: the version's layout check
+/// ([`PythonVersion::check_frame_layout`]), then, only if it passes, the number of frames a
+/// shallow direct walk finds against the C API's. The fault-injection point
+/// `frame_layout_check` forces a mismatch.
+fn layout_check(py: Python<'_>) -> LayoutCheck {
+    if crate::fault::fires("frame_layout_check") {
+        return LayoutCheck::Disagrees("forced by the frame_layout_check fault point");
+    }
+    // SAFETY: the GIL is held (`py`) by this thread, whose state and frames are checked.
+    match unsafe { Current::check_frame_layout() } {
+        LayoutCheck::Agrees => {}
+        other => return other,
+    }
+    let direct = capture_direct(py, SHALLOW_WALK).map_or(0, |frames| frames.len());
+    if direct == capture_with_frame_objects(py, SHALLOW_WALK).len() {
+        LayoutCheck::Agrees
+    } else {
+        LayoutCheck::Disagrees("the length of the frame chain")
+    }
+}
+
+/// Whether captures walk the interpreter's frames directly (decided at the first capture of
+/// the process). For tests.
+#[doc(hidden)]
+pub fn walks_frames_directly() -> bool {
+    DIRECT_WALK.load(Ordering::Relaxed) == DIRECT_OK
+}
+
 fn same_frames(a: &[CapturedFrame], b: &[CapturedFrame]) -> bool {
     a.len() == b.len()
         && a.iter()
@@ -72,11 +132,17 @@ fn same_frames(a: &[CapturedFrame], b: &[CapturedFrame]) -> bool {
             .all(|(x, y)| x.code.is(&y.code) && x.position == y.position)
 }
 
-/// Compares the direct walk of the calling thread's stack with the C API's: `None` where the
-/// version has no direct walk, else whether both give the same code objects and positions.
-/// For tests.
+/// Compares the direct walk of the calling thread's stack with the C API's, after the layout
+/// check: `None` where the version has no direct walk, `Some(false)` where the layout check
+/// fails, else whether both give the same code objects and positions. For tests.
 #[doc(hidden)]
 pub fn check_direct_walk(py: Python<'_>, depth: usize) -> Option<bool> {
+    if !Current::DIRECT_FRAME_WALK {
+        return None;
+    }
+    if layout_check(py) != LayoutCheck::Agrees {
+        return Some(false);
+    }
     let direct = capture_direct(py, depth)?;
     Some(same_frames(&direct, &capture_with_frame_objects(py, depth)))
 }
@@ -122,7 +188,8 @@ pub unsafe fn capture_thread(
     tstate: *mut ffi::PyThreadState,
     depth: usize,
 ) -> Vec<CapturedFrame> {
-    // SAFETY: guaranteed by the caller; returns a new reference or NULL.
+    // SAFETY: GIL held and `tstate` a live thread state of this interpreter (the caller's
+    // promise); returns a new reference or NULL.
     let frame = unsafe { ffi::PyThreadState_GetFrame(tstate) };
     if frame.is_null() {
         return Vec::new();
@@ -147,14 +214,14 @@ unsafe fn walk(
         // SAFETY: `frame` is a valid frame we own a reference to; PyFrame_GetCode returns a
         // new, non-NULL reference.
         let code = unsafe { ffi::PyFrame_GetCode(frame) }.cast::<ffi::PyObject>();
-        // SAFETY: GIL held, valid frame.
+        // SAFETY: GIL held; `frame` is a valid frame we own a reference to.
         let position = unsafe { Current::frame_position(frame) };
         // SAFETY: `code` is a new reference we hand over to the Py wrapper.
         let code = unsafe { Bound::from_owned_ptr(py, code) }.unbind();
         out.push(CapturedFrame { code, position });
         // SAFETY: valid frame; PyFrame_GetBack returns a new reference or NULL.
         let back = unsafe { ffi::PyFrame_GetBack(frame) };
-        // SAFETY: release our reference to the frame we are leaving.
+        // SAFETY: GIL held; our reference to the frame we are leaving, released once.
         unsafe { ffi::Py_DECREF(frame.cast()) };
         frame = back;
     }
@@ -371,7 +438,7 @@ fn resolve_one(
             Some(&line) => line,
             None => {
                 let code = frame.code.as_ptr().cast();
-                // SAFETY: a live code object (from PyFrame_GetCode), GIL held.
+                // SAFETY: GIL held; a live code object (the captured frame holds a reference).
                 let line = unsafe { Current::resolve_line(code, frame.position) };
                 if info.lines.len() >= LINES_PER_CODE_CAP {
                     info.lines.clear();

@@ -36,14 +36,11 @@ pub(crate) fn deliver(
     };
     for callback in callbacks {
         let callback = callback.bind(py);
-        // SAFETY: GIL held; both are valid objects; a one-argument vectorcall (no args tuple)
-        // returning a new reference or NULL with an exception set.
-        let outcome = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyObject_CallOneArg(callback.as_ptr(), event.as_ptr()),
-            )
-        };
+        // SAFETY: GIL held; both are valid objects we hold for the call; a one-argument
+        // vectorcall (no args tuple).
+        let result = unsafe { ffi::PyObject_CallOneArg(callback.as_ptr(), event.as_ptr()) };
+        // SAFETY: GIL held; the call's new reference, or NULL with an exception set.
+        let outcome = unsafe { Bound::from_owned_ptr_or_err(py, result) };
         if let Err(err) = outcome {
             pylog::warning(
                 py,
@@ -54,7 +51,7 @@ pub(crate) fn deliver(
             );
         }
     }
-    // SAFETY: GIL held; `event` is a valid object.
+    // SAFETY: GIL held; `event` is a valid object we hold (reading its count only).
     if unsafe { ffi::Py_REFCNT(event.as_ptr()) } > 1 {
         SlowTaskEvent::settle(&event);
     }

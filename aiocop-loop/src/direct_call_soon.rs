@@ -74,16 +74,17 @@ unsafe fn attr_is_false(
     event_loop: *mut ffi::PyObject,
     name: &Bound<'_, pyo3::types::PyString>,
 ) -> bool {
-    // SAFETY: GIL held; valid objects.
+    // SAFETY: GIL held; `event_loop` valid (the caller's promise), `name` a str we hold.
     let value = unsafe { ffi::PyObject_GetAttr(event_loop, name.as_ptr()) };
     if value.is_null() {
-        // SAFETY: GIL held; the original reports the error when it is called.
+        // SAFETY: GIL held, the failed lookup's exception set: dropped, as the original
+        // reports the error when it is called.
         unsafe { ffi::PyErr_Clear() };
         return false;
     }
-    // SAFETY: GIL held; `value` is our new reference.
+    // SAFETY: the False singleton, compared only.
     let is_false = value == unsafe { ffi::Py_False() };
-    // SAFETY: as above.
+    // SAFETY: GIL held; `value` is the lookup's new reference, released once.
     unsafe { ffi::Py_DECREF(value) };
     is_false
 }
@@ -101,15 +102,15 @@ pub(crate) unsafe fn direct_call_soon(
 ) -> PyResult<Option<*mut ffi::PyObject>> {
     let event_loop = direct.event_loop.as_ptr();
     // SAFETY: GIL held; the loop is alive (the patch holds it).
-    let plain = unsafe {
-        attr_is_false(event_loop, pyo3::intern!(py, "_debug"))
-            && attr_is_false(event_loop, pyo3::intern!(py, "_closed"))
-    };
+    let debug_off = unsafe { attr_is_false(event_loop, pyo3::intern!(py, "_debug")) };
+    // SAFETY: GIL held; the loop is alive (the patch holds it).
+    let plain = debug_off && unsafe { attr_is_false(event_loop, pyo3::intern!(py, "_closed")) };
     if !plain {
         return Ok(None);
     }
     let context = if context.is_null() {
-        // SAFETY: the None singleton.
+        // SAFETY: the None singleton, borrowed for the call (immortal or kept by the
+        // interpreter).
         unsafe { ffi::Py_None() }
     } else {
         context
@@ -129,12 +130,13 @@ pub(crate) unsafe fn direct_call_soon(
             null_mut(),
         )
     };
-    // SAFETY: ours; the handle holds its own reference.
+    // SAFETY: GIL held; our reference to the empty tuple, released once (the handle holds its
+    // own).
     unsafe { ffi::Py_DECREF(no_args) };
     if handle.is_null() {
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: GIL held; valid objects.
+    // SAFETY: GIL held; the loop is alive (the patch holds it) and the name an interned str.
     let ready = unsafe { ffi::PyObject_GetAttr(event_loop, pyo3::intern!(py, "_ready").as_ptr()) };
     let appended = if ready.is_null() {
         null_mut()
@@ -143,16 +145,16 @@ pub(crate) unsafe fn direct_call_soon(
         let result = unsafe {
             ffi::PyObject_CallMethodOneArg(ready, pyo3::intern!(py, "append").as_ptr(), handle)
         };
-        // SAFETY: our reference.
+        // SAFETY: GIL held; the lookup's new reference to `_ready`, released once.
         unsafe { ffi::Py_DECREF(ready) };
         result
     };
     if appended.is_null() {
-        // SAFETY: our reference.
+        // SAFETY: GIL held; the new handle, ours alone (never appended), released once.
         unsafe { ffi::Py_DECREF(handle) };
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: the append's `None`.
+    // SAFETY: GIL held; the append's result (`None`), a new reference released once.
     unsafe { ffi::Py_DECREF(appended) };
     Ok(Some(handle))
 }

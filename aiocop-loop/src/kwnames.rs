@@ -33,7 +33,8 @@ fn new_context_kwnames(py: Python<'_>) -> *mut ffi::PyObject {
     match CONTEXT_KWNAMES.compare_exchange(null_mut(), names, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => names,
         Err(winner) => {
-            // SAFETY: ours lost the race; release it.
+            // SAFETY: GIL held; another call won the race, so nothing else refers to our new
+            // tuple: our only reference is released.
             unsafe { ffi::Py_DECREF(names) };
             winner
         }
@@ -53,7 +54,8 @@ pub(crate) unsafe fn is_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
     if KNOWN_CONTEXT_KWNAMES.load(Ordering::Relaxed) == kwnames {
         return true;
     }
-    // SAFETY: guaranteed by the caller.
+    // SAFETY: GIL held and `kwnames` a valid tuple of str (this function's own contract, which
+    // is `learn_context_kwnames`'s).
     unsafe { learn_context_kwnames(kwnames) }
 }
 
@@ -64,16 +66,17 @@ pub(crate) unsafe fn is_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
 #[cold]
 #[inline(never)]
 unsafe fn learn_context_kwnames(kwnames: *mut ffi::PyObject) -> bool {
-    // SAFETY: guaranteed by the caller.
-    let is_context = unsafe {
-        ffi::PyTuple_GET_SIZE(kwnames) == 1
-            && ffi::PyUnicode_CompareWithASCIIString(
-                ffi::PyTuple_GET_ITEM(kwnames, 0),
-                c"context".as_ptr(),
-            ) == 0
-    };
+    // SAFETY: GIL held; `kwnames` is a tuple (the caller's promise).
+    let one_name = unsafe { ffi::PyTuple_GET_SIZE(kwnames) } == 1;
+    // SAFETY: a tuple of one item (checked just before): item 0 is in bounds, a borrowed str.
+    let is_context = one_name
+        && unsafe {
+            let name = ffi::PyTuple_GET_ITEM(kwnames, 0);
+            ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) == 0
+        };
     if is_context {
-        // SAFETY: keep the tuple alive for as long as it is remembered.
+        // SAFETY: GIL held; `kwnames` is valid: our own reference keeps it alive (and its address
+        // unused by another tuple) for as long as it is remembered.
         unsafe { ffi::Py_INCREF(kwnames) };
         let old = KNOWN_CONTEXT_KWNAMES.swap(kwnames, Ordering::Relaxed);
         if !old.is_null() {

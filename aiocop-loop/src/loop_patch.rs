@@ -96,17 +96,19 @@ impl LoopPatch {
 pub fn loop_patch<'py>(event_loop: &Bound<'py, PyAny>) -> Option<Bound<'py, LoopPatch>> {
     let py = event_loop.py();
     let call_soon = event_loop.getattr(pyo3::intern!(py, "call_soon")).ok()?;
-    // SAFETY: GIL held; `call_soon` is a valid object.
+    // SAFETY: GIL held; `call_soon` is a valid object (a type check only reads its type).
     if unsafe { pyo3::ffi::PyCFunction_Check(call_soon.as_ptr()) } == 0 {
         return None;
     }
-    // SAFETY: a builtin function or method; `PyCFunction_GetSelf` returns a borrowed
-    // reference (or NULL for a module-less plain function).
+    // SAFETY: GIL held; `call_soon` is a builtin (checked just before), which
+    // `PyCFunction_GetSelf` accepts; it returns a borrowed reference (or NULL for a module-less
+    // plain function).
     let owner = unsafe { pyo3::ffi::PyCFunction_GetSelf(call_soon.as_ptr()) };
     if owner.is_null() {
         return None;
     }
-    // SAFETY: a valid borrowed reference; we take our own.
+    // SAFETY: GIL held; `owner` is borrowed from `call_soon`, which we hold: valid while we
+    // take our own reference.
     let owner = unsafe { Bound::from_borrowed_ptr(py, owner) };
     owner.cast_into::<LoopPatch>().ok()
 }

@@ -4,11 +4,12 @@
 //! monitored handle ([`crate::handle::run_monitored`]). Freed objects are kept on a free list
 //! for reuse; a task's own step is left untracked by the cycle collector.
 //!
-//! Every `extern "C"` entry here catches panics and turns them into a Python `RuntimeError`.
+//! Every `extern "C"` entry here runs under [`guard`]: a panic becomes a Python `RuntimeError`
+//! (the call, `__wrapped__`), a fallback text (`repr`), nothing visited or cleared (traverse,
+//! clear) or a leaked object (dealloc); it never unwinds into CPython.
 
 use std::ffi::{c_int, c_void};
 use std::mem::offset_of;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use aiocop_hook::heaptype::{
-    create_once, dealloc, guard, member, panicked, slot, Table, MEMBER_END,
+    create_once, dealloc, guard, leak, member, panicked, panicked_err, plain_repr, slot, Table,
+    MEMBER_END,
 };
 
 use aiocop_hook::compat::{Current, PythonVersion};
@@ -58,13 +60,15 @@ static FREELIST: FreeList = FreeList(std::cell::UnsafeCell::new(Vec::new()));
 
 impl FreeList {
     fn pop(&self, _py: Python<'_>) -> Option<*mut ffi::PyObject> {
-        // SAFETY: GIL held (see the `Sync` impl); no reference into the Vec outlives the call.
+        // SAFETY: the GIL is held (`_py`), which serialises every access (see the `Sync`
+        // impl); no reference into the Vec outlives the call.
         unsafe { (*self.0.get()).pop() }
     }
 
     /// Keeps `obj` (untracked, fields cleared, still holding its type) unless the list is full.
     fn push(&self, _py: Python<'_>, obj: *mut ffi::PyObject) -> bool {
-        // SAFETY: as in `pop`.
+        // SAFETY: the GIL is held (`_py`), which serialises every access (see the `Sync`
+        // impl); `list` is dropped when this call returns, and nothing in it calls back here.
         let list = unsafe { &mut *self.0.get() };
         if list.len() >= FREELIST_MAX {
             return false;
@@ -173,35 +177,43 @@ pub(crate) unsafe fn new_monitored(
     let obj = match FREELIST.pop(py) {
         // A MonitoredObject of our type freed earlier: its fields are cleared, it is untracked,
         // still holds its reference to the type, and its count is 0.
-        // SAFETY: see above; incrementing makes it live again with one reference (as CPython's
-        // own free lists do), and, unless it stays untracked, it is tracked like a new one.
-        Some(obj) => unsafe {
-            ffi::Py_INCREF(obj);
+        Some(obj) => {
+            // SAFETY: GIL held; `obj` is still allocated (the free list owns it) with a count
+            // of 0: incrementing makes it live again with one reference, as CPython's own free
+            // lists do.
+            unsafe { ffi::Py_INCREF(obj) };
             if !untracked {
-                ffi::PyObject_GC_Track(obj.cast());
+                // SAFETY: GIL held; a live GC object that is not tracked (dealloc untracked it
+                // before it went to the free list): tracked like a new one.
+                unsafe { ffi::PyObject_GC_Track(obj.cast()) };
             }
             obj
-        },
+        }
         // SAFETY: GIL held; `tp` is our heap type; GenericAlloc zero-fills and GC-tracks.
         None => unsafe { ffi::PyType_GenericAlloc(tp, 0) },
     };
     if obj.is_null() {
-        // SAFETY: we own `arg` and `tuple` (each possibly NULL).
-        unsafe {
-            ffi::Py_XDECREF(arg);
-            ffi::Py_XDECREF(tuple);
-        }
+        // SAFETY: GIL held; the reference to `arg` taken above is ours (or NULL).
+        unsafe { ffi::Py_XDECREF(arg) };
+        // SAFETY: GIL held; the new tuple is ours (or NULL).
+        unsafe { ffi::Py_XDECREF(tuple) };
         return Err(PyErr::fetch(py));
     }
+    // SAFETY: GIL held; `callback` is a valid object (the caller's promise), whose new
+    // reference the object keeps.
+    unsafe { ffi::Py_INCREF(callback) };
+    // SAFETY: GIL held; `owner` is a valid object (the caller's promise), whose new reference
+    // the object keeps.
+    unsafe { ffi::Py_INCREF(owner) };
     let m = obj.cast::<MonitoredObject>();
-    // SAFETY: `obj` is a zeroed MonitoredObject we just allocated; `callback` is valid.
+    // SAFETY: `obj` is a MonitoredObject with cleared fields (zero-filled, or cleared before it
+    // went to the free list) that only we can see yet: the fields are ours to fill, each
+    // reference already taken for it; `target` stays valid while `owner` holds its `Arc`.
     unsafe {
-        ffi::Py_INCREF(callback);
         (*m).vectorcall = Some(monitored_vectorcall);
         (*m).callback = callback;
         (*m).arg = arg;
         (*m).args = tuple;
-        ffi::Py_INCREF(owner);
         (*m).owner = owner;
         (*m).target = Arc::as_ptr(target);
     }
@@ -223,12 +235,12 @@ fn args_tuple(py: Python<'_>, args: &[*mut ffi::PyObject]) -> PyResult<*mut ffi:
         return Err(PyErr::fetch(py));
     }
     for (i, &item) in args.iter().enumerate() {
-        // SAFETY: `tuple` is a fresh tuple of `len` slots; `item` is a valid object whose new
-        // reference the tuple steals.
-        unsafe {
-            ffi::Py_INCREF(item);
-            ffi::PyTuple_SET_ITEM(tuple, i as ffi::Py_ssize_t, item);
-        }
+        // SAFETY: GIL held; `item` is a valid object (the caller's), whose new reference the
+        // tuple takes below.
+        unsafe { ffi::Py_INCREF(item) };
+        // SAFETY: `tuple` is a fresh tuple of `len` slots, `i < len`, the slot still empty; it
+        // steals the reference taken above.
+        unsafe { ffi::PyTuple_SET_ITEM(tuple, i as ffi::Py_ssize_t, item) };
     }
     Ok(tuple)
 }
@@ -279,57 +291,59 @@ unsafe extern "C" fn monitored_vectorcall(
 ) -> *mut ffi::PyObject {
     // SAFETY: CPython calls vectorcall functions with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let m = callable.cast::<MonitoredObject>();
-        // SAFETY: `callable` is a MonitoredObject (this function is only installed on it).
-        let (callback, arg, stored, target) =
-            unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).target) };
-        if callback.is_null() || target.is_null() {
-            return Err(PyRuntimeError::new_err("MonitoredCallback was cleared"));
-        }
-        // SAFETY: a vectorcall's nargsf.
-        let extra = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
-        let one = [arg];
-        let stored: &[*mut ffi::PyObject] = if !arg.is_null() {
-            &one
-        } else if stored.is_null() {
-            &[]
-        } else {
-            // SAFETY: `stored` is a tuple `m` holds for as long as the call runs.
-            unsafe { tuple_items(stored) }
-        };
-        if extra != 0 || !kwnames.is_null() {
-            // Not how the loop calls us; keep the callable semantics anyway.
-            // SAFETY: forwarded from our caller.
-            return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
-        }
-        // `target` is the pointer of the `Arc` its owner (a `LoopPatch` that `m`, kept alive by
-        // our caller for the whole call, holds) keeps; ManuallyDrop borrows it as an `Arc`
-        // without touching the count.
-        // SAFETY: see above.
-        let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
-        // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
-        // caller) holds the callback and its arguments for as long as the call runs.
-        let invoke = || {
-            let (argv, nargs) = (stored.as_ptr(), stored.len());
-            // SAFETY: GIL held; `callback` and the `nargs` pointers at `argv` are valid objects
-            // (see above).
-            let result = unsafe { ffi::PyObject_Vectorcall(callback, argv, nargs, null_mut()) };
-            // SAFETY: a new reference, or NULL with an exception set.
-            unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
-        };
-        // SAFETY: as above.
-        let callback = unsafe { pyo3::Borrowed::from_ptr(py, callback) };
-        run_monitored(py, &callback, invoke, &target)
-    }));
+    let outcome = guard(
+        "MonitoredCallback call",
+        || Err(panicked_err(py, "MonitoredCallback call")),
+        || {
+            let m = callable.cast::<MonitoredObject>();
+            // SAFETY: `callable` is a MonitoredObject (this function is only installed on it),
+            // alive for the call; plain field reads.
+            let (callback, arg, stored, target) =
+                unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).target) };
+            if callback.is_null() || target.is_null() {
+                return Err(PyRuntimeError::new_err("MonitoredCallback was cleared"));
+            }
+            // SAFETY: `nargsf` is our caller's vectorcall argument count (flag bits included).
+            let extra = unsafe { ffi::PyVectorcall_NARGS(nargsf) };
+            let one = [arg];
+            let stored: &[*mut ffi::PyObject] = if !arg.is_null() {
+                &one
+            } else if stored.is_null() {
+                &[]
+            } else {
+                // SAFETY: GIL held; `stored` is a tuple `m` holds for as long as the call runs.
+                unsafe { tuple_items(stored) }
+            };
+            if extra != 0 || !kwnames.is_null() {
+                // Not how the loop calls us; keep the callable semantics anyway.
+                // SAFETY: GIL held; `stored` are objects `m` holds for the call; the rest is
+                // our caller's valid vectorcall.
+                return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
+            }
+            // SAFETY: `target` is the pointer of the `Arc` its owner (a `LoopPatch` that `m`,
+            // kept alive by our caller for the whole call, holds) keeps; ManuallyDrop borrows
+            // it as an `Arc` without touching the count.
+            let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
+            // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
+            // caller) holds the callback and its arguments for as long as the call runs.
+            let invoke = || {
+                let (argv, nargs) = (stored.as_ptr(), stored.len());
+                // SAFETY: GIL held; `callback` and the `nargs` pointers at `argv` are objects
+                // `m` holds for the call.
+                let result = unsafe { ffi::PyObject_Vectorcall(callback, argv, nargs, null_mut()) };
+                // SAFETY: GIL held; a new reference, or NULL with an exception set.
+                unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
+            };
+            // SAFETY: GIL held; `m` holds a strong reference to `callback` for the call, which
+            // outlives this borrow.
+            let callback = unsafe { pyo3::Borrowed::from_ptr(py, callback) };
+            run_monitored(py, &callback, invoke, &target)
+        },
+    );
     match outcome {
-        Ok(Ok(value)) => value.into_ptr(),
-        Ok(Err(err)) => {
+        Ok(value) => value.into_ptr(),
+        Err(err) => {
             err.restore(py);
-            null_mut()
-        }
-        Err(_) => {
-            PyRuntimeError::new_err("panic inside aiocop's MonitoredCallback").restore(py);
             null_mut()
         }
     }
@@ -341,13 +355,14 @@ unsafe extern "C" fn monitored_vectorcall(
 /// GIL held; `tuple` is a tuple that outlives the returned slice and is not resized meanwhile
 /// (tuples are immutable once shared).
 unsafe fn tuple_items<'a>(tuple: *mut ffi::PyObject) -> &'a [*mut ffi::PyObject] {
-    // SAFETY: a tuple's `ob_item` holds `ob_size` valid pointers (the non-limited C API layout,
-    // the same 3.10-3.14).
-    unsafe {
-        let len = usize::try_from(ffi::PyTuple_GET_SIZE(tuple)).unwrap_or(0);
-        let items = (*tuple.cast::<ffi::PyTupleObject>()).ob_item.as_ptr();
-        std::slice::from_raw_parts(items, len)
-    }
+    // SAFETY: GIL held and `tuple` a tuple (the caller's promise): reads its size.
+    let len = usize::try_from(unsafe { ffi::PyTuple_GET_SIZE(tuple) }).unwrap_or(0);
+    // SAFETY: `tuple` is a live tuple (the caller's promise), `PyTupleObject` its layout in the
+    // non-limited C API (the same 3.10-3.14); only the address of `ob_item` is taken.
+    let items = unsafe { (*tuple.cast::<ffi::PyTupleObject>()).ob_item.as_ptr() };
+    // SAFETY: a tuple's `ob_item` holds `len` valid pointers, unchanged while the tuple lives
+    // (the caller's promise, for the slice's lifetime).
+    unsafe { std::slice::from_raw_parts(items, len) }
 }
 
 /// Calls `callback(*stored, *args, **kw)` (never used by the loops themselves).
@@ -364,21 +379,22 @@ unsafe fn call_with_extra(
     nargsf: usize,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
-    // SAFETY: a vectorcall's nargsf.
+    // SAFETY: `nargsf` is the caller's vectorcall argument count (flag bits included).
     let nargs = unsafe { ffi::PyVectorcall_NARGS(nargsf) } as usize;
     let nkw = if kwnames.is_null() {
         0
     } else {
-        // SAFETY: kwnames is a tuple.
+        // SAFETY: GIL held; a vectorcall's non-NULL kwnames is a tuple.
         unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize }
     };
     let mut all: Vec<*mut ffi::PyObject> = stored.to_vec();
     for i in 0..nargs + nkw {
-        // SAFETY: a vectorcall passes nargs + len(kwnames) pointers.
+        // SAFETY: a vectorcall passes nargs + len(kwnames) pointers; `i` is below that.
         all.push(unsafe { *args.add(i) });
     }
     let positional = all.len() - nkw;
-    // SAFETY: `all` holds borrowed valid pointers for the duration of the call.
+    // SAFETY: GIL held; `all` holds borrowed pointers valid for the call, the last `nkw` of
+    // them named by `kwnames` (a tuple or NULL).
     let result = unsafe { ffi::PyObject_Vectorcall(callback, all.as_ptr(), positional, kwnames) };
     // SAFETY: GIL held; a new reference or NULL with an exception set.
     unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind)
@@ -394,12 +410,13 @@ unsafe extern "C" fn monitored_traverse(
         || 0,
         || {
             let m = obj.cast::<MonitoredObject>();
-            // SAFETY: GC calls traverse on a live MonitoredObject.
+            // SAFETY: the collector traverses live MonitoredObjects only; plain field reads.
             let (callback, only, args, owner) =
                 unsafe { ((*m).callback, (*m).arg, (*m).args, (*m).owner) };
             for child in [callback, only, args, owner] {
                 if !child.is_null() {
-                    // SAFETY: visiting a valid object with the GC's own visitor.
+                    // SAFETY: `child` is a strong reference `obj` holds; `visit` and `arg` are
+                    // the collector's own, passed on unchanged.
                     let rc = unsafe { visit(child, arg) };
                     if rc != 0 {
                         return rc;
@@ -407,8 +424,10 @@ unsafe extern "C" fn monitored_traverse(
                 }
             }
             // Heap types visit their type (3.9+).
-            // SAFETY: `obj` is live; its type is a valid heap type.
-            unsafe { visit(ffi::Py_TYPE(obj).cast(), arg) }
+            // SAFETY: `obj` is live, so its type (a heap type it holds a reference to) is.
+            let tp = unsafe { ffi::Py_TYPE(obj) };
+            // SAFETY: the collector's own `visit` and `arg` on a live object.
+            unsafe { visit(tp.cast(), arg) }
         },
     )
 }
@@ -417,7 +436,7 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
     guard(
         "MonitoredCallback clear",
         || 0,
-        // SAFETY: CPython calls tp_clear on a live MonitoredObject, GIL held.
+        // SAFETY: CPython calls tp_clear on a live MonitoredObject, with the GIL held.
         || unsafe { clear_fields(obj) },
     )
 }
@@ -429,18 +448,21 @@ unsafe extern "C" fn monitored_clear(obj: *mut ffi::PyObject) -> c_int {
 /// GIL held; `obj` is a live `MonitoredObject`.
 unsafe fn clear_fields(obj: *mut ffi::PyObject) -> c_int {
     let m = obj.cast::<MonitoredObject>();
-    // SAFETY: `obj` is a live MonitoredObject (the caller's promise); each field is taken out
-    // before it is released, so a finalizer run by a release sees it cleared.
-    unsafe {
-        let callback = std::mem::replace(&mut (*m).callback, null_mut());
-        let arg = std::mem::replace(&mut (*m).arg, null_mut());
-        let args = std::mem::replace(&mut (*m).args, null_mut());
+    // SAFETY: `obj` is a live MonitoredObject (the caller's promise) and the GIL is held: every
+    // field is taken out before any is released, so a finalizer run by a release sees them
+    // all cleared.
+    let (callback, arg, args, owner) = unsafe {
         (*m).target = ptr::null();
-        let owner = std::mem::replace(&mut (*m).owner, null_mut());
-        ffi::Py_XDECREF(callback);
-        ffi::Py_XDECREF(arg);
-        ffi::Py_XDECREF(args);
-        ffi::Py_XDECREF(owner);
+        (
+            std::mem::replace(&mut (*m).callback, null_mut()),
+            std::mem::replace(&mut (*m).arg, null_mut()),
+            std::mem::replace(&mut (*m).args, null_mut()),
+            std::mem::replace(&mut (*m).owner, null_mut()),
+        )
+    };
+    for field in [callback, arg, args, owner] {
+        // SAFETY: GIL held; the strong reference (or NULL) the field held, now ours.
+        unsafe { ffi::Py_XDECREF(field) };
     }
     0
 }
@@ -448,47 +470,53 @@ unsafe fn clear_fields(obj: *mut ffi::PyObject) -> c_int {
 unsafe extern "C" fn monitored_dealloc(obj: *mut ffi::PyObject) {
     guard(
         "MonitoredCallback dealloc",
-        || (),
+        // SAFETY: GIL held; the dealloc frees `obj` (or keeps it in the free list) only in its
+        // last step, which cannot panic.
+        || unsafe { leak(obj) },
         || {
-            // SAFETY: called by CPython when the refcount drops to zero, GIL held.
+            // SAFETY: CPython calls tp_dealloc with the GIL held.
             let py = unsafe { Python::assume_attached() };
-            // SAFETY: as above; untracking is always allowed, and the cleared object keeps its type
-            // reference while it waits in the free list.
-            unsafe {
-                if ffi::Py_TYPE(obj) == monitored_type() {
-                    ffi::PyObject_GC_UnTrack(obj.cast());
-                    clear_fields(obj);
-                    // Releasing the fields may run finalizers, but none can reach this object (nothing
-                    // refers to an object whose count is zero): it is free to reuse.
-                    if FREELIST.push(py, obj) {
-                        return;
-                    }
+            // SAFETY: `obj` is still allocated (its count just dropped to zero).
+            let ours = unsafe { ffi::Py_TYPE(obj) } == monitored_type();
+            if ours {
+                // SAFETY: GIL held; a GC object (untracking an untracked one is allowed).
+                unsafe { ffi::PyObject_GC_UnTrack(obj.cast()) };
+                // SAFETY: GIL held; `obj` is a MonitoredObject, still allocated.
+                unsafe { clear_fields(obj) };
+                // Releasing the fields may run finalizers, but none can reach this object
+                // (nothing refers to an object whose count is zero): it is free to reuse.
+                if FREELIST.push(py, obj) {
+                    return;
                 }
-                dealloc(obj, monitored_clear);
             }
+            // SAFETY: called once from tp_dealloc (count zero, GIL held) on an object of the
+            // type `init_types` made, whose tp_clear is `monitored_clear`.
+            unsafe { dealloc(obj, monitored_clear) };
         },
     )
 }
 
 unsafe extern "C" fn monitored_repr(obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: GIL held in a tp_repr slot.
+    // SAFETY: CPython calls tp_repr with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `obj` is a live MonitoredObject.
-        let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
-        let inner = if callback.is_null() {
-            "<cleared>".to_owned()
-        } else {
-            // SAFETY: valid strong reference held by `obj`.
-            unsafe { Bound::from_borrowed_ptr(py, callback) }
-                .repr()
-                .map(|r| r.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "<callback>".to_owned())
-        };
-        format!("<aiocop monitored {inner}>")
-    }));
-    let text = outcome.unwrap_or_else(|_| "<aiocop monitored callback>".to_owned());
-    pyo3::types::PyString::new(py, &text).into_ptr()
+    guard(
+        "MonitoredCallback repr",
+        || plain_repr(c"<aiocop monitored callback>"),
+        || {
+            // SAFETY: `obj` is a live MonitoredObject (tp_repr of its type); a field read.
+            let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
+            let inner = if callback.is_null() {
+                "<cleared>".to_owned()
+            } else {
+                // SAFETY: GIL held; `obj` holds a strong reference to `callback` for the call.
+                unsafe { Bound::from_borrowed_ptr(py, callback) }
+                    .repr()
+                    .map(|r| r.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "<callback>".to_owned())
+            };
+            pyo3::types::PyString::new(py, &format!("<aiocop monitored {inner}>")).into_ptr()
+        },
+    )
 }
 
 unsafe extern "C" fn monitored_get_wrapped(
@@ -499,13 +527,13 @@ unsafe extern "C" fn monitored_get_wrapped(
         "MonitoredCallback.__wrapped__",
         || panicked("MonitoredCallback.__wrapped__"),
         || {
-            // SAFETY: `obj` is a live MonitoredObject, GIL held (getter).
+            // SAFETY: `obj` is a live MonitoredObject (a getter of its type); a field read.
             let callback = unsafe { (*obj.cast::<MonitoredObject>()).callback };
             if callback.is_null() {
-                // SAFETY: GIL held; returning a new reference to None.
+                // SAFETY: GIL held (getter); a new reference to the None singleton.
                 return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
             }
-            // SAFETY: valid object; return a new reference.
+            // SAFETY: GIL held; `obj` holds `callback` for the call: a new reference to it.
             unsafe { ffi::Py_NewRef(callback) }
         },
     )

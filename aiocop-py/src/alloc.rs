@@ -47,10 +47,10 @@ unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if plain(&layout) {
-            // SAFETY: as in `alloc`.
+            // SAFETY: any size; the zeroed block is word-aligned, which `layout` needs at most.
             unsafe { ffi::mi_zalloc(layout.size()).cast() }
         } else {
-            // SAFETY: as in `alloc`.
+            // SAFETY: a power-of-two alignment (a `Layout`'s) and any size.
             unsafe { ffi::mi_zalloc_aligned(layout.size(), layout.align()).cast() }
         }
     }
@@ -70,7 +70,8 @@ unsafe impl GlobalAlloc for Allocator {
             // layout needs.
             unsafe { ffi::mi_realloc(ptr.cast::<c_void>(), new_size).cast() }
         } else {
-            // SAFETY: as above, keeping the layout's power-of-two alignment.
+            // SAFETY: `ptr` came from this allocator (GlobalAlloc's contract); the alignment is
+            // the layout's, a power of two, kept by the new block.
             unsafe {
                 ffi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
             }

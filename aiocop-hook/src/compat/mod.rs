@@ -5,7 +5,7 @@
 //! | version | `time.sleep` audit event | frame position API | notes |
 //! |---|---|---|---|
 //! | 3.10 | none (aiocop wraps `time.sleep`) | `PyFrame_GetLineNumber` only (`f_lasti` is private and in code units) | no `co_qualname` (3.11+): qualified names are rebuilt from the module's functions and classes and the code objects nested in them (`py310.rs`) |
-//! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame`/`PyFrame_GetBack` materialise them, so captures walk the `_PyInterpreterFrame` chain directly (`py311.rs`, checked against the C API once per process) |
+//! | 3.11 | none (wrapped) | `PyFrame_GetLasti` (bytes) + `PyCode_Addr2Line` | frames are lazily materialised `_PyInterpreterFrame`s; `PyEval_GetFrame`/`PyFrame_GetBack` materialise them, so captures walk the `_PyInterpreterFrame` chain directly (`py311.rs`; before the first walk of the process a layout check of the fields it starts from, then the walk itself, against the C API) |
 //! | 3.12 | none (wrapped) | as 3.11 | `sys.monitoring` arrives (unused); captures walk frame objects (C API); the C Task's step type is named `_asyncio.TaskStepMethWrapper` (`TaskStepMethWrapper` before) |
 //! | 3.13 | native `time.sleep` event (argument: the seconds) | as 3.11 | `Py_IsFinalizing` becomes public (`_Py_IsFinalizing` before) |
 //! | 3.14 | native | as 3.11 | as 3.13 |
@@ -50,6 +50,17 @@ pub enum Position {
     Line(i32),
 }
 
+/// What [`PythonVersion::check_frame_layout`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutCheck {
+    /// The fields read agree with the public C API (or there is nothing to check).
+    Agrees,
+    /// This field disagrees with the public C API: the direct walk must not run.
+    Disagrees(&'static str),
+    /// The thread has no Python frame to check against: ask again at a later capture.
+    NoFrame,
+}
+
 /// The CPython version-specific operations aiocop needs.
 pub trait PythonVersion {
     /// The minor version (`11` for 3.11).
@@ -81,6 +92,21 @@ pub trait PythonVersion {
     /// # Safety
     /// The GIL must be held and `frame` must be a valid frame object.
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position;
+
+    /// Whether this version walks the interpreter's frames directly
+    /// ([`Self::walk_interpreter_frames`]); then [`Self::check_frame_layout`] runs before the
+    /// first walk of the process.
+    const DIRECT_FRAME_WALK: bool = false;
+
+    /// Checks, cheaply, that the private structs the direct walk reads have the layout this
+    /// build assumes: a few fields of the calling thread's state and current frame, read
+    /// through them, against the public C API. Nothing to check by default (no direct walk).
+    ///
+    /// # Safety
+    /// The GIL must be held by the calling thread.
+    unsafe fn check_frame_layout() -> LayoutCheck {
+        LayoutCheck::Agrees
+    }
 
     /// Walks the calling thread's stack, innermost first, without creating frame objects
     /// (`PyFrame_GetBack` creates one per frame it visits), calling `visit(code, position)`
@@ -116,10 +142,12 @@ pub trait PythonVersion {
 /// The GIL must be held and `frame` must be a valid frame object.
 #[cfg(Py_3_11)]
 unsafe fn lasti_position(frame: *mut ffi::PyFrameObject) -> Position {
-    // SAFETY: guaranteed by the caller; PyFrame_GetLasti only reads the frame.
+    // SAFETY: GIL held and `frame` a valid frame (the caller's promise); PyFrame_GetLasti only
+    // reads it.
     let lasti = unsafe { ffi::PyFrame_GetLasti(frame) };
     if lasti < 0 {
-        // SAFETY: as above; PyFrame_GetLineNumber only reads the frame.
+        // SAFETY: GIL held and `frame` a valid frame (the caller's promise);
+        // PyFrame_GetLineNumber only reads it.
         Position::Line(unsafe { ffi::PyFrame_GetLineNumber(frame) })
     } else {
         Position::Lasti(lasti)
@@ -135,17 +163,17 @@ extern "C" {
 /// Whether the interpreter can still be entered from a thread of ours: initialised and not
 /// finalising. Safe to call without the GIL.
 pub fn interpreter_alive() -> bool {
-    // SAFETY: both functions only read interpreter-wide flags and need no GIL.
-    unsafe {
-        if ffi::Py_IsInitialized() == 0 {
-            return false;
-        }
-        #[cfg(Py_3_13)]
-        let finalizing = ffi::Py_IsFinalizing() != 0;
-        #[cfg(not(Py_3_13))]
-        let finalizing = _Py_IsFinalizing() != 0;
-        !finalizing
+    // SAFETY: reads an interpreter-wide flag; callable at any time, without the GIL.
+    if unsafe { ffi::Py_IsInitialized() } == 0 {
+        return false;
     }
+    // SAFETY: reads an interpreter-wide flag; callable without the GIL once initialised.
+    #[cfg(Py_3_13)]
+    let finalizing = unsafe { ffi::Py_IsFinalizing() } != 0;
+    // SAFETY: reads an interpreter-wide flag; callable without the GIL once initialised.
+    #[cfg(not(Py_3_13))]
+    let finalizing = unsafe { _Py_IsFinalizing() } != 0;
+    !finalizing
 }
 
 #[cfg(test)]

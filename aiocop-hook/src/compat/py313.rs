@@ -12,7 +12,7 @@ impl PythonVersion for Py313 {
     const NATIVE_TIME_SLEEP_EVENT: bool = true;
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
-        // SAFETY: forwarded from the caller (GIL held, valid frame).
+        // SAFETY: GIL held and `frame` a valid frame (this method's own contract).
         unsafe { super::lasti_position(frame) }
     }
 }
