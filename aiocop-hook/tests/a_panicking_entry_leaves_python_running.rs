@@ -4,9 +4,7 @@
 //! made, a `RuntimeError`, a plain repr, nothing visited or cleared, a leaked object), and the
 //! next call works as usual.
 
-mod panic_support;
-
-use panic_support::run_with_point;
+use aiocop_hook::fault::run_with_point;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 

@@ -5,9 +5,7 @@
 //! nothing visited or cleared, a leaked object), and the loop runs the callbacks scheduled
 //! after it.
 
-mod panic_support;
-
-use panic_support::run_with_point;
+use aiocop_hook::fault::run_with_point;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
