@@ -117,7 +117,7 @@ def test_reset_report_forgets_everything() -> None:
     run_handlers("asyncio", stats=2, opens=1)
     aiocop.reset_report()
     report = aiocop.report()
-    assert report.sites == () and report.other is None and report.durations.count == 0
+    assert report.sites == [] and report.other is None and report.durations.count == 0
     assert "(no blocking calls)" in str(report)
 
 

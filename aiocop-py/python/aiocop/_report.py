@@ -79,10 +79,10 @@ class Report:
     every slow handle's duration in fixed buckets; ``dropped``: events dropped because a
     bounded queue was full; ``site_count``: the sites known (``sites`` may show fewer)."""
 
-    sites: tuple[SiteStats, ...]
+    sites: list[SiteStats]
     other: Optional[SiteStats]
     slow_tasks: dict[str, int]
-    slow_task_counts: tuple[SlowTaskCount, ...]
+    slow_task_counts: list[SlowTaskCount]
     durations: Durations
     dropped: int
     site_count: int
@@ -92,9 +92,9 @@ class Report:
         """Every blocking call counted, ``other`` included."""
         return sum(s.count for s in self.sites_and_other())
 
-    def sites_and_other(self) -> tuple[SiteStats, ...]:
+    def sites_and_other(self) -> list[SiteStats]:
         """``sites`` followed by ``other`` when there is one."""
-        return self.sites + ((self.other,) if self.other is not None else ())
+        return self.sites + ([self.other] if self.other is not None else [])
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain data (for JSON)."""
@@ -145,17 +145,17 @@ def report(top: Optional[int] = None) -> Report:
         if top < 1:
             raise ValueError(f"top must be at least 1, got {top}")
     raw = _aiocop._report_snapshot(top)
-    slow_task_counts = tuple(
+    slow_task_counts = [
         SlowTaskCount(severity=level, reason=reason, count=count)
         for level, reason, count in raw["slow_tasks"]
-    )
+    ]
     slow_tasks: dict[str, int] = {}
     for c in slow_task_counts:
         slow_tasks[c.severity] = slow_tasks.get(c.severity, 0) + c.count
     durations = raw["durations"]
     other = raw["other"]
     return Report(
-        sites=tuple(SiteStats._from_native(row) for row in raw["sites"]),
+        sites=[SiteStats._from_native(row) for row in raw["sites"]],
         other=SiteStats._from_native(other) if other is not None else None,
         slow_tasks=slow_tasks,
         slow_task_counts=slow_task_counts,
