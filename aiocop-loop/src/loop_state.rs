@@ -5,7 +5,7 @@
 //! or by the background thread with `call_soon_threadsafe` for an idle loop).
 //!
 //! The marks form a small state machine, free of Python and tested on its own:
-//! [`crate::delivery`]. This module does the Python side of its transitions.
+//! `aiocop_delivery`. This module does the Python side of its transitions.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
@@ -15,9 +15,9 @@ use pyo3::prelude::*;
 
 use crate::counters::{count, report_drops, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
 use crate::deliver::deliver;
-use crate::delivery::{Arrived, DeliveryQueue, Queued};
 use crate::event::SliceObjects;
 use crate::registry::CallbackSnapshot;
+use aiocop_delivery::{Arrived, DeliveryQueue, Queued};
 
 /// Assembled events that may wait for delivery, per loop.
 const PENDING_CAPACITY: usize = 16_384;
