@@ -13,7 +13,7 @@ use std::thread::ThreadId;
 use aiocop_events::{Slice, SlowTask};
 use pyo3::prelude::*;
 
-use crate::counters::{count, report_drops, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
+use crate::counters::{count, report_drops, report_faults, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
 use crate::deliver::deliver;
 use crate::event::SliceObjects;
 use crate::registry::CallbackSnapshot;
@@ -88,6 +88,7 @@ impl LoopShared {
     /// Delivers every pending event now, on the calling thread.
     pub(crate) fn deliver_pending(&self, py: Python<'_>) {
         report_drops(py);
+        report_faults(py);
         self.queue.begin_delivery();
         let mut callbacks = CallbackSnapshot::default();
         while let Some(p) = self.queue.pop() {
