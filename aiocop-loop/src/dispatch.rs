@@ -21,9 +21,12 @@
 //! it held are lost and counted (`lost_events`, `dispatch_thread_failures` in `stats()`), one
 //! warning is logged on a loop thread (logger `aiocop`), and the next slice starts a new
 //! thread. Events it had assembled already wait in their loop's queue as usual. After
-//! [`MAX_THREADS`] threads, slices are assembled on the loop thread instead. No wait of a loop
-//! thread on the background thread (`flush`, a loop's `close`, interpreter exit) outlasts the
-//! stall limit.
+//! [`MAX_THREADS`] threads, slices are assembled on the loop thread instead (in order with
+//! the loop's earlier events, unless one of them is still with a stalled thread). No wait of a
+//! loop thread on the background thread (`flush`, a loop's `close`, interpreter exit) outlasts
+//! the stall limit. A dispatcher given up stays allocated (a stalled thread, or a producer
+//! that loaded it just before, may still use it): a few MB at most per thread, and at most
+//! [`MAX_THREADS`] of them.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
