@@ -33,11 +33,12 @@ fn leftover(q: &DeliveryQueue<u32>) -> Vec<u32> {
 }
 
 /// Runs `model` under loom with the project's bounds: the preemption bound comes from
-/// `LOOM_MAX_PREEMPTIONS` (set by `cargo xtask test`), else 3.
+/// `LOOM_MAX_PREEMPTIONS` (`cargo xtask test` sets 8, more than these models can use: every
+/// interleaving is run, in hundredths of a second), else 8.
 fn check(model: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
+        builder.preemption_bound = Some(8);
     }
     builder.check(model);
 }
