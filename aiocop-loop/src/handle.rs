@@ -238,7 +238,7 @@ fn slow_path(
         }
         Dispatch::Background => {
             if slice.is_reportable() {
-                dispatch::send(slice, objects, target);
+                dispatch::send(py, slice, objects, target);
             }
         }
     }

@@ -11,9 +11,9 @@
 //!   `deliver`: calling the callbacks with an event; `counters`: what `stats()` reports;
 //! - `methods`: the table of the four scheduling methods; `kwnames`: the `("context",)`
 //!   keyword names; `direct_call_soon`: asyncio's stock `call_soon`, done natively;
-//! - `loop_state`: one loop's delivery state, shared with the background thread;
-//!   `delivery`: its state machine, free of Python; `dispatch`: the background thread,
-//!   `flush`, what is pending at exit; `sampler`: the CPU sampling watchdog;
+//! - `loop_state`: one loop's delivery state, shared with the background thread (its state
+//!   machine, free of Python, is the crate `aiocop-delivery`); `dispatch`: the background
+//!   thread, `flush`, what is pending at exit; `sampler`: the CPU sampling watchdog;
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
@@ -27,7 +27,6 @@ pub mod config;
 use aiocop_hook::pylog;
 mod counters;
 mod deliver;
-mod delivery;
 mod direct_call_soon;
 pub mod dispatch;
 mod event;

@@ -5,7 +5,7 @@
 //! or by the background thread with `call_soon_threadsafe` for an idle loop).
 //!
 //! The marks form a small state machine, free of Python and tested on its own:
-//! [`crate::delivery`]. This module does the Python side of its transitions.
+//! `aiocop_delivery`. This module does the Python side of its transitions.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
@@ -13,11 +13,11 @@ use std::thread::ThreadId;
 use aiocop_events::{Slice, SlowTask};
 use pyo3::prelude::*;
 
-use crate::counters::{count, report_drops, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
+use crate::counters::{count, report_drops, report_faults, DROPPED, PICKED_UP, UNDELIVERED, WOKEN};
 use crate::deliver::deliver;
-use crate::delivery::{Arrived, DeliveryQueue, Queued};
 use crate::event::SliceObjects;
 use crate::registry::CallbackSnapshot;
+use aiocop_delivery::{Arrived, DeliveryQueue, Queued};
 
 /// Assembled events that may wait for delivery, per loop.
 const PENDING_CAPACITY: usize = 16_384;
@@ -88,6 +88,7 @@ impl LoopShared {
     /// Delivers every pending event now, on the calling thread.
     pub(crate) fn deliver_pending(&self, py: Python<'_>) {
         report_drops(py);
+        report_faults(py);
         self.queue.begin_delivery();
         let mut callbacks = CallbackSnapshot::default();
         while let Some(p) = self.queue.pop() {

@@ -573,16 +573,22 @@ fn flush(py: Python<'_>) {
 }
 
 /// Counters: events dropped because a bounded queue was full, events that could be
-/// neither delivered nor logged, blocking records dropped because a handle already had 50, and
-/// deliveries scheduled by the loop thread itself (`deliveries_picked_up`) or by the background
-/// thread for an idle loop (`deliveries_woken`); the delivery mode, and the clock that times
-/// handles (`"tsc"` or `"monotonic"`).
+/// neither delivered nor logged, blocking records dropped because a handle already had 50,
+/// slices lost with a background thread that died or stalled (`lost_events`) and such threads
+/// given up (`dispatch_thread_failures`), and deliveries scheduled by the loop thread itself
+/// (`deliveries_picked_up`) or by the background thread for an idle loop (`deliveries_woken`);
+/// the delivery mode, and the clock that times handles (`"tsc"` or `"monotonic"`).
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
     dict.set_item("dropped_events", dispatch::dropped_events())?;
     dict.set_item("undelivered_events", dispatch::undelivered_events())?;
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
+    dict.set_item("lost_events", dispatch::lost_events())?;
+    dict.set_item(
+        "dispatch_thread_failures",
+        dispatch::dispatch_thread_failures(),
+    )?;
     let (picked_up, woken) = dispatch::delivery_counts();
     dict.set_item("deliveries_picked_up", picked_up)?;
     dict.set_item("deliveries_woken", woken)?;

@@ -176,6 +176,28 @@ def test_flush_and_dispatch_parameter_exist():
     assert asyncio.run(main()) == "ok"
 
 
+def test_stats_reports_the_background_thread_failures():
+    """Ours only: the counters of a background thread given up (dead or stalled), the events
+    lost with it, and the rest of what stats() reports; a healthy run loses nothing (the faults
+    themselves are injected by the Rust tests of aiocop-loop)."""
+    import aiocop
+
+    stats = aiocop.stats()
+    assert set(stats) == {
+        "dropped_events",
+        "undelivered_events",
+        "dropped_records",
+        "lost_events",
+        "dispatch_thread_failures",
+        "deliveries_picked_up",
+        "deliveries_woken",
+        "dispatch",
+        "clock",
+    }
+    assert stats["lost_events"] == 0
+    assert stats["dispatch_thread_failures"] == 0
+
+
 def test_a_busy_loop_picks_its_deliveries_up_itself():
     """Ours only: while the loop keeps running monitored handles, it schedules the delivery of
     its events itself (`deliveries_picked_up`); the background thread steps in (taking the GIL,

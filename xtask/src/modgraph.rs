@@ -15,6 +15,7 @@ const CRATES: &[&str] = &[
     "aiocop-severity",
     "aiocop-events",
     "aiocop-aggregate",
+    "aiocop-delivery",
     "aiocop-hook",
     "aiocop-loop",
     "aiocop-py",

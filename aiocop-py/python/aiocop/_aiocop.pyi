@@ -2,7 +2,7 @@
 
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, TypedDict, Union
 
 from aiocop.exceptions import BlockingCallError
 from aiocop.types.events import BlockingEventInfo, RawBlockingEvent
@@ -54,7 +54,27 @@ def calculate_io_severity_score(blocking_events: Optional[Iterable[BlockingEvent
 def get_severity_level_from_score(score: Union[int, float]) -> IoSeverityLevel: ...
 def weight_label(weight: Union[int, float]) -> Literal["heavy", "moderate", "light", "trivial"]: ...
 def flush() -> None: ...
-def stats() -> dict[str, Any]: ...
+class Stats(TypedDict):
+    """What ``stats()`` returns (a plain dict at run time; this name exists in the stubs only)."""
+
+    #: Events dropped because a bounded queue was full (also logged, at most once a second).
+    dropped_events: int
+    #: Events that could be neither delivered nor logged.
+    undelivered_events: int
+    #: Blocking records over the 50 a handle keeps.
+    dropped_records: int
+    #: Slices lost with a background dispatch thread that died (a panic) or stalled.
+    lost_events: int
+    #: Background dispatch threads given up (dead or stalled) and replaced; one WARNING each.
+    dispatch_thread_failures: int
+    #: Deliveries scheduled by the loop thread itself.
+    deliveries_picked_up: int
+    #: Deliveries scheduled by the background thread for an idle loop.
+    deliveries_woken: int
+    dispatch: Literal["background", "inline"]
+    clock: Literal["tsc", "monotonic"]
+
+def stats() -> Stats: ...
 def _report_snapshot(top: Optional[int] = None) -> dict[str, Any]: ...
 def reset_report() -> None: ...
 def _set_report_max_sites(max_sites: int) -> int: ...

@@ -2,7 +2,7 @@
 //! background thread, later events may not be queued in place ahead of it.
 
 use super::{queue, taken};
-use crate::delivery::Queued;
+use crate::Queued;
 
 #[test]
 fn in_place_is_refused_while_a_slice_is_in_flight() {

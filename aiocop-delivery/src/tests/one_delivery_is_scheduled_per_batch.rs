@@ -2,7 +2,7 @@
 //! schedules one delivery handle per batch, not one per event.
 
 use super::{queue, taken};
-use crate::delivery::Queued;
+use crate::Queued;
 
 #[test]
 fn the_first_event_schedules_the_rest_ride_along() {

@@ -2,7 +2,7 @@
 //! mark schedules the delivery; the batch's age is when it became ready, not later arrivals.
 
 use super::{queue, taken};
-use crate::delivery::Arrived;
+use crate::Arrived;
 
 #[test]
 fn idle_ready_scheduled_delivered() {

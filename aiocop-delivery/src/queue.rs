@@ -1,9 +1,9 @@
 //! One loop's delivery state machine, free of Python: the queue of events waiting for
 //! delivery and the marks that say whether a delivery is due, scheduled, or must wait for
-//! slices still with the background thread. [`crate::loop_state::LoopShared`] holds one and
-//! does the Python side of each transition (scheduling the delivery handle, calling the
-//! callbacks); the transitions themselves, each an atomic operation or two, are here and are
-//! tested here, one behaviour per file under `tests/`.
+//! slices still with the background thread. `aiocop-loop`'s `LoopShared` holds one and does
+//! the Python side of each transition (scheduling the delivery handle, calling the callbacks);
+//! the transitions themselves, each an atomic operation or two, are here and are tested here,
+//! one behaviour per file under `src/tests/`, and modelled with loom under `tests/models/`.
 //!
 //! The marks:
 //!
@@ -21,18 +21,18 @@
 //!
 //! [`DeliveryQueue::begin_delivery`] (the delivery running) clears both marks and the events
 //! are then taken one by one ([`DeliveryQueue::pop`]).
+//!
+//! Every write to `ready`, which two threads change, is a read-modify-write (`swap`), never a
+//! plain store: each transition then acts on the latest mark, which is what the loom models
+//! check (and loom's own model of a plain store racing a read-modify-write is unsound, its
+//! issue 254, so a store there would also make the models report what cannot happen).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-
-use crossbeam_queue::ArrayQueue;
-
-#[cfg(test)]
-mod tests;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, BoundedQueue, Ordering};
 
 /// A loop's events waiting for delivery, and the marks of their state (see the module doc).
 #[derive(Debug)]
-pub(crate) struct DeliveryQueue<T> {
-    pending: ArrayQueue<T>,
+pub struct DeliveryQueue<T> {
+    pending: BoundedQueue<T>,
     ready: AtomicBool,
     /// When `ready` last went from false to true (ns on the caller's clock).
     ready_since_ns: AtomicU64,
@@ -42,7 +42,7 @@ pub(crate) struct DeliveryQueue<T> {
 
 /// What [`DeliveryQueue::queue_here`] did with an event.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Queued<T> {
+pub enum Queued<T> {
     /// Queued; the caller must now schedule a delivery (none is scheduled yet).
     Schedule,
     /// Queued; a delivery is scheduled already and will take it.
@@ -53,7 +53,7 @@ pub(crate) enum Queued<T> {
 
 /// What [`DeliveryQueue::arrive`] did with a slice back from the background thread.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Arrived<T> {
+pub enum Arrived<T> {
     /// The event is queued and marked ready.
     Queued,
     /// The slice made no event.
@@ -64,9 +64,9 @@ pub(crate) enum Arrived<T> {
 
 impl<T> DeliveryQueue<T> {
     /// An empty queue holding at most `capacity` events.
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self {
-            pending: ArrayQueue::new(capacity),
+            pending: BoundedQueue::new(capacity),
             ready: AtomicBool::new(false),
             ready_since_ns: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -77,19 +77,19 @@ impl<T> DeliveryQueue<T> {
     /// Whether events wait for a delivery to be scheduled (one relaxed load: checked at the
     /// end of every monitored handle).
     #[inline]
-    pub(crate) fn has_ready(&self) -> bool {
+    pub fn has_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
     /// Whether an event made on the loop's thread may be queued here now: no earlier slice of
     /// this loop is still with the background thread.
     #[inline]
-    pub(crate) fn can_queue_here(&self) -> bool {
+    pub fn can_queue_here(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
     /// On the loop's thread: queues an event made in place.
-    pub(crate) fn queue_here(&self, event: T) -> Queued<T> {
+    pub fn queue_here(&self, event: T) -> Queued<T> {
         if let Err(rejected) = self.pending.push(event) {
             return Queued::Full(rejected);
         }
@@ -101,41 +101,41 @@ impl<T> DeliveryQueue<T> {
     }
 
     /// The delivery [`Self::queue_here`] asked for could not be scheduled.
-    pub(crate) fn schedule_failed(&self) {
+    pub fn schedule_failed(&self) {
         self.delivery_scheduled.store(false, Ordering::Release);
     }
 
     /// Takes the ready mark: `true` when events were ready and no delivery was scheduled for
     /// them (the caller schedules one now).
-    pub(crate) fn take_ready(&self) -> bool {
+    pub fn take_ready(&self) -> bool {
         self.ready.swap(false, Ordering::AcqRel)
     }
 
     /// The delivery [`Self::take_ready`] promised could not be scheduled: the events are ready
     /// again (the background thread will try, and report).
-    pub(crate) fn ready_again(&self) {
-        self.ready.store(true, Ordering::Release);
+    pub fn ready_again(&self) {
+        self.ready.swap(true, Ordering::AcqRel);
     }
 
     /// When events last became ready.
-    pub(crate) fn ready_since(&self) -> u64 {
+    pub fn ready_since(&self) -> u64 {
         self.ready_since_ns.load(Ordering::Acquire)
     }
 
     /// A slice of this loop goes to the background thread.
-    pub(crate) fn hand_off(&self) {
+    pub fn hand_off(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A slice handed off could not be queued for the background thread after all.
-    pub(crate) fn hand_off_failed(&self) {
+    pub fn hand_off_failed(&self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// On the background thread: a slice handed off is back, made into `event` (`None` when it
     /// made no event), at `now_ns`. Only this thread turns `ready` on; the age of the ready
     /// batch starts now when none was waiting.
-    pub(crate) fn arrive(&self, event: Option<T>, now_ns: u64) -> Arrived<T> {
+    pub fn arrive(&self, event: Option<T>, now_ns: u64) -> Arrived<T> {
         let pushed = event.map(|event| self.pending.push(event));
         // In `pending` (or dropped) now: the loop thread may queue in place again.
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -143,9 +143,13 @@ impl<T> DeliveryQueue<T> {
             None => Arrived::Nothing,
             Some(Err(rejected)) => Arrived::Full(rejected),
             Some(Ok(())) => {
-                if !self.ready.load(Ordering::Acquire) {
+                // One read-modify-write (not a load, then a store): it reads the latest mark,
+                // so an event pushed just after a delivery took the mark off turns it on
+                // again, never skipping it on a stale `true` (the loom model
+                // `arrivals_racing_a_pick_up_are_never_stranded`). Only this thread reads
+                // the age, so it may be written after the mark.
+                if !self.ready.swap(true, Ordering::AcqRel) {
                     self.ready_since_ns.store(now_ns, Ordering::Release);
-                    self.ready.store(true, Ordering::Release);
                 }
                 Arrived::Queued
             }
@@ -154,19 +158,21 @@ impl<T> DeliveryQueue<T> {
 
     /// The delivery runs (or a flush delivers): both marks are cleared; the caller then takes
     /// the events with [`Self::pop`].
-    pub(crate) fn begin_delivery(&self) {
+    pub fn begin_delivery(&self) {
         self.delivery_scheduled.store(false, Ordering::Release);
-        self.ready.store(false, Ordering::Release);
+        // A read-modify-write: it reads (and synchronizes with) the latest `arrive`, whose
+        // event the pops that follow then see.
+        self.ready.swap(false, Ordering::AcqRel);
     }
 
     /// The next event waiting, oldest first.
-    pub(crate) fn pop(&self) -> Option<T> {
+    pub fn pop(&self) -> Option<T> {
         self.pending.pop()
     }
 
     /// Takes every event waiting (they cannot be delivered) and clears the ready mark.
-    pub(crate) fn drain(&self) -> impl Iterator<Item = T> + '_ {
-        self.ready.store(false, Ordering::Release);
+    pub fn drain(&self) -> impl Iterator<Item = T> + '_ {
+        self.ready.swap(false, Ordering::AcqRel);
         std::iter::from_fn(|| self.pending.pop())
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread;
 
 use super::queue;
-use crate::delivery::Arrived;
+use crate::Arrived;
 
 #[test]
 fn every_event_once_in_order() {

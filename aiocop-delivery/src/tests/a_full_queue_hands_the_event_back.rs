@@ -2,7 +2,7 @@
 //! and counts it); the events already queued are untouched.
 
 use super::{queue, taken};
-use crate::delivery::{Arrived, Queued};
+use crate::{Arrived, Queued};
 
 #[test]
 fn in_place_and_from_the_background_thread() {

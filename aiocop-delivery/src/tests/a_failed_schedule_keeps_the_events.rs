@@ -2,7 +2,7 @@
 //! next attempt (the loop thread's, or the background thread's) schedules it again.
 
 use super::queue;
-use crate::delivery::Queued;
+use crate::Queued;
 
 #[test]
 fn a_failed_pick_up_leaves_the_batch_ready() {

@@ -1,0 +1,143 @@
+//! What the dispatcher tests share: an embedded CPython with aiocop's audit hook installed and
+//! slow-task detection configured, and a Python prelude that each test's scenario runs after:
+//! `patch()` monitors the running loop, `site(i)` makes a function that blocks (`open`, a native audit event) at
+//! a call site of its own (a new call site goes to the background thread), `events` collects
+//! the delivered `SlowTaskEvent`s, `warnings` the messages logged on the `aiocop` logger,
+//! `until(cond, what)` waits for a condition (a generous deadline, never a fixed sleep), and
+//! `flush()`, `stats()`, `arm(name, times)`, `disarm()`, `exit_now()` reach the Rust side.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::ffi::CStr;
+use std::time::Duration;
+
+use aiocop_loop::{config, dispatch, registry, Dispatch};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+#[pyfunction]
+fn patch(py: Python<'_>) -> PyResult<bool> {
+    let event_loop = aiocop_loop::running_loop(py).expect("called inside a running loop");
+    aiocop_loop::patch_loop(&event_loop)
+}
+
+/// `aiocop.flush()`: the running loop's events, or, outside a loop, this thread's loops'.
+#[pyfunction]
+fn flush(py: Python<'_>) {
+    let target = aiocop_loop::running_loop(py)
+        .and_then(|l| aiocop_loop::loop_patch(&l))
+        .map(|p| std::sync::Arc::clone(p.get().shared()));
+    dispatch::flush(py, target.as_ref());
+}
+
+#[pyfunction]
+fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("lost_events", dispatch::lost_events())?;
+    dict.set_item(
+        "dispatch_thread_failures",
+        dispatch::dispatch_thread_failures(),
+    )?;
+    dict.set_item("dropped_events", dispatch::dropped_events())?;
+    dict.set_item("undelivered_events", dispatch::undelivered_events())?;
+    Ok(dict)
+}
+
+#[pyfunction]
+fn arm(name: &str, times: u32) {
+    aiocop_hook::fault::arm(name, times);
+}
+
+#[pyfunction]
+fn disarm() {
+    aiocop_hook::fault::disarm_all();
+}
+
+/// What the module's `_shutdown` does at interpreter exit.
+#[pyfunction]
+fn exit_now(py: Python<'_>) {
+    dispatch::deliver_at_exit(py);
+    dispatch::shutdown();
+}
+
+#[pyfunction]
+fn after_fork_child() {
+    dispatch::after_fork_child();
+}
+
+const PRELUDE: &CStr = c"
+import asyncio, logging, os, time
+
+events = []
+warnings = []
+
+class _Collect(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+logging.getLogger('aiocop').addHandler(_Collect())
+logging.getLogger('aiocop').setLevel(logging.WARNING)
+
+def site(i):
+    ns = {'os': os}
+    exec(compile(f'def blocking_{i}():\\n    open(os.devnull, \"rb\").close()\\n', f'<site {i}>', 'exec'), ns)
+    return ns[f'blocking_{i}']
+
+def site_of(event):
+    trace = event.blocking_events[0]['trace']
+    return int(trace.split('<site ')[1].split('>')[0])
+
+async def until(cond, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+        await asyncio.sleep(0.005)
+
+def until_sync(cond, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(0.005)
+";
+
+/// Starts the interpreter, installs the hook and configures detection (threshold 1 s: only
+/// blocking calls make events) in `mode`, then runs `scenario` after the prelude.
+pub fn run(mode: Dispatch, scenario: &CStr) {
+    Python::initialize();
+    Python::attach(|py| {
+        aiocop_hook::install(py, 20).expect("the hook installs");
+        aiocop_loop::init(py).expect("the native types are made");
+        assert!(config::configure_detection(1_000_000_000, mode));
+        config::set_active(true);
+        let globals = PyDict::new(py);
+        for f in [
+            wrap_pyfunction!(patch, py),
+            wrap_pyfunction!(flush, py),
+            wrap_pyfunction!(stats, py),
+            wrap_pyfunction!(arm, py),
+            wrap_pyfunction!(disarm, py),
+            wrap_pyfunction!(exit_now, py),
+            wrap_pyfunction!(after_fork_child, py),
+        ] {
+            let f = f.expect("wraps");
+            globals
+                .set_item(f.getattr("__name__").expect("named"), f)
+                .expect("sets");
+        }
+        py.run(PRELUDE, Some(&globals), None)
+            .expect("the prelude runs");
+        let events = globals.get_item("events").expect("present").expect("some");
+        registry::register_callback(py, &events.getattr("append").expect("a list"));
+        if let Err(err) = py.run(scenario, Some(&globals), None) {
+            err.display(py);
+            panic!("the scenario failed: {err}");
+        }
+    });
+}
+
+/// A short stall limit for the fault tests (the shipped one is [`dispatch::STALL_AFTER`]).
+pub fn stall_after(limit: Duration) {
+    dispatch::set_stall_after(limit);
+}
