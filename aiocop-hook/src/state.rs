@@ -69,6 +69,13 @@ impl PendingRecord {
         (record, DeferredArgs::new(py, self.spec.name, self.args))
     }
 
+    /// Lets go of the record with the caller's GIL token: its argument tuple is released at
+    /// once (a `Py` dropped without pyo3's attach would wait in pyo3's lock-protected pool of
+    /// deferred releases).
+    pub fn release(self, py: Python<'_>) {
+        drop(self.args.into_bound(py));
+    }
+
     /// The record as the blocking event of a slow-task event, its text left to be made later
     /// as [`Self::into_deferred`] leaves it (the stack is moved, not formatted: for a call site
     /// whose stack is formatted already, this is all [`aiocop_events::assemble`] would do).

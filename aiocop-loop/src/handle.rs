@@ -80,6 +80,20 @@ struct HandleEnd {
 }
 
 impl HandleEnd {
+    /// Lets go of the Python objects the handle left, with the caller's GIL token (released at
+    /// once, not through pyo3's pool of deferred releases).
+    fn release(self, py: Python<'_>) {
+        for record in self.recorded.records {
+            record.release(py);
+        }
+        if let Some(context) = self.recorded.first_context {
+            drop(context.into_bound(py));
+        }
+        if let Some(context) = self.pre_context {
+            drop(context.into_bound(py));
+        }
+    }
+
     /// Counts the handle and its blocking calls in the per-call-site totals, if it makes a
     /// slow-task event (a blocking call, or over the threshold).
     fn count_in_totals(&self) {
@@ -140,7 +154,9 @@ fn after_slow_handle(
         target.pick_up(py);
     }
     if !registry::has_callbacks() && end.recorded.violation_mode.is_none() {
-        return result; // nobody to deliver an event to, nothing to enforce: the totals suffice
+        // Nobody to deliver an event to, nothing to enforce: the totals suffice.
+        end.release(py);
+        return result;
     }
     let identity = Identity::of_callback(callback);
     slow_path(py, target, end, identity, result)
