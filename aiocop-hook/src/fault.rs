@@ -107,9 +107,22 @@ mod embedded {
 
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-    /// Runs `program` in the embedded interpreter with `arm`, `fired` and what `setup` adds in its globals, then checks that
-    /// the point `point` fired exactly once: an entry that did not run its body through the guard
-    /// never reaches its point (and a panic that escaped it would have aborted the process).
+    /// Run before each program: `expect_runtime_error(f)` calls `f` and checks that it raised
+    /// the `RuntimeError` a panicking entry leaves.
+    const PRELUDE: &CStr = c"
+def expect_runtime_error(f):
+    try:
+        f()
+    except RuntimeError as e:
+        assert 'panic inside aiocop' in str(e), e
+    else:
+        raise AssertionError('no RuntimeError')
+";
+
+    /// Runs `program` in the embedded interpreter with `arm`, `fired`, `expect_runtime_error`
+    /// and what `setup` adds in its globals, then checks that the point `point` fired exactly
+    /// once: an entry that did not run its body through the guard never reaches its point (and
+    /// a panic that escaped it would have aborted the process).
     pub fn run_with_point(
         point: &str,
         program: &CStr,
@@ -126,6 +139,7 @@ mod embedded {
                 globals.set_item("arm", wrap_pyfunction!(arm, py)?)?;
                 globals.set_item("fired", wrap_pyfunction!(fired, py)?)?;
                 globals.set_item("POINT", point)?;
+                py.run(PRELUDE, Some(&globals), None)?;
                 setup(&globals)
             })();
             prepared.expect("the program's globals are set up");

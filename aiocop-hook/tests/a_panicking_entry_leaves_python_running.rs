@@ -37,13 +37,6 @@ import gc
 def original(*args, **kwargs):
     return args, kwargs
 
-def expect_runtime_error(f):
-    try:
-        f()
-    except RuntimeError as e:
-        assert 'panic inside aiocop' in str(e), e
-    else:
-        raise AssertionError('no RuntimeError')
 ",
         Some(globals),
         None,

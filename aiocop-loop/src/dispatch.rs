@@ -298,6 +298,29 @@ fn drain_background(py: Python<'_>) {
     report_faults(py);
 }
 
+/// `aiocop.flush()`: [`flush`] for the running loop, or, outside a loop, for every loop of
+/// this thread.
+pub fn flush_here(py: Python<'_>) {
+    let target = crate::patching::running_loop(py)
+        .and_then(|l| crate::loop_patch::loop_patch(&l))
+        .map(|p| Arc::clone(p.get().shared()));
+    flush(py, target.as_ref());
+}
+
+/// The delivery counters of `aiocop.stats()` into `dict`: `dropped_events`,
+/// `undelivered_events`, `lost_events`, `dispatch_thread_failures`, `deliveries_picked_up` and
+/// `deliveries_woken`.
+pub fn add_counters(dict: &Bound<'_, pyo3::types::PyDict>) -> PyResult<()> {
+    dict.set_item("dropped_events", dropped_events())?;
+    dict.set_item("undelivered_events", undelivered_events())?;
+    dict.set_item("lost_events", lost_events())?;
+    dict.set_item("dispatch_thread_failures", dispatch_thread_failures())?;
+    let (picked_up, woken) = delivery_counts();
+    dict.set_item("deliveries_picked_up", picked_up)?;
+    dict.set_item("deliveries_woken", woken)?;
+    Ok(())
+}
+
 /// Waits (without the GIL) until the background thread has assembled everything sent so far,
 /// then delivers, on this thread, the pending events of `target` — or of every loop of this
 /// thread when `target` is `None`.

@@ -29,13 +29,6 @@ import asyncio, gc
 
 errors = []
 
-def expect_runtime_error(f):
-    try:
-        f()
-    except RuntimeError as e:
-        assert 'panic inside aiocop' in str(e), e
-    else:
-        raise AssertionError('no RuntimeError')
 
 def run(body):
     async def main():

@@ -6,17 +6,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use aiocop_loop::Dispatch;
-
 #[test]
 fn a_stalled_dispatch_thread_is_given_up() {
-    common::stall_after(Duration::from_millis(300));
-    common::run(
-        Dispatch::Background,
+    common::run_stalled(
         c"
-arm('dispatch_thread_stall', 4_000_000_000)
 
 async def main():
     patch()

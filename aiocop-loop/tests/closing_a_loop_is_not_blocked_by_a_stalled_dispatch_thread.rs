@@ -4,17 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use aiocop_loop::Dispatch;
-
 #[test]
 fn closing_a_loop_is_not_blocked_by_a_stalled_dispatch_thread() {
-    common::stall_after(Duration::from_millis(300));
-    common::run(
-        Dispatch::Background,
+    common::run_stalled(
         c"
-arm('dispatch_thread_stall', 4_000_000_000)
 
 async def main():
     patch()

@@ -566,10 +566,7 @@ fn weight_label(weight: &Bound<'_, PyAny>) -> PyResult<&'static str> {
 /// outside a loop, of every monitored loop of this thread.
 #[pyfunction]
 fn flush(py: Python<'_>) {
-    let target = aiocop_loop::running_loop(py)
-        .and_then(|l| aiocop_loop::loop_patch(&l))
-        .map(|p| std::sync::Arc::clone(p.get().shared()));
-    dispatch::flush(py, target.as_ref());
+    dispatch::flush_here(py);
 }
 
 /// Counters: events dropped because a bounded queue was full, events that could be
@@ -581,17 +578,8 @@ fn flush(py: Python<'_>) {
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("dropped_events", dispatch::dropped_events())?;
-    dict.set_item("undelivered_events", dispatch::undelivered_events())?;
+    dispatch::add_counters(&dict)?;
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
-    dict.set_item("lost_events", dispatch::lost_events())?;
-    dict.set_item(
-        "dispatch_thread_failures",
-        dispatch::dispatch_thread_failures(),
-    )?;
-    let (picked_up, woken) = dispatch::delivery_counts();
-    dict.set_item("deliveries_picked_up", picked_up)?;
-    dict.set_item("deliveries_woken", woken)?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
     dict.set_item("clock", aiocop_clock::source().as_str())?;
     Ok(dict)

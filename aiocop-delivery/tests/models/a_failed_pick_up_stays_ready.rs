@@ -2,31 +2,20 @@
 //! while the background thread looks at the same batch: the batch is either scheduled by the
 //! background thread or still marked ready for the next look, never dropped from both.
 
-use loom::sync::Arc;
-use loom::thread;
-
-use super::{check, deliver};
-use aiocop_delivery::DeliveryQueue;
+use super::{check, deliver, join, with_background};
 
 #[test]
 fn a_failed_pick_up_stays_ready() {
     check(|| {
-        let q = Arc::new(DeliveryQueue::new(4));
-        q.hand_off();
-        let background = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || {
-                q.arrive(Some(1), 1);
-                q.take_ready()
-            })
-        };
+        let (q, background) = with_background(1, |q| {
+            q.arrive(Some(1), 1);
+            q.take_ready()
+        });
         if q.take_ready() {
             // `call_soon` failed.
             q.ready_again();
         }
-        let by_background = background
-            .join()
-            .expect("the background thread does not panic");
+        let by_background = join(background);
         assert!(
             by_background || q.has_ready(),
             "the batch is neither scheduled nor ready"

@@ -2,32 +2,19 @@
 //! event made in place ahead of it: when it sees the slice back (`can_queue_here`), the
 //! slice's event is already queued, so the two are delivered in the order their handles ran.
 
-use loom::sync::Arc;
-use loom::thread;
-
-use super::{check, leftover};
-use aiocop_delivery::DeliveryQueue;
+use super::{check, join, leftover, with_background};
 
 #[test]
 fn in_place_events_follow_handed_off_ones() {
     check(|| {
-        let q = Arc::new(DeliveryQueue::new(4));
-        q.hand_off();
-        let background = {
-            let q = Arc::clone(&q);
-            thread::spawn(move || {
-                q.arrive(Some(1), 1);
-            })
-        };
+        let (q, background) = with_background(1, |q| q.arrive(Some(1), 1));
         // The next handle's event: made here when nothing is in flight, else handed off too
         // (and then brought back after the first: the inbox is first in, first out).
         let here = q.can_queue_here();
         if here {
             q.queue_here(2);
         }
-        background
-            .join()
-            .expect("the background thread does not panic");
+        join(background);
         if !here {
             q.hand_off();
             q.arrive(Some(2), 2);

@@ -20,6 +20,45 @@ mod in_place_events_follow_handed_off_ones;
 mod one_schedule_per_ready_batch;
 
 use aiocop_delivery::DeliveryQueue;
+use loom::sync::Arc;
+use loom::thread::{self, JoinHandle};
+
+/// A queue with `in_flight` slices handed off, and the background thread running `arrivals`
+/// on it (bringing events back).
+fn with_background<R: Send + 'static>(
+    in_flight: usize,
+    arrivals: impl FnOnce(&DeliveryQueue<u32>) -> R + Send + 'static,
+) -> (Arc<DeliveryQueue<u32>>, JoinHandle<R>) {
+    let q = Arc::new(DeliveryQueue::new(4));
+    for _ in 0..in_flight {
+        q.hand_off();
+    }
+    let background = {
+        let q = Arc::clone(&q);
+        thread::spawn(move || arrivals(&q))
+    };
+    (q, background)
+}
+
+/// Waits for the background thread.
+fn join<R>(background: JoinHandle<R>) -> R {
+    background
+        .join()
+        .expect("the background thread does not panic")
+}
+
+/// Once every thread is done: an event still waiting has the ready mark on (something comes
+/// for it), and everything, delivered and waiting, is `expected`, in order.
+fn finish(q: &DeliveryQueue<u32>, mut delivered: Vec<u32>, expected: &[u32]) {
+    let ready = q.has_ready();
+    let rest = leftover(q);
+    assert!(
+        rest.is_empty() || ready,
+        "events {rest:?} wait with nothing to come for them"
+    );
+    delivered.extend(rest);
+    assert_eq!(delivered, expected);
+}
 
 /// The delivery running on the loop thread: clears the marks and takes every event waiting.
 fn deliver(q: &DeliveryQueue<u32>, out: &mut Vec<u32>) {

@@ -24,22 +24,14 @@ fn patch(py: Python<'_>) -> PyResult<bool> {
 /// `aiocop.flush()`: the running loop's events, or, outside a loop, this thread's loops'.
 #[pyfunction]
 fn flush(py: Python<'_>) {
-    let target = aiocop_loop::running_loop(py)
-        .and_then(|l| aiocop_loop::loop_patch(&l))
-        .map(|p| std::sync::Arc::clone(p.get().shared()));
-    dispatch::flush(py, target.as_ref());
+    dispatch::flush_here(py);
 }
 
+/// `aiocop.stats()`'s delivery counters.
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
-    dict.set_item("lost_events", dispatch::lost_events())?;
-    dict.set_item(
-        "dispatch_thread_failures",
-        dispatch::dispatch_thread_failures(),
-    )?;
-    dict.set_item("dropped_events", dispatch::dropped_events())?;
-    dict.set_item("undelivered_events", dispatch::undelivered_events())?;
+    dispatch::add_counters(&dict)?;
     Ok(dict)
 }
 
@@ -140,4 +132,12 @@ pub fn run(mode: Dispatch, scenario: &CStr) {
 /// A short stall limit for the fault tests (the shipped one is [`dispatch::STALL_AFTER`]).
 pub fn stall_after(limit: Duration) {
     dispatch::set_stall_after(limit);
+}
+
+/// Runs `scenario` in background dispatch with a stall limit of 300 ms and the background
+/// thread stalling (the point `dispatch_thread_stall` armed until the scenario disarms it).
+pub fn run_stalled(scenario: &CStr) {
+    stall_after(Duration::from_millis(300));
+    aiocop_hook::fault::arm("dispatch_thread_stall", 4_000_000_000);
+    run(Dispatch::Background, scenario);
 }
