@@ -298,15 +298,6 @@ fn drain_background(py: Python<'_>) {
     report_faults(py);
 }
 
-/// `aiocop.flush()`: [`flush`] for the running loop, or, outside a loop, for every loop of
-/// this thread.
-pub fn flush_here(py: Python<'_>) {
-    let target = crate::patching::running_loop(py)
-        .and_then(|l| crate::loop_patch::loop_patch(&l))
-        .map(|p| Arc::clone(p.get().shared()));
-    flush(py, target.as_ref());
-}
-
 /// The delivery counters of `aiocop.stats()` into `dict`: `dropped_events`,
 /// `undelivered_events`, `lost_events`, `dispatch_thread_failures`, `deliveries_picked_up` and
 /// `deliveries_woken`.

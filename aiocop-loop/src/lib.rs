@@ -13,7 +13,8 @@
 //!   keyword names; `direct_call_soon`: asyncio's stock `call_soon`, done natively;
 //! - `loop_state`: one loop's delivery state, shared with the background thread (its state
 //!   machine, free of Python, is the crate `aiocop-delivery`); `dispatch`: the background
-//!   thread, `flush`, what is pending at exit; `sampler`: the CPU sampling watchdog;
+//!   thread, `flush`, what is pending at exit; `flush`: `aiocop.flush()`; `sampler`: the
+//!   CPU sampling watchdog;
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
@@ -30,6 +31,7 @@ mod deliver;
 mod direct_call_soon;
 pub mod dispatch;
 mod event;
+mod flush;
 mod handle;
 mod kwnames;
 mod loop_end;
@@ -44,6 +46,7 @@ mod scheduling;
 
 pub use config::Dispatch;
 pub use event::SlowTaskEvent;
+pub use flush::flush_here;
 pub use loop_patch::{loop_patch, LoopPatch};
 pub use loop_state::LoopShared;
 pub use patching::{patch_loop, running_loop};

@@ -566,7 +566,7 @@ fn weight_label(weight: &Bound<'_, PyAny>) -> PyResult<&'static str> {
 /// outside a loop, of every monitored loop of this thread.
 #[pyfunction]
 fn flush(py: Python<'_>) {
-    dispatch::flush_here(py);
+    aiocop_loop::flush_here(py);
 }
 
 /// Counters: events dropped because a bounded queue was full, events that could be

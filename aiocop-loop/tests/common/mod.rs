@@ -24,7 +24,7 @@ fn patch(py: Python<'_>) -> PyResult<bool> {
 /// `aiocop.flush()`: the running loop's events, or, outside a loop, this thread's loops'.
 #[pyfunction]
 fn flush(py: Python<'_>) {
-    dispatch::flush_here(py);
+    aiocop_loop::flush_here(py);
 }
 
 /// `aiocop.stats()`'s delivery counters.
