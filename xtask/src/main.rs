@@ -11,6 +11,7 @@ mod demo;
 mod fuzz;
 mod lint;
 mod modgraph;
+mod pythons;
 mod soak;
 mod test;
 mod venv;
@@ -32,7 +33,10 @@ commands:
   test [-- <pytest args>]            cargo test --workspace, the loom models of
                                      aiocop-delivery, fuzz --smoke, then build into
                                      .venv and run pytest tests/python (args after `--` go
-                                     to pytest), then bench --smoke and a 15 s soak
+                                     to pytest), then bench --smoke and a 15 s soak;
+                                     --python 3.10,3.12,...: then, on each of those
+                                     interpreters found (pyenv or PATH), the Rust tests of
+                                     aiocop-hook and aiocop-loop and pytest tests/python
   venv                               create .venv, install the Python tools, and build and
                                      install aiocop into it (maturin develop --release)
   bench [--smoke] [--rounds N] [--only PART]

@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{bench, cargo, exec, fuzz, soak, step, venv, Result};
+use crate::{bench, cargo, exec, fuzz, pythons, soak, step, venv, Result};
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
-    let pytest_args = pytest_args(args)?;
+    let (versions, pytest_args) = parse_args(args)?;
 
     step("[1/7] cargo test --workspace");
     crate::modgraph::run(root)?;
@@ -26,6 +26,22 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let incumbent = venv::ensure_at(root, bench::INCUMBENT_VENV, bench::INCUMBENT_PACKAGES)?;
 
     step("[5/7] pytest tests/python");
+    pytest(&venv, &incumbent, pytest_args)?;
+
+    step("[6/7] cargo xtask bench --smoke");
+    bench::run_with(root, &venv, &bench::Options::smoke())?;
+
+    step("[7/7] cargo xtask soak --minutes 0.25");
+    soak::run_with(root, &venv, 0.25)?;
+
+    for version in &versions {
+        other_python(root, version, &venv, &incumbent, pytest_args)?;
+    }
+    Ok(())
+}
+
+/// `pytest tests/python` in `venv` (the differential tests run aiocop 1.2.1 from `incumbent`).
+fn pytest(venv: &venv::Venv, incumbent: &venv::Venv, args: &[String]) -> Result {
     exec(
         venv.command("python")?
             .args([
@@ -36,16 +52,60 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
                 "-p",
                 "no:cacheprovider",
             ])
-            .args(pytest_args)
+            .args(args)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python")),
-    )?;
+    )
+}
 
-    step("[6/7] cargo xtask bench --smoke");
-    bench::run_with(root, &venv, &bench::Options::smoke())?;
+/// `--python`: on CPython `version`, the Rust tests of the crates whose code differs by
+/// interpreter (aiocop-hook, aiocop-loop) and the pytest suite against a build for it, each in
+/// a target directory and venv of its own (`target/py3.N`, `.venvs/py3.N`). A version this
+/// machine lacks, or the one the main run used, is said and skipped.
+fn other_python(
+    root: &Path,
+    version: &str,
+    main: &venv::Venv,
+    incumbent: &venv::Venv,
+    pytest_args: &[String],
+) -> Result {
+    let Some(python) = pythons::find(version) else {
+        step(&format!(
+            "python {version}: not found on this machine, skipped"
+        ));
+        return Ok(());
+    };
+    if main_version(main).as_deref() == Some(version) {
+        step(&format!(
+            "python {version}: the main run's interpreter, done above"
+        ));
+        return Ok(());
+    }
+    let target = root.join("target").join(format!("py{version}"));
+    step(&format!(
+        "python {version} ({}): cargo test -p aiocop-hook -p aiocop-loop",
+        python.display()
+    ));
+    let mut cmd = cargo(root);
+    cmd.args(["test", "-p", "aiocop-hook", "-p", "aiocop-loop"])
+        .env("PYO3_PYTHON", &python)
+        .env("CARGO_TARGET_DIR", &target);
+    if let Some(lib) = pythons::lib_dir(&python) {
+        cmd.env("LD_LIBRARY_PATH", lib);
+    }
+    exec(&mut cmd)?;
+    let venv = venv::prepare_other(root, &format!(".venvs/py{version}"), &python, &target)?;
+    step(&format!("python {version}: pytest tests/python"));
+    pytest(&venv, incumbent, pytest_args)
+}
 
-    step("[7/7] cargo xtask soak --minutes 0.25");
-    soak::run_with(root, &venv, 0.25)
+/// The `3.N` of the main venv's interpreter.
+fn main_version(venv: &venv::Venv) -> Option<String> {
+    let output = std::process::Command::new(venv.bin("python"))
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8(output.stdout).ok()?.trim().to_owned())
 }
 
 /// The loom models (`aiocop-delivery/tests/models/`): the crate built with `--cfg loom` in a
@@ -75,22 +135,36 @@ fn loom_models(root: &Path) -> Result {
     exec(&mut cmd)
 }
 
-/// Everything after `--` goes to pytest; nothing else is accepted.
-fn pytest_args(args: &[String]) -> Result<&[String]> {
-    match args.split_first() {
-        None => Ok(&[]),
-        Some((first, rest)) if first == "--" => Ok(rest),
-        Some((first, _)) => Err(format!(
-            "unexpected argument `{first}`: pass pytest arguments after `--`, \
-             e.g. `cargo xtask test -- -k name`"
-        )
-        .into()),
+/// `[--python VERSIONS] [-- <pytest args>]`: the other interpreters, and what goes to pytest.
+fn parse_args(args: &[String]) -> Result<(Vec<String>, &[String])> {
+    let mut versions = Vec::new();
+    let mut rest = args;
+    loop {
+        match rest {
+            [] => return Ok((versions, &[])),
+            [sep, pytest @ ..] if sep == "--" => return Ok((versions, pytest)),
+            [flag, value, more @ ..] if flag == "--python" => {
+                versions = pythons::parse_versions(value)?;
+                rest = more;
+            }
+            [flag, more @ ..] if flag.starts_with("--python=") => {
+                versions = pythons::parse_versions(&flag["--python=".len()..])?;
+                rest = more;
+            }
+            [first, ..] => {
+                return Err(format!(
+                    "unexpected argument `{first}`: expected [--python 3.10,3.12,...] and pytest \
+                     arguments after `--`, e.g. `cargo xtask test -- -k name`"
+                )
+                .into())
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::pytest_args;
+    use super::parse_args;
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|arg| arg.to_string()).collect()
@@ -98,9 +172,21 @@ mod tests {
 
     #[test]
     fn pytest_args_come_after_the_separator() {
-        assert!(pytest_args(&[]).is_ok_and(|args| args.is_empty()));
+        assert!(parse_args(&[]).is_ok_and(|(v, args)| v.is_empty() && args.is_empty()));
         let args = strings(&["--", "-k", "uvloop"]);
-        assert!(pytest_args(&args).is_ok_and(|args| args == ["-k", "uvloop"]));
-        assert!(pytest_args(&strings(&["-k", "uvloop"])).is_err());
+        assert!(parse_args(&args).is_ok_and(|(_, args)| args == ["-k", "uvloop"]));
+        assert!(parse_args(&strings(&["-k", "uvloop"])).is_err());
+    }
+
+    #[test]
+    fn other_interpreters_come_before_it() {
+        let args = strings(&["--python", "3.10,3.13", "--", "-x"]);
+        let (versions, pytest) = parse_args(&args).expect("valid");
+        assert_eq!(
+            (versions, pytest),
+            (vec!["3.10".to_owned(), "3.13".to_owned()], &args[3..])
+        );
+        assert!(parse_args(&strings(&["--python=3.12"])).is_ok_and(|(v, _)| v == ["3.12"]));
+        assert!(parse_args(&strings(&["--python", "2.7"])).is_err());
     }
 }

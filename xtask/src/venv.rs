@@ -83,6 +83,30 @@ pub(crate) fn prepare(root: &Path) -> Result<Venv> {
     Ok(venv)
 }
 
+/// A venv `<root>/<name>` made by `python`, with the tools, and aiocop built into it with
+/// `target_dir` as cargo's target directory and a release profile without LTO and with 16
+/// codegen units (minutes less to build; these venvs check behaviour on another interpreter,
+/// not speed).
+pub(crate) fn prepare_other(
+    root: &Path,
+    name: &str,
+    python: &Path,
+    target_dir: &Path,
+) -> Result<Venv> {
+    let venv = ensure_with(root, name, TOOLS, python)?;
+    step(&format!(
+        "maturin develop --release (build aiocop into {name})"
+    ));
+    exec(
+        venv.command("maturin")?
+            .args(["develop", "--release", "--quiet"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .env("CARGO_PROFILE_RELEASE_LTO", "off")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+    )?;
+    Ok(venv)
+}
+
 /// Creates `.venv` if it has no interpreter, and installs `TOOLS` unless the stamp says they are
 /// there already.
 fn ensure(root: &Path) -> Result<Venv> {
@@ -92,12 +116,17 @@ fn ensure(root: &Path) -> Result<Venv> {
 /// Creates the venv `<root>/<name>` if it has no interpreter, and installs `packages` (pip
 /// requirement specifiers) unless the stamp says they are there already.
 pub(crate) fn ensure_at(root: &Path, name: &str, packages: &[&str]) -> Result<Venv> {
+    let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+    ensure_with(root, name, packages, Path::new(&python))
+}
+
+/// [`ensure_at`] with the venv created by `python` (when it has no interpreter yet).
+fn ensure_with(root: &Path, name: &str, packages: &[&str], python: &Path) -> Result<Venv> {
     let venv = Venv {
         root: root.to_path_buf(),
         dir: root.join(name),
     };
     if !venv.bin("python").exists() {
-        let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
         let mut cmd = Command::new(python);
         cmd.current_dir(root).args(["-m", "venv"]).arg(&venv.dir);
         step(&format!("create {name} ({})", display(&cmd)));
