@@ -30,7 +30,8 @@ usage: cargo xtask <command> [options]
 commands:
   demo [--loop asyncio|uvloop|both]  build into .venv and run examples/quickstart.py
                                      on each loop kind (default: both)
-  test [-- <pytest args>]            cargo test --workspace, the loom models of
+  test [--python VERSIONS] [-- <pytest args>]
+                                     cargo test --workspace, the loom models of
                                      aiocop-delivery, fuzz --smoke, then build into
                                      .venv and run pytest tests/python (args after `--` go
                                      to pytest), then bench --smoke and a 15 s soak;
