@@ -147,7 +147,10 @@ impl ConnectionLost {
 /// Gives `protocol` monitored callback methods for `patch`'s loop (see the module's
 /// documentation). Nothing for a protocol without an instance dict, and nothing for a method
 /// its dict already holds (set by the user, or by an earlier call for the same protocol).
-pub(crate) fn instrument(patch: &Bound<'_, LoopPatch>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+pub(crate) fn instrument(
+    patch: &Bound<'_, LoopPatch>,
+    protocol: &Bound<'_, PyAny>,
+) -> PyResult<()> {
     let py = protocol.py();
     let Ok(dict) = protocol.getattr(pyo3::intern!(py, "__dict__")) else {
         PyErr::take(py);
