@@ -18,7 +18,10 @@
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
-//!   methods; `loop_end`: the loop's `close`; `patching`: installing all of it on a loop.
+//!   methods; `loop_end`: the loop's `close`; `readers`: reader and writer callbacks
+//!   (asyncio's `_add_reader` / `_add_writer`); `protocols`: protocol instances' callback
+//!   methods; `loop_methods`: a uvloop loop's protocol-factory methods and `add_reader` /
+//!   `add_writer`; `patching`: installing all of it on a loop.
 //!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
@@ -35,11 +38,14 @@ mod flush;
 mod handle;
 mod kwnames;
 mod loop_end;
+mod loop_methods;
 mod loop_patch;
 mod loop_state;
 mod methods;
 mod monitored;
 mod patching;
+mod protocols;
+mod readers;
 pub mod registry;
 pub mod sampler;
 mod scheduling;

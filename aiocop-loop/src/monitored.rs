@@ -314,16 +314,19 @@ unsafe extern "C" fn monitored_vectorcall(
                 // SAFETY: GIL held; `stored` is a tuple `m` holds for as long as the call runs.
                 unsafe { tuple_items(stored) }
             };
-            if extra != 0 || !kwnames.is_null() {
-                // Not how the loop calls us; keep the callable semantics anyway.
-                // SAFETY: GIL held; `stored` are objects `m` holds for the call; the rest is
-                // our caller's valid vectorcall.
-                return unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) };
-            }
             // SAFETY: `target` is the pointer of the `Arc` its owner (a `LoopPatch` that `m`,
             // kept alive by our caller for the whole call, holds) keeps; ManuallyDrop borrows
             // it as an `Arc` without touching the count.
             let target = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(target) });
+            if extra != 0 || !kwnames.is_null() {
+                // A protocol method (`data_received(data)`, `datagram_received(data, addr)`)
+                // the loop calls with its arguments: see `crate::protocols`.
+                // SAFETY: GIL held; `callback` and `stored` are objects `m` holds for the call;
+                // the rest is our caller's valid vectorcall.
+                return unsafe {
+                    call_with_arguments(py, callback, stored, args, nargsf, kwnames, &target)
+                };
+            }
             // Borrowed for the call, without reference-count traffic: `m` (kept alive by our
             // caller) holds the callback and its arguments for as long as the call runs.
             let invoke = || {
@@ -365,7 +368,40 @@ unsafe fn tuple_items<'a>(tuple: *mut ffi::PyObject) -> &'a [*mut ffi::PyObject]
     unsafe { std::slice::from_raw_parts(items, len) }
 }
 
-/// Calls `callback(*stored, *args, **kw)` (never used by the loops themselves).
+/// Runs `callback(*stored, *args, **kw)` as a monitored handle: a protocol method the loop
+/// calls with its arguments (nothing stored: forwarded as they come, without a copy), or a
+/// scheduled callback called with more (a `Handle`'s callback leaked to user code).
+///
+/// # Safety
+/// GIL held; `callback` and `stored` are valid objects held for the call; the arguments are a
+/// valid vectorcall.
+#[inline(never)]
+unsafe fn call_with_arguments(
+    py: Python<'_>,
+    callback: *mut ffi::PyObject,
+    stored: &[*mut ffi::PyObject],
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+    target: &Arc<LoopShared>,
+) -> PyResult<Py<PyAny>> {
+    let invoke = || {
+        if stored.is_empty() {
+            // SAFETY: GIL held; the caller's valid vectorcall, passed on unchanged (its
+            // PY_VECTORCALL_ARGUMENTS_OFFSET grant included: `args[-1]` is the caller's).
+            let result = unsafe { ffi::PyObject_Vectorcall(callback, args, nargsf, kwnames) };
+            // SAFETY: GIL held; a new reference, or NULL with an exception set.
+            return unsafe { Bound::from_owned_ptr_or_err(py, result) }.map(Bound::unbind);
+        }
+        // SAFETY: GIL held; the caller's promises, passed on.
+        unsafe { call_with_extra(py, callback, stored, args, nargsf, kwnames) }
+    };
+    // SAFETY: GIL held; the caller holds a strong reference to `callback` for the call.
+    let callback = unsafe { pyo3::Borrowed::from_ptr(py, callback) };
+    run_monitored(py, &callback, invoke, target)
+}
+
+/// Calls `callback(*stored, *args, **kw)`.
 ///
 /// # Safety
 /// GIL held; `stored` are valid objects; the arguments are a valid vectorcall.

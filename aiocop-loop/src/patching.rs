@@ -3,13 +3,17 @@
 //! for any other loop, e.g. uvloop's, which would otherwise get an instance dict and lose
 //! CPython's specialised method lookups) by the native replacements
 //! ([`crate::scheduling`]), and its `close` delivers pending events first
-//! ([`crate::loop_end`]).
+//! ([`crate::loop_end`]). The callbacks a loop calls outside any scheduled handle are reached
+//! too: an asyncio loop's class gets our `_add_reader` / `_add_writer` ([`crate::readers`]),
+//! any other loop's class of its own our protocol-factory methods and `add_reader` /
+//! `add_writer` ([`crate::loop_methods`]).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::loop_end::{wrap_class_close, ClosingMethod};
 use crate::loop_patch::{loop_patch, LoopPatch};
+use crate::readers::wrap_class_registering;
 
 /// Patches `event_loop` (running on the current thread) unless it already is. Returns `true`
 /// when it patched it now.
@@ -25,7 +29,12 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
         "call_exception_handler",
         patch.getattr("call_exception_handler")?,
     ));
-    if is_asyncio_loop(event_loop) || !patch_class(event_loop, &methods)? {
+    let asyncio = is_asyncio_loop(event_loop);
+    if !asyncio {
+        // The protocol factories and reader callbacks the loop calls itself (uvloop's).
+        methods.extend(crate::loop_methods::replacements(&patch, event_loop)?);
+    }
+    if asyncio || !patch_class(event_loop, &methods)? {
         // No attribute of our own beyond the five methods: an asyncio loop keeps its
         // attributes in the class's shared-key layout only while they fit (30 on 3.11; the
         // stock loop has 24), and a loop whose instance dict had to be materialised loses
@@ -36,6 +45,10 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
             event_loop.setattr(name, method)?;
         }
         wrap_class_close(&event_loop.get_type())?;
+        if asyncio {
+            // Its reader and writer handles (transports' reads and writes, `add_reader`).
+            wrap_class_registering(&event_loop.get_type())?;
+        }
     }
     Ok(true)
 }

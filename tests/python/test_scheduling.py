@@ -341,8 +341,9 @@ def test_patching_gives_a_uvloop_loop_a_class_of_its_own_and_no_attributes():
 
 
 def test_a_loop_class_that_refuses_a_subclass_gets_instance_attributes():
-    """Where no class can be made for the loop, the five methods become instance attributes
-    (as on asyncio's loops) and the loop is monitored all the same."""
+    """Where no class can be made for the loop, the five methods (and the protocol-factory
+    methods and add_reader/add_writer a uvloop loop's class of its own would hold) become
+    instance attributes and the loop is monitored all the same."""
     uvloop = pytest.importorskip("uvloop")
 
     class Final(uvloop.Loop):
@@ -359,6 +360,18 @@ def test_a_loop_class_that_refuses_a_subclass_gets_instance_attributes():
             "call_at",
             "call_soon_threadsafe",
             "call_exception_handler",
+            "create_server",
+            "create_connection",
+            "create_unix_server",
+            "create_unix_connection",
+            "create_datagram_endpoint",
+            "connect_accepted_socket",
+            "subprocess_exec",
+            "subprocess_shell",
+            "connect_read_pipe",
+            "connect_write_pipe",
+            "add_reader",
+            "add_writer",
         }
         done = loop.create_future()
         loop.call_soon(stat_in_callback, ".", done)
