@@ -48,6 +48,17 @@ pub fn panicked_err(py: Python<'_>, entry: &'static str) -> PyErr {
     PyErr::fetch(py)
 }
 
+/// The body of a pyo3 method of ours that Python calls (a loop method's or a protocol
+/// factory's `__call__`, a delivery): a panic becomes a `RuntimeError`, as in the `extern "C"`
+/// entries, never pyo3's `PanicException` (a `BaseException`, which user code does not catch).
+pub fn guard_py<R>(
+    py: Python<'_>,
+    entry: &'static str,
+    body: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    guard(entry, || Err(panicked_err(py, entry)), body)
+}
+
 /// `on_panic` for a `tp_repr`: the fixed `text`, made through the C API alone (NULL with an
 /// exception set when CPython is out of memory).
 pub fn plain_repr(text: &'static CStr) -> *mut ffi::PyObject {

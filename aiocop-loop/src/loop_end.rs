@@ -27,11 +27,13 @@ pub struct ClosingMethod {
 #[pymethods]
 impl ClosingMethod {
     fn __call__(&self, event_loop: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        deliver_before_close(event_loop);
-        self.original
-            .bind(event_loop.py())
-            .call1((event_loop,))
-            .map(Bound::unbind)
+        aiocop_hook::heaptype::guard_py(event_loop.py(), "loop close", || {
+            deliver_before_close(event_loop);
+            self.original
+                .bind(event_loop.py())
+                .call1((event_loop,))
+                .map(Bound::unbind)
+        })
     }
 
     /// Binds like a function: `loop.close` is a method of the loop.

@@ -60,43 +60,45 @@ impl LoopMethod {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let original = self.original.bind(py);
-        let patch = self.patch.bind(py);
-        match self.kind {
-            Kind::Factory => {
-                let wrap = |factory: Bound<'py, PyAny>| {
-                    Bound::new(
-                        py,
-                        ProtocolFactory::new(factory.unbind(), patch.clone().unbind()),
-                    )
-                };
-                if let Ok(factory) = args.get_item(0) {
-                    let mut all = vec![wrap(factory)?.into_any()];
-                    all.extend(args.iter().skip(1));
-                    original.call(PyTuple::new(py, all)?, kwargs)
-                } else if let Some(factory) = kwargs
-                    .map(|kw| kw.get_item("protocol_factory"))
-                    .transpose()?
-                    .flatten()
-                {
-                    let kwargs = kwargs.map(|kw| kw.copy()).transpose()?;
-                    let kwargs = kwargs.unwrap_or_else(|| PyDict::new(py));
-                    kwargs.set_item("protocol_factory", wrap(factory)?)?;
-                    original.call(args, Some(&kwargs))
-                } else {
-                    original.call(args, kwargs)
+        aiocop_hook::heaptype::guard_py(py, "loop method call", || {
+            let original = self.original.bind(py);
+            let patch = self.patch.bind(py);
+            match self.kind {
+                Kind::Factory => {
+                    let wrap = |factory: Bound<'py, PyAny>| {
+                        Bound::new(
+                            py,
+                            ProtocolFactory::new(factory.unbind(), patch.clone().unbind()),
+                        )
+                    };
+                    if let Ok(factory) = args.get_item(0) {
+                        let mut all = vec![wrap(factory)?.into_any()];
+                        all.extend(args.iter().skip(1));
+                        original.call(PyTuple::new(py, all)?, kwargs)
+                    } else if let Some(factory) = kwargs
+                        .map(|kw| kw.get_item("protocol_factory"))
+                        .transpose()?
+                        .flatten()
+                    {
+                        let kwargs = kwargs.map(|kw| kw.copy()).transpose()?;
+                        let kwargs = kwargs.unwrap_or_else(|| PyDict::new(py));
+                        kwargs.set_item("protocol_factory", wrap(factory)?)?;
+                        original.call(args, Some(&kwargs))
+                    } else {
+                        original.call(args, kwargs)
+                    }
                 }
+                Kind::Reader => match (args.get_item(0), args.get_item(1)) {
+                    (Ok(fd), Ok(callback)) if kwargs.is_none_or(|kw| kw.is_empty()) => {
+                        let rest = args.get_slice(2, args.len());
+                        let wrapped = monitored_reader(patch, &callback, &rest)?;
+                        original.call1((fd, wrapped))
+                    }
+                    // Not a valid call: the loop's own method says why.
+                    _ => original.call(args, kwargs),
+                },
             }
-            Kind::Reader => match (args.get_item(0), args.get_item(1)) {
-                (Ok(fd), Ok(callback)) if kwargs.is_none_or(|kw| kw.is_empty()) => {
-                    let rest = args.get_slice(2, args.len());
-                    let wrapped = monitored_reader(patch, &callback, &rest)?;
-                    original.call1((fd, wrapped))
-                }
-                // Not a valid call: the loop's own method says why.
-                _ => original.call(args, kwargs),
-            },
-        }
+        })
     }
 
     /// The loop's own method.

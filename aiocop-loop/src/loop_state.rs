@@ -302,9 +302,15 @@ pub struct Delivery {
 #[pymethods]
 impl Delivery {
     fn __call__(&self, py: Python<'_>) {
-        if let Some(target) = self.target.upgrade() {
-            target.deliver_pending(py);
-        }
+        aiocop_hook::heaptype::guard(
+            "event delivery",
+            || (),
+            || {
+                if let Some(target) = self.target.upgrade() {
+                    target.deliver_pending(py);
+                }
+            },
+        )
     }
 
     fn __repr__(&self) -> &'static str {

@@ -73,12 +73,14 @@ impl ProtocolFactory {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let protocol = self.factory.bind(py).call(args, kwargs)?;
-        if let Err(err) = instrument(self.patch.bind(py), &protocol) {
-            // The protocol works as it is; it is only not monitored.
-            tracing::debug!("aiocop could not monitor a protocol's callbacks: {err}");
-        }
-        Ok(protocol)
+        aiocop_hook::heaptype::guard_py(py, "protocol factory call", || {
+            let protocol = self.factory.bind(py).call(args, kwargs)?;
+            if let Err(err) = instrument(self.patch.bind(py), &protocol) {
+                // The protocol works as it is; it is only not monitored.
+                tracing::debug!("aiocop could not monitor a protocol's callbacks: {err}");
+            }
+            Ok(protocol)
+        })
     }
 
     /// The user's factory.
@@ -122,14 +124,16 @@ impl ConnectionLost {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let bound = self.bound.bind(py);
-        let invoke = || bound.call(args, kwargs).map(Bound::unbind);
-        let result = run_monitored(py, bound, invoke, self.patch.get().shared());
-        if let Ok(protocol) = bound.getattr(pyo3::intern!(py, "__self__")) {
-            uninstall(&protocol);
-        }
-        PyErr::take(py);
-        result
+        aiocop_hook::heaptype::guard_py(py, "connection_lost call", || {
+            let bound = self.bound.bind(py);
+            let invoke = || bound.call(args, kwargs).map(Bound::unbind);
+            let result = run_monitored(py, bound, invoke, self.patch.get().shared());
+            if let Ok(protocol) = bound.getattr(pyo3::intern!(py, "__self__")) {
+                uninstall(&protocol);
+            }
+            PyErr::take(py);
+            result
+        })
     }
 
     /// The bound `connection_lost`.

@@ -42,19 +42,21 @@ impl RegisteringMethod {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<PyAny>> {
-        let original = self.original.bind(event_loop.py());
-        let called = match loop_patch(event_loop) {
-            Some(patch) => {
-                let wrapped = monitored_reader(&patch, callback, args)?;
-                original.call1((event_loop, fd, wrapped))
-            }
-            None => {
-                let mut all = vec![event_loop.clone(), fd.clone(), callback.clone()];
-                all.extend(args.iter());
-                original.call1(PyTuple::new(event_loop.py(), all)?)
-            }
-        };
-        called.map(Bound::unbind)
+        aiocop_hook::heaptype::guard_py(event_loop.py(), "reader registration", || {
+            let original = self.original.bind(event_loop.py());
+            let called = match loop_patch(event_loop) {
+                Some(patch) => {
+                    let wrapped = monitored_reader(&patch, callback, args)?;
+                    original.call1((event_loop, fd, wrapped))
+                }
+                None => {
+                    let mut all = vec![event_loop.clone(), fd.clone(), callback.clone()];
+                    all.extend(args.iter());
+                    original.call1(PyTuple::new(event_loop.py(), all)?)
+                }
+            };
+            called.map(Bound::unbind)
+        })
     }
 
     /// Binds like a function: `loop._add_reader` is a method of the loop.

@@ -1,5 +1,6 @@
 //! Each `extern "C"` entry of aiocop-loop — the four scheduling replacements and the
-//! `MonitoredCallback` slots — made to panic (its fault-injection point armed) on a real,
+//! `MonitoredCallback` slots — and the `__call__` of its pyo3 loop methods (`close`, a reader's
+//! registration) made to panic (its fault-injection point armed) on a real,
 //! patched asyncio loop: the panic stays inside the entry, Python goes on with the entry's
 //! fallback (a `RuntimeError` to the caller or the loop's exception handler, a plain repr,
 //! nothing visited or cleared, a leaked object), and the loop runs the callbacks scheduled
@@ -237,6 +238,53 @@ async def body(loop, ran):
     expect_runtime_error(lambda: handle._callback.__wrapped__)
     assert handle._callback.__wrapped__ == ran.append
     handle.cancel()
+
+run(body)
+",
+        setup,
+    );
+}
+
+#[test]
+fn a_panicking_close_raises_runtime_error_and_closing_again_works() {
+    run_with_point(
+        "loop close",
+        c"
+loop = asyncio.new_event_loop()
+
+async def patched():
+    assert patch(asyncio.get_running_loop())
+
+loop.run_until_complete(patched())
+arm(POINT)
+expect_runtime_error(loop.close)
+assert not loop.is_closed()
+loop.close()
+assert loop.is_closed()
+",
+        setup,
+    );
+}
+
+#[test]
+fn a_panicking_reader_registration_raises_runtime_error_to_its_caller() {
+    run_with_point(
+        "reader registration",
+        c"
+import socket
+
+async def body(loop, ran):
+    a, b = socket.socketpair()
+    try:
+        arm(POINT)
+        expect_runtime_error(lambda: loop.add_reader(a.fileno(), ran.append, 1))
+        loop.add_reader(a.fileno(), lambda: (ran.append(2), loop.remove_reader(a.fileno())))
+        b.send(b'x')
+        while 2 not in ran:
+            await asyncio.sleep(0.001)
+    finally:
+        a.close()
+        b.close()
 
 run(body)
 ",
