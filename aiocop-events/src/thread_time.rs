@@ -98,9 +98,12 @@ mod tests {
             for (a, b) in [(0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (1.0, 1.0)] {
                 let window = 135_000_000u64;
                 let truth = (head as f64 * a + window as f64 * b) as u64;
-                let got = estimate_cpu_ns(head, window, (window as f64 * b) as u64)
-                    .expect("a window");
-                assert!(got.abs_diff(truth) <= head, "{head} {a} {b}: {got} vs {truth}");
+                let got =
+                    estimate_cpu_ns(head, window, (window as f64 * b) as u64).expect("a window");
+                assert!(
+                    got.abs_diff(truth) <= head,
+                    "{head} {a} {b}: {got} vs {truth}"
+                );
             }
         }
     }

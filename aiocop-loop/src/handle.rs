@@ -285,10 +285,7 @@ fn thread_time(
     watched: Option<Watched>,
 ) -> (ThreadTime, Vec<Option<bool>>) {
     let (mut time, on_cpu) = match watched {
-        Some(watched) => (
-            watched.thread_time(started_ns, elapsed_ns),
-            watched.on_cpu,
-        ),
+        Some(watched) => (watched.thread_time(started_ns, elapsed_ns), watched.on_cpu),
         None => (ThreadTime::default(), Vec::new()),
     };
     time.gc_ns = gc_time::handle_gc_ns();

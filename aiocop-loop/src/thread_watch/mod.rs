@@ -22,7 +22,22 @@
 //! Off Linux (x86-64, aarch64) nothing is read and every one of these is `None`.
 
 mod proc;
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod syscalls;
+
+/// No system calls are read elsewhere: nothing to name.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod syscalls {
+    pub(crate) fn name(number: i64) -> std::borrow::Cow<'static, str> {
+        format!("syscall_{number}").into()
+    }
+}
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -137,7 +152,9 @@ impl Watch {
         if start_ns.load(Ordering::Acquire) != start {
             return;
         }
-        self.update(start, |seen| seen.first = Some(FirstSight { wall_ns, cpu_ns }));
+        self.update(start, |seen| {
+            seen.first = Some(FirstSight { wall_ns, cpu_ns })
+        });
     }
 
     /// Watchdog, for the handle started at `start`, older than the arming delay, before it

@@ -16,7 +16,7 @@ pub(crate) enum Syscall {
     /// Off CPU inside system call number `n`.
     In(i64),
     /// Off CPU, not in a system call (`-1`: preempted in user space, or stopped).
-    NotInSyscall,
+    Outside,
 }
 
 /// The first field of a `syscall` file: `running`, a system call number, or `-1`.
@@ -27,7 +27,7 @@ pub(crate) fn parse_syscall(text: &[u8]) -> Option<Syscall> {
     }
     let number: i64 = std::str::from_utf8(first).ok()?.parse().ok()?;
     Some(if number < 0 {
-        Syscall::NotInSyscall
+        Syscall::Outside
     } else {
         Syscall::In(number)
     })
@@ -210,13 +210,21 @@ mod tests {
                 b"202 0x7f0 0x80 0x0 0x0 0x0 0x0 0x7ffd 0x7f1\n",
                 Some(Syscall::In(202)),
             ),
-            (b"230 0x1 0x1 0x7ffc 0x0 0x0 0x0 0x7ffc 0x7f2", Some(Syscall::In(230))),
-            (b"-1 0x7ffd 0x7f1\n", Some(Syscall::NotInSyscall)),
+            (
+                b"230 0x1 0x1 0x7ffc 0x0 0x0 0x0 0x7ffc 0x7f2",
+                Some(Syscall::In(230)),
+            ),
+            (b"-1 0x7ffd 0x7f1\n", Some(Syscall::Outside)),
             (b"", None),
             (b"garbage", None),
         ];
         for &(text, expected) in cases {
-            assert_eq!(parse_syscall(text), expected, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                parse_syscall(text),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 
@@ -231,7 +239,12 @@ mod tests {
             (b"4247 (cut)", None),
         ];
         for &(text, expected) in cases {
-            assert_eq!(parse_state(text), expected, "{:?}", String::from_utf8_lossy(text));
+            assert_eq!(
+                parse_state(text),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 

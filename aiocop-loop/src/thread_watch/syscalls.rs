@@ -2,7 +2,7 @@
 //! we read (x86-64, aarch64): the calls a thread can wait in, from the `libc` crate's numbers
 //! for the target (aarch64 has no legacy calls such as `poll`, `select`, `epoll_wait`, `open`:
 //! its C library uses `ppoll`, `pselect6`, `epoll_pwait`, `openat`). A number not in the
-//! table is named `syscall_<number>`.
+//! table is named `syscall_<number>`. (Both are 64-bit: a `c_long` number is an `i64`.)
 //!
 //! A timed wait interrupted without a signal handler to run (a `futex` with a timeout, a
 //! `clock_nanosleep`, a `poll`; on a thread that used io_uring, for one, the kernel interrupts
@@ -12,10 +12,8 @@
 
 use std::borrow::Cow;
 
-use libc::c_long;
-
 /// The calls every supported architecture has.
-const COMMON: &[(c_long, &str)] = &[
+const COMMON: &[(i64, &str)] = &[
     (libc::SYS_read, "read"),
     (libc::SYS_write, "write"),
     (libc::SYS_readv, "readv"),
@@ -106,7 +104,7 @@ const COMMON: &[(c_long, &str)] = &[
 ];
 
 /// `restart_syscall`: the number a resumed timed wait shows.
-pub(crate) const RESTART: i64 = libc::SYS_restart_syscall as i64;
+pub(crate) const RESTART: i64 = libc::SYS_restart_syscall;
 
 /// The call a `restart_syscall` resumes, from the kernel function the thread sleeps in
 /// (`wchan`): `futex_*` is a `futex`, `*nanosleep` a `clock_nanosleep` (what the C library's
@@ -125,12 +123,12 @@ pub(crate) fn resumed(wchan: &[u8]) -> Option<i64> {
     } else {
         return None;
     };
-    Some(i64::from(number))
+    Some(number)
 }
 
 /// The legacy calls only x86-64 has.
 #[cfg(target_arch = "x86_64")]
-const LEGACY: &[(c_long, &str)] = &[
+const LEGACY: &[(i64, &str)] = &[
     (libc::SYS_open, "open"),
     (libc::SYS_creat, "creat"),
     (libc::SYS_stat, "stat"),
@@ -154,14 +152,14 @@ const LEGACY: &[(c_long, &str)] = &[
 ];
 
 #[cfg(not(target_arch = "x86_64"))]
-const LEGACY: &[(c_long, &str)] = &[];
+const LEGACY: &[(i64, &str)] = &[];
 
 /// The name of system call `number` on this architecture (`syscall_<number>` when unknown).
 pub(crate) fn name(number: i64) -> Cow<'static, str> {
     COMMON
         .iter()
         .chain(LEGACY)
-        .find(|&&(nr, _)| i64::from(nr) == number)
+        .find(|&&(nr, _)| nr == number)
         .map_or_else(
             || Cow::Owned(format!("syscall_{number}")),
             |&(_, name)| Cow::Borrowed(name),
@@ -225,7 +223,12 @@ mod tests {
         ];
         for &(wchan, expected) in cases {
             let got = resumed(wchan).map(name);
-            assert_eq!(got.as_deref(), expected, "{}", String::from_utf8_lossy(wchan));
+            assert_eq!(
+                got.as_deref(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(wchan)
+            );
         }
         assert_eq!(name(RESTART), "restart_syscall");
     }
