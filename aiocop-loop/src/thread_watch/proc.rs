@@ -8,6 +8,15 @@
 //! allows any thread of the same thread group). Each read opens the file (the path is made on
 //! the stack: no allocation), reads at most 128 bytes and closes it.
 
+// Elsewhere nothing is read: the parsers and most of `Syscall` go unused.
+#![cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code)
+)]
+
 /// What `/proc/self/task/<tid>/syscall` said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Syscall {
