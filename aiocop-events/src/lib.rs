@@ -12,6 +12,8 @@
 //! - `trace` is the frames, innermost first, joined by `" <- "`, each `short_path:line:function`
 //!   ([`format_trace`], [`shorten_path`]); `entry_point` is the first frame or `"unknown"`;
 //! - identical sampled stacks are counted, most frequent first ([`aggregate_samples`]);
+//! - where the handle's time went — on CPU, waiting (in which system call), in the garbage
+//!   collector — rides along as a [`ThreadTime`] ([`estimate_cpu_ns`]);
 //! - scores and levels come from [`aiocop_severity`].
 //!
 //! Pure Rust: no pyo3, no IO.
@@ -57,6 +59,7 @@ pub mod rules;
 mod samples;
 mod slice;
 mod stack;
+mod thread_time;
 
 pub use args::{RawArgs, MAX_ARG_CHARS};
 pub use format::{
@@ -70,6 +73,7 @@ pub use redact::{redact, redaction_enabled, set_redaction};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};
 pub use stack::Stack;
+pub use thread_time::{estimate_cpu_ns, ThreadTime};
 
 // Runs the README's example as a doctest.
 #[cfg(doctest)]

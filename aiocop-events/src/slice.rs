@@ -1,5 +1,6 @@
 //! A monitored handle's run ([`Slice`]) and the slow-task event assembled from it ([`SlowTask`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use aiocop_severity::{level_from_score, score, Level};
@@ -7,6 +8,7 @@ use aiocop_severity::{level_from_score, score, Level};
 use crate::frame::Frame;
 use crate::record::{format_record, BlockingEvent, RawRecord};
 use crate::samples::{aggregate_samples, CpuSample};
+use crate::thread_time::ThreadTime;
 
 /// Why a slow-task event was emitted.
 ///
@@ -68,8 +70,13 @@ pub struct Slice {
     pub records: Vec<RawRecord>,
     /// Stacks sampled while the handle ran (each innermost first).
     pub cpu_samples: Vec<Vec<Frame>>,
+    /// For each of `cpu_samples`, in order: whether the thread was on CPU when it was taken
+    /// (shorter, or empty, where that is not known).
+    pub cpu_sample_on_cpu: Vec<Option<bool>>,
     /// Records that did not fit (over [`MAX_RECORDS_PER_HANDLE`](crate::MAX_RECORDS_PER_HANDLE)).
     pub dropped_records: u32,
+    /// Where the handle's time went (CPU, waits, the garbage collector), as far as measured.
+    pub thread_time: ThreadTime,
 }
 
 impl Slice {
@@ -175,6 +182,16 @@ pub struct SlowTask {
     /// Blocking events that were not recorded because the handle hit
     /// [`MAX_RECORDS_PER_HANDLE`](crate::MAX_RECORDS_PER_HANDLE).
     pub dropped_records: u32,
+    /// The loop thread's CPU time during the handle, in milliseconds (`None`: not measured,
+    /// see [`ThreadTime`]).
+    pub cpu_ms: Option<f64>,
+    /// `elapsed_ms - cpu_ms`, never negative: the time the thread waited (in a system call,
+    /// for the GIL, for a CPU).
+    pub wait_ms: Option<f64>,
+    /// The system call the thread was seen waiting in most often during the handle.
+    pub blocked_in: Option<Cow<'static, str>>,
+    /// Time in the garbage collector during the handle, in milliseconds.
+    pub gc_ms: Option<f64>,
 }
 
 fn ns_to_ms(ns: u64) -> f64 {
@@ -213,7 +230,31 @@ impl SlowTask {
             blocking_events,
             cpu_stack_samples: Vec::new(),
             dropped_records,
+            cpu_ms: None,
+            wait_ms: None,
+            blocked_in: None,
+            gc_ms: None,
         }
+    }
+
+    /// The event with what was seen of the thread during the handle (`cpu_ms`, `wait_ms`,
+    /// `blocked_in`, `gc_ms`); `elapsed_ns` is the handle's duration.
+    ///
+    /// ```
+    /// use aiocop_events::{SlowTask, ThreadTime};
+    ///
+    /// let seen = ThreadTime { cpu_ns: Some(2_000_000), blocked_in: Some("read".into()), gc_ns: Some(500_000) };
+    /// let task = SlowTask::io_blocking(50_000_000, 30_000_000, vec![], 0).with_thread_time(50_000_000, &seen);
+    /// assert_eq!((task.cpu_ms, task.wait_ms, task.gc_ms), (Some(2.0), Some(48.0), Some(0.5)));
+    /// assert_eq!(task.blocked_in.as_deref(), Some("read"));
+    /// ```
+    #[must_use]
+    pub fn with_thread_time(mut self, elapsed_ns: u64, seen: &ThreadTime) -> Self {
+        self.cpu_ms = seen.cpu_ns.map(ns_to_ms);
+        self.wait_ms = seen.wait_ns(elapsed_ns).map(ns_to_ms);
+        self.blocked_in.clone_from(&seen.blocked_in);
+        self.gc_ms = seen.gc_ns.map(ns_to_ms);
+        self
     }
 }
 
@@ -224,7 +265,8 @@ impl SlowTask {
 /// - without records, over the threshold: `cpu_blocking`, score 0, level low, no blocking events;
 /// - otherwise `None`.
 ///
-/// In both cases `cpu_stack_samples` is [`aggregate_samples`] of the slice's samples.
+/// In both cases `cpu_stack_samples` is [`aggregate_samples`] of the slice's samples, and
+/// `cpu_ms`, `wait_ms`, `blocked_in` and `gc_ms` come from its [`ThreadTime`].
 ///
 /// ```
 /// use aiocop_events::{assemble, Frame, RawArgs, RawRecord, Reason, Slice, Stack};
@@ -254,20 +296,21 @@ impl SlowTask {
 pub fn assemble(slice: &Slice) -> Option<SlowTask> {
     if !slice.records.is_empty() {
         let events = slice.records.iter().map(format_record).collect();
-        return Some(SlowTask {
-            cpu_stack_samples: aggregate_samples(&slice.cpu_samples),
+        let task = SlowTask {
+            cpu_stack_samples: aggregate_samples(&slice.cpu_samples, &slice.cpu_sample_on_cpu),
             ..SlowTask::io_blocking(
                 slice.elapsed_ns,
                 slice.threshold_ns,
                 events,
                 slice.dropped_records,
             )
-        });
+        };
+        return Some(task.with_thread_time(slice.elapsed_ns, &slice.thread_time));
     }
     if !slice.exceeded_threshold() {
         return None;
     }
-    Some(SlowTask {
+    let task = SlowTask {
         elapsed_ms: ns_to_ms(slice.elapsed_ns),
         threshold_ms: ns_to_ms(slice.threshold_ns),
         exceeded_threshold: true,
@@ -275,9 +318,14 @@ pub fn assemble(slice: &Slice) -> Option<SlowTask> {
         severity_level: Level::Low,
         reason: Reason::CpuBlocking,
         blocking_events: Vec::new(),
-        cpu_stack_samples: aggregate_samples(&slice.cpu_samples),
+        cpu_stack_samples: aggregate_samples(&slice.cpu_samples, &slice.cpu_sample_on_cpu),
         dropped_records: slice.dropped_records,
-    })
+        cpu_ms: None,
+        wait_ms: None,
+        blocked_in: None,
+        gc_ms: None,
+    };
+    Some(task.with_thread_time(slice.elapsed_ns, &slice.thread_time))
 }
 
 #[cfg(test)]
@@ -399,8 +447,13 @@ mod tests {
                 trace: "m.py:3:spin".into(),
                 entry_point: "m.py:3:spin".into(),
                 count: 3,
+                on_cpu: None,
             }],
             dropped_records: 0,
+            cpu_ms: None,
+            wait_ms: None,
+            blocked_in: None,
+            gc_ms: None,
         };
         assert_eq!(assemble(&s), Some(expected));
     }
@@ -417,5 +470,26 @@ mod tests {
         assert_eq!(task.cpu_stack_samples[0].count, 2);
         assert_eq!(task.elapsed_ms, 0.001);
         assert_eq!(task.threshold_ms, 30.0);
+    }
+
+    #[test]
+    fn both_reasons_carry_the_thread_time() {
+        let seen = ThreadTime {
+            cpu_ns: Some(1_000_000),
+            blocked_in: Some("futex".into()),
+            gc_ns: Some(0),
+        };
+        for weights in [&[][..], &[Some(10)][..]] {
+            let mut s = slice(40_000_000, 30_000_000, weights);
+            s.thread_time = seen.clone();
+            let task = assemble(&s).expect("reported");
+            assert_eq!(task.cpu_ms, Some(1.0));
+            assert_eq!(task.wait_ms, Some(39.0));
+            assert_eq!(task.blocked_in.as_deref(), Some("futex"));
+            assert_eq!(task.gc_ms, Some(0.0));
+        }
+        let task = assemble(&slice(40_000_000, 30_000_000, &[])).expect("reported");
+        assert_eq!((task.cpu_ms, task.wait_ms, task.gc_ms), (None, None, None));
+        assert_eq!(task.blocked_in, None);
     }
 }

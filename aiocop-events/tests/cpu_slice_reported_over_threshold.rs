@@ -55,6 +55,7 @@ fn reported_over_threshold_with_aggregated_samples() {
         trace: format!("compute.py:{line}:crunch <- handlers.py:5:handle"),
         entry_point: format!("compute.py:{line}:crunch"),
         count,
+        on_cpu: None,
     };
     assert_eq!(
         task.cpu_stack_samples,

@@ -30,6 +30,6 @@ pub use compat::{Current as CurrentPython, PythonVersion};
 pub use enforce::set_raise_var;
 pub use hook::{install, is_installed, set_first_record_context, trace_depth};
 pub use state::{
-    dropped_records, enter_handle, exit_handle, in_handle, reset_records, DeferredArgs,
-    HandleToken, PendingRecord, Recorded,
+    count_gc, dropped_records, enter_handle, exit_handle, handle_gc_ns, in_handle, reset_records,
+    DeferredArgs, HandleToken, PendingRecord, Recorded,
 };

@@ -24,10 +24,15 @@ const IN_HANDLE: u8 = 1;
 const TOUCHED: u8 = 2;
 /// The hook is running on this thread (a nested audit event must not record).
 const IN_HOOK: u8 = 4;
+/// A garbage collection ran during the current (or, after it ended, the last) handle:
+/// `HANDLE_GC_NS` holds its time. Cleared when a handle starts.
+const GC_SEEN: u8 = 8;
 
 thread_local! {
     static FLAGS: Cell<u8> = const { Cell::new(0) };
     static RECORDS: ThreadRecords = ThreadRecords::new();
+    /// Time in the garbage collector during the handle marked by `GC_SEEN`.
+    static HANDLE_GC_NS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A blocking call seen by the hook, not yet resolved to text (that happens at the end of the
@@ -212,7 +217,7 @@ pub fn enter_handle() -> Option<HandleToken> {
     if flags & IN_HANDLE != 0 {
         return None;
     }
-    FLAGS.set(flags | IN_HANDLE);
+    FLAGS.set((flags & !GC_SEEN) | IN_HANDLE);
     Some(HandleToken {
         _not_send: PhantomData,
     })
@@ -244,6 +249,31 @@ fn take_records() -> Recorded {
         };
         out
     })
+}
+
+/// Counts a garbage collection of `ns` that just ran on this thread, if inside a monitored
+/// handle (called from the garbage collector's callback, when a collection happens).
+pub fn count_gc(ns: u64) {
+    let flags = FLAGS.get();
+    if flags & IN_HANDLE == 0 {
+        return;
+    }
+    let before = if flags & GC_SEEN != 0 {
+        HANDLE_GC_NS.get()
+    } else {
+        0
+    };
+    HANDLE_GC_NS.set(before.saturating_add(ns));
+    FLAGS.set(flags | GC_SEEN);
+}
+
+/// Time in the garbage collector, counted by [`count_gc`], during the handle running on this
+/// thread or, after [`exit_handle`], the one that just ended (read on the slow path).
+pub fn handle_gc_ns() -> u64 {
+    if FLAGS.get() & GC_SEEN == 0 {
+        return 0;
+    }
+    HANDLE_GC_NS.get()
 }
 
 /// Whether the current thread is inside a monitored handle.
@@ -341,5 +371,21 @@ mod tests {
         assert!(enter_handle().is_none());
         assert!(exit_handle(token).is_none());
         assert!(!in_handle());
+    }
+
+    #[test]
+    fn gc_time_counts_inside_a_handle_until_the_next_one_starts() {
+        count_gc(5); // outside a handle: not counted
+        let token = enter_handle().expect("enter");
+        assert_eq!(handle_gc_ns(), 0);
+        count_gc(7);
+        count_gc(3);
+        assert!(exit_handle(token).is_none(), "a collection is no record");
+        count_gc(100); // after the handle: not counted
+        assert_eq!(handle_gc_ns(), 10, "read after the handle ended");
+        let token = enter_handle().expect("enter again");
+        assert_eq!(handle_gc_ns(), 0, "a new handle starts at zero");
+        assert!(exit_handle(token).is_none());
+        assert_eq!(handle_gc_ns(), 0);
     }
 }

@@ -26,7 +26,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-/// The fields, in aiocop 1.2.1's order, ours (the task identity) last.
+/// The fields, in aiocop 1.2.1's order, ours (the task identity, where the time went) last.
 const FIELD_NAMES: [&str; FIELDS] = [
     "elapsed_ms",
     "threshold_ms",
@@ -39,8 +39,12 @@ const FIELD_NAMES: [&str; FIELDS] = [
     "cpu_stack_samples",
     "task_name",
     "coroutine",
+    "cpu_ms",
+    "wait_ms",
+    "blocked_in",
+    "gc_ms",
 ];
-const FIELDS: usize = 11;
+const FIELDS: usize = 15;
 /// The first seven have no default.
 const REQUIRED: usize = 7;
 
@@ -55,6 +59,10 @@ const CONTEXT: usize = 7;
 const CPU_STACK_SAMPLES: usize = 8;
 const TASK_NAME: usize = 9;
 const COROUTINE: usize = 10;
+const CPU_MS: usize = 11;
+const WAIT_MS: usize = 12;
+const BLOCKED_IN: usize = 13;
+const GC_MS: usize = 14;
 
 /// Who a slice ran for, kept as the objects the names are read from. Reading a task's name
 /// formats it (`Task-12`) and, with the coroutine's `__qualname__`, costs more than the rest of
@@ -269,6 +277,13 @@ impl SlowTaskEvent {
             SEVERITY_SCORE => task.severity_score.into_pyobject(py)?.into_any(),
             SEVERITY_LEVEL => PyString::intern(py, task.severity_level.as_str()).into_any(),
             REASON => PyString::intern(py, task.reason.as_str()).into_any(),
+            CPU_MS => task.cpu_ms.into_pyobject(py)?.into_any(),
+            WAIT_MS => task.wait_ms.into_pyobject(py)?.into_any(),
+            GC_MS => task.gc_ms.into_pyobject(py)?.into_any(),
+            BLOCKED_IN => match &task.blocked_in {
+                Some(name) => PyString::intern(py, name).into_any(),
+                None => py.None().into_bound(py),
+            },
             _ => py.None().into_bound(py),
         };
         Ok(value.unbind())
@@ -343,7 +358,8 @@ fn quoted_list(names: &[&str]) -> String {
 impl SlowTaskEvent {
     /// `SlowTaskEvent(elapsed_ms, threshold_ms, exceeded_threshold, severity_score,
     /// severity_level, reason, blocking_events, context={}, cpu_stack_samples=[],
-    /// task_name=None, coroutine=None)`, bound as the dataclass's `__init__` binds them.
+    /// task_name=None, coroutine=None, cpu_ms=None, wait_ms=None, blocked_in=None,
+    /// gc_ms=None)`, bound as the dataclass's `__init__` binds them.
     #[new]
     #[pyo3(signature = (*args, **kwargs))]
     fn new(
@@ -393,8 +409,9 @@ impl SlowTaskEvent {
         }
         values[CONTEXT].get_or_insert_with(|| PyDict::new(py).into_any().unbind());
         values[CPU_STACK_SAMPLES].get_or_insert_with(|| PyList::empty(py).into_any().unbind());
-        values[TASK_NAME].get_or_insert_with(|| py.None());
-        values[COROUTINE].get_or_insert_with(|| py.None());
+        for optional in &mut values[TASK_NAME..] {
+            optional.get_or_insert_with(|| py.None());
+        }
         Ok(Self {
             values,
             source: None,
@@ -467,6 +484,30 @@ impl SlowTaskEvent {
     #[getter]
     fn coroutine(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         Self::field(slf, COROUTINE)
+    }
+
+    /// The loop thread's CPU time during the handle, in milliseconds (None: not measured).
+    #[getter]
+    fn cpu_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, CPU_MS)
+    }
+
+    /// `elapsed_ms - cpu_ms`, never negative: the time the thread waited (None: not measured).
+    #[getter]
+    fn wait_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, WAIT_MS)
+    }
+
+    /// The system call the thread was seen waiting in most (`"futex"`, `"read"`, ...), or None.
+    #[getter]
+    fn blocked_in(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, BLOCKED_IN)
+    }
+
+    /// Time in the garbage collector during the handle, in milliseconds (None: not measured).
+    #[getter]
+    fn gc_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, GC_MS)
     }
 
     /// The fields as a new dict, as a dataclass instance's `__dict__` holds them (`vars()`).
@@ -648,6 +689,7 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
         dict.set_item(pyo3::intern!(py, "trace"), &sample.trace)?;
         dict.set_item(pyo3::intern!(py, "entry_point"), &sample.entry_point)?;
         dict.set_item(pyo3::intern!(py, "count"), sample.count)?;
+        dict.set_item(pyo3::intern!(py, "on_cpu"), sample.on_cpu)?;
         list.append(dict)?;
     }
     Ok(list)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use aiocop_aggregate::HandleRun;
-use aiocop_events::{assemble, Reason, Slice, SlowTask};
+use aiocop_events::{assemble, Reason, Slice, SlowTask, ThreadTime};
 use aiocop_hook::DeferredArgs;
 use aiocop_severity::{level_from_score, Level, THRESHOLD_HIGH};
 use pyo3::prelude::*;
@@ -17,7 +17,8 @@ use crate::deliver::{deliver, high_severity_error};
 use crate::dispatch;
 use crate::event::{Identity, SliceObjects};
 use crate::loop_state::LoopShared;
-use crate::{registry, sampler};
+use crate::thread_watch::Watched;
+use crate::{gc_time, registry, sampler};
 
 /// Runs one monitored handle: `invoke()` (the call of `callback` with its arguments), timed,
 /// with the thread marked as inside a monitored handle for the audit hook. The fast path
@@ -48,7 +49,7 @@ pub(crate) fn run_monitored(
     let sampling = sampler::slice_start(started_ns);
     let result = invoke();
     let elapsed_ns = aiocop_clock::now_ns().saturating_sub(started_ns);
-    let samples = sampler::slice_end(sampling);
+    let (samples, watched) = sampler::slice_end(sampling);
     let recorded = aiocop_hook::exit_handle(token);
 
     let threshold_ns = config::threshold_ns();
@@ -59,10 +60,12 @@ pub(crate) fn run_monitored(
         return result; // the fast path
     }
     let end = HandleEnd {
+        started_ns,
         elapsed_ns,
         threshold_ns,
         recorded: recorded.unwrap_or_default(),
         cpu_samples: samples.unwrap_or_default(),
+        watched,
         pre_context,
     };
     after_slow_handle(callback, target, end, result)
@@ -71,10 +74,13 @@ pub(crate) fn run_monitored(
 /// What a handle that recorded a blocking call or ran over the threshold leaves for the slow
 /// path.
 struct HandleEnd {
+    started_ns: u64,
     elapsed_ns: u64,
     threshold_ns: u64,
     recorded: aiocop_hook::Recorded,
     cpu_samples: Vec<Vec<aiocop_events::Frame>>,
+    /// What the sampler's watchdog saw of the thread while the handle ran.
+    watched: Option<Watched>,
     /// The context providers' dict at the start of the handle.
     pre_context: Option<Py<PyDict>>,
 }
@@ -170,12 +176,16 @@ fn slow_path(
     result: PyResult<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let HandleEnd {
+        started_ns,
         elapsed_ns,
         threshold_ns,
         recorded,
         cpu_samples,
+        watched,
         pre_context,
     } = end;
+    // First, while the thread's CPU clock is closest to the handle's end.
+    let (thread_time, cpu_sample_on_cpu) = thread_time(started_ns, elapsed_ns, watched);
     let post_context = if registry::has_providers() {
         capture_context(py)
     } else {
@@ -205,6 +215,7 @@ fn slow_path(
             recorded.records,
             recorded.dropped,
         );
+        let task = task.with_thread_time(elapsed_ns, &thread_time);
         let objects = SliceObjects {
             context,
             identity,
@@ -227,7 +238,9 @@ fn slow_path(
         threshold_ns,
         records,
         cpu_samples,
+        cpu_sample_on_cpu,
         dropped_records: recorded.dropped,
+        thread_time,
     };
     let violation = result.is_ok()
         && recorded.violation_mode.is_some()
@@ -262,6 +275,21 @@ fn slow_path(
         Some(err) => Err(err),
         None => result,
     }
+}
+
+/// Where the handle's time went (see `thread_watch` and `gc_time`), and each CPU sample's
+/// state: read on the slow path only (the thread's CPU clock, when the watchdog saw the handle).
+fn thread_time(
+    started_ns: u64,
+    elapsed_ns: u64,
+    watched: Option<Watched>,
+) -> (ThreadTime, Vec<Option<bool>>) {
+    let (mut time, on_cpu) = match watched {
+        Some(watched) => (watched.thread_time(started_ns, elapsed_ns), watched.on_cpu),
+        None => (ThreadTime::default(), Vec::new()),
+    };
+    time.gc_ns = gc_time::handle_gc_ns();
+    (time, on_cpu)
 }
 
 /// The `io_blocking` event of a handle's records, their text deferred (see [`slow_path`]).

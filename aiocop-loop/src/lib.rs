@@ -14,7 +14,9 @@
 //! - `loop_state`: one loop's delivery state, shared with the background thread (its state
 //!   machine, free of Python, is the crate `aiocop-delivery`); `dispatch`: the background
 //!   thread, `flush`, what is pending at exit; `flush`: `aiocop.flush()`; `sampler`: the
-//!   CPU sampling watchdog;
+//!   CPU sampling watchdog; `thread_watch`: what the watchdog reads of a loop thread (CPU
+//!   clock, `/proc`) for a slice's CPU time, waits and samples' state; `gc_time`: the garbage
+//!   collector's time per handle, from a `gc.callbacks` entry;
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
@@ -35,6 +37,7 @@ mod direct_call_soon;
 pub mod dispatch;
 mod event;
 mod flush;
+pub mod gc_time;
 mod handle;
 mod kwnames;
 mod loop_end;
@@ -49,6 +52,7 @@ mod readers;
 pub mod registry;
 pub mod sampler;
 mod scheduling;
+mod thread_watch;
 
 pub use config::Dispatch;
 pub use event::SlowTaskEvent;

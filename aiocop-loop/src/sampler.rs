@@ -3,8 +3,9 @@
 //! went. Works for loops on any thread.
 //!
 //! Hot path (every monitored handle, when sampling is started): one atomic store at the start,
-//! one swap and one load at the end. The watchdog reads atomics only, and takes the GIL only to
-//! capture a stack for a slice already older than the arming delay.
+//! one store and two loads at the end. The watchdog reads atomics, the loop thread's CPU clock
+//! and `/proc` files (`thread_watch`), and takes the GIL only to capture a stack for a slice
+//! already older than the arming delay.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::config;
+use crate::thread_watch::{Watch, Watched};
 
 /// Sampling parameters (`start_cpu_sampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,8 @@ struct Slot {
     has_samples: AtomicBool,
     /// (slice start, samples) — taken by the watchdog only while it holds the GIL.
     samples: Mutex<(u64, Vec<Vec<Frame>>)>,
+    /// The thread's CPU time, waits and state, read by the watchdog (`thread_watch`).
+    watch: Watch,
 }
 
 struct Sampler {
@@ -161,6 +165,7 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
         tstate: AtomicPtr::new(unsafe { ffi::PyThreadState_Get() }),
         has_samples: AtomicBool::new(false),
         samples: Mutex::new((0, Vec::new())),
+        watch: Watch::current_thread(),
     });
     sampler
         .slots
@@ -170,18 +175,24 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
     slot
 }
 
-/// Ends the slice started at `token`; returns its samples, if the watchdog took any.
+/// Ends the slice started at `token`; returns its samples, if the watchdog took any, and what
+/// else it saw of the thread during the slice.
 #[inline]
-pub(crate) fn slice_end(token: Option<u64>) -> Option<Vec<Vec<Frame>>> {
-    let start = token?;
+pub(crate) fn slice_end(token: Option<u64>) -> (Option<Vec<Vec<Frame>>>, Option<Watched>) {
+    let Some(start) = token else {
+        return (None, None);
+    };
     SLOT.with(|cell| {
         let cell = cell.borrow();
-        let (_, slot) = cell.as_ref()?;
+        let Some((_, slot)) = cell.as_ref() else {
+            return (None, None);
+        };
         slot.start_ns.store(0, Ordering::Release);
+        let watched = slot.watch.take(start);
         if !slot.has_samples.load(Ordering::Acquire) {
-            return None;
+            return (None, watched);
         }
-        take_samples(slot, start)
+        (take_samples(slot, start), watched)
     })
 }
 
@@ -229,8 +240,10 @@ fn watchdog(sampler: &'static Sampler) {
                 continue;
             }
             any_running = true;
+            slot.watch.running(start, &slot.start_ns);
             if now.saturating_sub(start) >= arm {
-                sample(slot, start, config);
+                let on_cpu = slot.watch.armed(start, &slot.start_ns);
+                sample(slot, start, config, on_cpu);
             }
         }
         let sleep = if any_running {
@@ -242,7 +255,9 @@ fn watchdog(sampler: &'static Sampler) {
     }
 }
 
-fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
+/// Takes a stack sample of the slice started at `start`; `on_cpu` is the thread's state when the
+/// watchdog decided to (before it asked for the GIL).
+fn sample(slot: &Slot, start: u64, config: SamplerConfig, on_cpu: Option<bool>) {
     {
         let guard = slot
             .samples
@@ -282,6 +297,7 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig) {
             }
             if guard.1.len() < config.max_samples_per_slice {
                 guard.1.push(frames);
+                slot.watch.sampled(start, on_cpu);
             }
             slot.has_samples.store(true, Ordering::Release);
         });

@@ -100,6 +100,12 @@ fn detect_slow_tasks(
         registry::register_callback(py, cb);
     }
     enforce::set_default_mode(mode_value);
+    if let Err(err) = aiocop_loop::gc_time::install(py) {
+        pylog::warning(
+            py,
+            &format!("aiocop could not time garbage collections (gc_ms stays None): {err}"),
+        );
+    }
     ensure_loop_patched(py)?;
     if cpu_sampling && !sampler::is_started() {
         sampler::start(sampler::SamplerConfig::default());

@@ -69,6 +69,7 @@ fn formatting(c: &mut Criterion) {
         records: vec![record(), record()],
         cpu_samples: vec![frames(20), frames(20), frames(10)],
         dropped_records: 0,
+        ..Slice::default()
     };
     c.bench_function("assemble_2_records_3_samples", |b| {
         b.iter(|| assemble(black_box(&slice)))

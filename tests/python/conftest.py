@@ -176,8 +176,17 @@ def check_event_invariants(evt: Any) -> None:
     assert isinstance(evt.context, dict)
     assert isinstance(evt.cpu_stack_samples, list)
     for sample in evt.cpu_stack_samples:
-        assert set(sample) == {"trace", "entry_point", "count"}
+        assert set(sample) == {"trace", "entry_point", "count", "on_cpu"}
         assert sample["count"] >= 1
+        assert sample["on_cpu"] in (True, False, None)
+    # where the time went: measured or None, and consistent when measured
+    if evt.cpu_ms is not None:
+        assert 0 <= evt.cpu_ms <= evt.elapsed_ms
+        assert evt.wait_ms == pytest.approx(evt.elapsed_ms - evt.cpu_ms, abs=1e-6)
+    else:
+        assert evt.wait_ms is None
+    assert evt.blocked_in is None or (isinstance(evt.blocked_in, str) and evt.blocked_in)
+    assert evt.gc_ms is None or 0 <= evt.gc_ms <= evt.elapsed_ms
     if evt.reason == "io_blocking":
         assert 1 <= len(evt.blocking_events) <= 50
         for rec in evt.blocking_events:

@@ -188,8 +188,9 @@ def test_slow_task_event_dataclass():
     cls = aiocop.SlowTaskEvent
     assert dataclasses.is_dataclass(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    # aiocop 1.2.1's fields, in its order; ours adds the task identity after them (defaults None).
-    assert names[9:] == ["task_name", "coroutine"]
+    # aiocop 1.2.1's fields, in its order; ours adds the task identity and where the time went
+    # after them (defaults None).
+    assert names[9:] == ["task_name", "coroutine", "cpu_ms", "wait_ms", "blocked_in", "gc_ms"]
     assert names[:9] == [
         "elapsed_ms",
         "threshold_ms",
@@ -233,7 +234,9 @@ def test_typed_dict_keys():
         "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule"
     }
     assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
-    assert set(typing.get_type_hints(aiocop.CpuStackSample)) == {"trace", "entry_point", "count"}
+    sample = aiocop.CpuStackSample
+    assert set(sample.__required_keys__) == {"trace", "entry_point", "count"}
+    assert set(sample.__optional_keys__) == {"on_cpu"}  # ours, beyond 1.2.1
     assert set(typing.get_type_hints(aiocop.RawBlockingEvent)) == {
         "event_name",
         "raw_args",

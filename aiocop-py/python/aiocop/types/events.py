@@ -48,12 +48,19 @@ class BlockingEventInfo(_BlockingEventInfoBase, total=False):
     suggested_rule: Optional[str]
 
 
-class CpuStackSample(TypedDict):
-    """A stack seen by the CPU sampler during a slow handle, with how often it was seen."""
-
+class _CpuStackSampleBase(TypedDict):
     trace: str
     entry_point: str
     count: int
+
+
+class CpuStackSample(_CpuStackSampleBase, total=False):
+    """A stack seen by the CPU sampler during a slow handle, with how often it was seen (the
+    first three keys are aiocop 1.2.1's)."""
+
+    #: Whether the loop thread was on CPU (runnable) when these samples were taken; a stack seen
+    #: both on and off CPU is two entries. None where that is not known (off Linux).
+    on_cpu: Optional[bool]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,16 @@ class SlowTaskEvent:
     task_name: Optional[str] = None
     #: The qualified name of the task's coroutine, or of the plain callback.
     coroutine: Optional[str] = None
+    #: The loop thread's CPU time during the handle, in ms. None when not measured: off Linux,
+    #: CPU sampling off, or a handle over before the sampler's watchdog first saw it.
+    cpu_ms: Optional[float] = None
+    #: ``elapsed_ms - cpu_ms``, never negative: time spent waiting (IO, locks, sleeps, the GIL).
+    wait_ms: Optional[float] = None
+    #: The system call the thread was seen waiting in most (``"futex"``, ``"read"``,
+    #: ``"clock_nanosleep"``, ...); None when never seen waiting (or not measured).
+    blocked_in: Optional[str] = None
+    #: Time in the garbage collector during the handle, in ms (None when not measured).
+    gc_ms: Optional[float] = None
 
 
 def _adopt(native: type, spec: type) -> type:
