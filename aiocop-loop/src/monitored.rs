@@ -146,6 +146,7 @@ pub(crate) fn monitored_type() -> *mut ffi::PyTypeObject {
 ///
 /// # Safety
 /// The GIL must be held; `callback` and every pointer in `args` must be valid objects.
+#[inline(always)]
 pub(crate) unsafe fn new_monitored(
     py: Python<'_>,
     callback: *mut ffi::PyObject,

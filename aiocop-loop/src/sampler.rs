@@ -136,22 +136,43 @@ pub fn after_fork_child() {
 
 /// Marks the start of a slice (begun at `started_ns`, on [`aiocop_clock::now_ns`]'s clock) on this
 /// thread. Returns the token for [`slice_end`], or `None` when sampling is off.
-#[inline]
+#[inline(always)]
 pub(crate) fn slice_start(started_ns: u64) -> Option<u64> {
     let sampler = sampler()?;
-    let now_ns = started_ns;
-    SLOT.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let generation = std::ptr::from_ref(sampler) as usize;
-        let fresh = !matches!(&*cell, Some((g, _)) if *g == generation);
-        if fresh {
-            *cell = Some((generation, new_slot(sampler)));
-        }
-        if let Some((_, slot)) = &*cell {
-            slot.start_ns.store(now_ns, Ordering::Release);
-        }
-    });
-    Some(now_ns)
+    let slot = current_slot(sampler);
+    // SAFETY: `slot` points into the `Arc` this thread's `SLOT` holds, which only this
+    // thread replaces (in `current_slot`, not running now): valid for this statement.
+    unsafe { (*slot).start_ns.store(started_ns, Ordering::Release) };
+    Some(started_ns)
+}
+
+/// This thread's slot for `sampler` (made and registered the first time): a pointer into the
+/// `Arc` the thread-local keeps. The closure is kept tiny so that the thread-local access is
+/// inlined into the per-handle code.
+#[inline(always)]
+fn current_slot(sampler: &Sampler) -> *const Slot {
+    let generation = std::ptr::from_ref(sampler) as usize;
+    SLOT.with(|cell| match &*cell.borrow() {
+        Some((g, slot)) if *g == generation => Some(Arc::as_ptr(slot)),
+        _ => None,
+    })
+    .unwrap_or_else(|| install_slot(sampler, generation))
+}
+
+/// Makes and installs this thread's slot for `sampler` (once per thread and sampler).
+#[cold]
+#[inline(never)]
+fn install_slot(sampler: &Sampler, generation: usize) -> *const Slot {
+    let slot = new_slot(sampler);
+    let ptr = Arc::as_ptr(&slot);
+    SLOT.with(|cell| *cell.borrow_mut() = Some((generation, slot)));
+    ptr
+}
+
+/// The slot this thread's `SLOT` holds, if any.
+#[inline(always)]
+fn installed_slot() -> Option<*const Slot> {
+    SLOT.with(|cell| cell.borrow().as_ref().map(|(_, slot)| Arc::as_ptr(slot)))
 }
 
 /// This thread's slot, registered with the watchdog (once per thread and sampler).
@@ -177,23 +198,23 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
 
 /// Ends the slice started at `token`; returns its samples, if the watchdog took any, and what
 /// else it saw of the thread during the slice.
-#[inline]
+#[inline(always)]
 pub(crate) fn slice_end(token: Option<u64>) -> (Option<Vec<Vec<Frame>>>, Option<Watched>) {
     let Some(start) = token else {
         return (None, None);
     };
-    SLOT.with(|cell| {
-        let cell = cell.borrow();
-        let Some((_, slot)) = cell.as_ref() else {
-            return (None, None);
-        };
-        slot.start_ns.store(0, Ordering::Release);
-        let watched = slot.watch.take(start);
-        if !slot.has_samples.load(Ordering::Acquire) {
-            return (None, watched);
-        }
-        (take_samples(slot, start), watched)
-    })
+    let Some(slot) = installed_slot() else {
+        return (None, None);
+    };
+    // SAFETY: `slot` points into the `Arc` this thread's `SLOT` holds, which only this
+    // thread replaces (in `current_slot`, not running now): valid for this function.
+    let slot = unsafe { &*slot };
+    slot.start_ns.store(0, Ordering::Release);
+    let watched = slot.watch.take(start);
+    if !slot.has_samples.load(Ordering::Acquire) {
+        return (None, watched);
+    }
+    (take_samples(slot, start), watched)
 }
 
 /// The samples the watchdog took of the slice started at `start` (rare: a long slice).

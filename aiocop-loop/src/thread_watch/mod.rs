@@ -193,7 +193,7 @@ impl Watch {
 
     /// Loop thread, at the end of the handle started at `start`: what the watchdog saw of it.
     /// One atomic load when it saw nothing new.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&self, start: u64) -> Option<Watched> {
         if !self.fresh.load(Ordering::Acquire) {
             return None;
