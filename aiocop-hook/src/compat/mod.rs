@@ -11,6 +11,14 @@
 //! | 3.14 | native | as 3.11 | as 3.13 |
 //! | all | | | asyncio's stock `BaseEventLoop.call_soon` does the same steps outside debug mode (closed check, `events.Handle`, append to `_ready`) |
 //!
+//! Each version also gives the GIL-free frame reader of the CPU sampler (`crate::remote`) its
+//! [`RemoteLayout`]: where the thread state's current frame, the frame's code, link and
+//! position, and the code object's names and line table sit (3.10: the `PyFrameObject` chain
+//! from `tstate->frame`, `f_lasti` in code units and PEP 626 line pairs; 3.11, 3.12:
+//! `_PyInterpreterFrame`s from `tstate->cframe->current_frame`, `prev_instr`; 3.13:
+//! `tstate->current_frame`, `instr_ptr`, entry frames owned by the C stack; 3.14: as 3.13 with
+//! `f_executable` a tagged `_PyStackRef`; 3.11+: the location table).
+//!
 //! The crate is compiled against one CPython version (no abi3: `PySys_AddAuditHook` is outside the
 //! limited API), so [`Current`] is chosen with pyo3's `Py_3_x` cfgs and everything else goes
 //! through the [`PythonVersion`] trait.
