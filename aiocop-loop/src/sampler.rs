@@ -267,11 +267,20 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig, reader: &mut Option<Re
     if reader.is_none() {
         *reader = aiocop_hook::remote::reader();
     }
-    if let Some(reader) = reader.as_mut() {
-        match capture_without_gil(reader, slot, start, config) {
-            Capture::Frames(frames) => return store(slot, start, frames, config),
-            Capture::SliceOver => return,
-            Capture::UnderTheGil => {}
+    if let Some(gil_free) = reader.as_mut() {
+        let capture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            capture_without_gil(gil_free, slot, start, config)
+        }));
+        match capture {
+            Ok(Capture::Frames(frames)) => return store(slot, start, frames, config),
+            Ok(Capture::SliceOver) => return,
+            Ok(Capture::UnderTheGil) => {}
+            Err(_) => {
+                tracing::error!("panic in the aiocop GIL-free stack reader; it is off from now on");
+                aiocop_hook::remote::give_up();
+                *reader = None;
+                return;
+            }
         }
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -30,12 +30,12 @@ fn pep626(table: &[u8], firstlineno: i32, addr: i32) -> i32 {
     let mut end = 0i32;
     for pair in table.chunks_exact(2) {
         let start = end;
-        end += i32::from(pair[0]);
+        end = end.saturating_add(i32::from(pair[0]));
         let delta = pair[1] as i8;
         let this = if delta == -128 {
             -1
         } else {
-            line += i32::from(delta);
+            line = line.wrapping_add(i32::from(delta));
             line
         };
         if start != end && addr < end {
@@ -73,7 +73,7 @@ fn locations(table: &[u8], firstlineno: i32, addr: i32) -> i32 {
         };
         line = line.wrapping_add(delta);
         let start = end;
-        end += (i32::from(first & 7) + 1) * 2;
+        end = end.saturating_add((i32::from(first & 7) + 1) * 2);
         if start <= addr && addr < end {
             return if kind == NONE { -1 } else { line };
         }

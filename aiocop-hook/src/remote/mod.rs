@@ -54,6 +54,12 @@ pub fn reader() -> Option<Reader> {
     Current::REMOTE_LAYOUT.map(Reader::new)
 }
 
+/// Turns GIL-free sampling off for the rest of the process (the sampler's reader panicked);
+/// [`reader`] hands out no reader from then on.
+pub fn give_up() {
+    STATE.store(OFF, Ordering::Release);
+}
+
 /// How many frames [`settle`] compares.
 const SETTLE_DEPTH: usize = 64;
 

@@ -72,6 +72,16 @@ impl RemoteFrame {
 /// Links followed per sample at most, whatever the depth asked for (shim and incomplete frames
 /// count too): a bound on the work and on a cycle a torn read could make.
 const MAX_LINKS: usize = 512;
+/// The most bytes of a code object read (every version's [`crate::compat::CodeFields::size`]
+/// is below it: checked at compile time).
+const MAX_CODE_PREFIX: usize = 256;
+
+const _: () = {
+    if let Some(layout) = <crate::compat::Current as crate::compat::PythonVersion>::REMOTE_LAYOUT {
+        assert!(layout.code.size <= MAX_CODE_PREFIX);
+    }
+};
+
 /// Code objects remembered at most (then all are forgotten).
 const CODE_CACHE_CAP: usize = 4096;
 /// Longest line table copied: a longer one drops the sample.
@@ -169,8 +179,8 @@ impl Reader {
             if matches!((owner, fields.shim_owner_from), (Some(o), Some(shim)) if o >= shim) {
                 continue;
             }
-            let mut code_buf = [0u8; 256];
-            let code_buf = &mut code_buf[..self.layout.code.size.min(256)];
+            let mut code_buf = [0u8; MAX_CODE_PREFIX];
+            let code_buf = &mut code_buf[..self.layout.code.size.min(MAX_CODE_PREFIX)];
             if !mem::read(pid, code, code_buf) {
                 return Err(Dropped::ReadFailed);
             }
@@ -207,7 +217,7 @@ impl Reader {
                 return Ok(0);
             }
             let mut word = [0u8; 8];
-            if !mem::read(pid, addr + hop, &mut word) {
+            if !mem::read(pid, addr.wrapping_add(hop), &mut word) {
                 return Err(Dropped::ReadFailed);
             }
             addr = usize::from_ne_bytes(word);
@@ -236,21 +246,23 @@ impl Reader {
                 else {
                     return Err(Dropped::NotTheExpectedObject);
                 };
-                let start = code + instructions;
+                let start = code.wrapping_add(instructions);
                 let units = (position as usize).wrapping_sub(start) as isize;
                 if units % 2 != 0 {
                     return Err(Dropped::Torn);
                 }
                 let units = units / 2;
                 let size = mem::word(code_buf, OB_SIZE) as isize;
-                if units < -1 || units > size {
+                if units < -1 || units > size || units > i32::MAX as isize / 2 {
                     return Err(Dropped::Torn); // not inside this code object: torn
                 }
                 let traceable = mem::int(code_buf, first_traceable) as isize;
                 if owner != Some(FRAME_OWNED_BY_GENERATOR) && units < traceable {
                     return Ok(None);
                 }
-                Ok(Some((units * 2) as i32))
+                i32::try_from(units * 2)
+                    .map(Some)
+                    .map_err(|_| Dropped::Torn)
             }
         }
     }
@@ -357,11 +369,11 @@ impl Reader {
             let mut regions: Vec<(usize, &mut [u8])> = Vec::with_capacity(4);
             for ((addr, (start, _, _)), text) in addrs.iter().zip(&layouts).zip([t0, t1, t2]) {
                 if !text.is_empty() {
-                    regions.push((addr + start, &mut text[..]));
+                    regions.push((addr.wrapping_add(*start), &mut text[..]));
                 }
             }
             if !linetable.is_empty() {
-                regions.push((addrs[3] + BYTES_HEADER, &mut linetable[..]));
+                regions.push((addrs[3].wrapping_add(BYTES_HEADER), &mut linetable[..]));
             }
             if !mem::read_many(pid, &mut regions) {
                 return Err(Dropped::ReadFailed);
