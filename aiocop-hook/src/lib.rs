@@ -21,6 +21,7 @@ mod hook;
 mod mode;
 pub mod pylog;
 pub mod redactor;
+pub mod remote;
 pub mod rules;
 pub mod stack;
 mod state;

@@ -25,6 +25,13 @@ pub struct CapturedFrame {
     position: Position,
 }
 
+impl CapturedFrame {
+    /// The frame's code object.
+    pub fn code(&self) -> &Py<PyAny> {
+        &self.code
+    }
+}
+
 /// Captures up to `depth` frames of the calling thread, innermost first. aiocop's own code has
 /// no Python frames (the wrappers are native), so nothing needs skipping.
 ///

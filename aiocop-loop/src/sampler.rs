@@ -4,8 +4,11 @@
 //!
 //! Hot path (every monitored handle, when sampling is started): one atomic store at the start,
 //! one store and two loads at the end. The watchdog reads atomics, the loop thread's CPU clock
-//! and `/proc` files (`thread_watch`), and takes the GIL only to capture a stack for a slice
-//! already older than the arming delay.
+//! and `/proc` files (`thread_watch`); for a slice already older than the arming delay it reads
+//! the thread's stack without the GIL ([`aiocop_hook::remote`]: so a C call holding the GIL, a
+//! regex or `json`, is sampled every interval), and takes the GIL to capture it only where that
+//! reader is off or the stack moved while it read (the thread was running Python code, so the
+//! GIL comes free soon).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -13,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use aiocop_events::Frame;
+use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -73,7 +77,8 @@ struct Slot {
     /// The thread's `PyThreadState`.
     tstate: AtomicPtr<ffi::PyThreadState>,
     has_samples: AtomicBool,
-    /// (slice start, samples) — taken by the watchdog only while it holds the GIL.
+    /// (slice start, samples): the watchdog pushes, the loop thread takes them at the slice's
+    /// end.
     samples: Mutex<(u64, Vec<Vec<Frame>>)>,
     /// The thread's CPU time, waits and state, read by the watchdog (`thread_watch`).
     watch: Watch,
@@ -238,6 +243,9 @@ fn take_samples(slot: &Slot, start: u64) -> Option<Vec<Vec<Frame>>> {
 
 fn watchdog(sampler: &'static Sampler) {
     let config = sampler.config;
+    // The GIL-free reader and its cache of code objects, this thread's alone; made once
+    // `aiocop_hook::remote::settle` turned GIL-free sampling on.
+    let mut reader: Option<Reader> = None;
     loop {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
@@ -264,7 +272,7 @@ fn watchdog(sampler: &'static Sampler) {
             slot.watch.running(start, &slot.start_ns);
             if now.saturating_sub(start) >= arm {
                 let on_cpu = slot.watch.armed(start, &slot.start_ns);
-                sample(slot, start, config, on_cpu);
+                sample(slot, start, config, on_cpu, &mut reader);
             }
         }
         let sleep = if any_running {
@@ -276,9 +284,15 @@ fn watchdog(sampler: &'static Sampler) {
     }
 }
 
-/// Takes a stack sample of the slice started at `start`; `on_cpu` is the thread's state when the
-/// watchdog decided to (before it asked for the GIL).
-fn sample(slot: &Slot, start: u64, config: SamplerConfig, on_cpu: Option<bool>) {
+/// Takes a stack sample of the slice started at `start`, without the GIL where `reader` can;
+/// `on_cpu` is the thread's state when the watchdog decided to (before it asked for the GIL).
+fn sample(
+    slot: &Slot,
+    start: u64,
+    config: SamplerConfig,
+    on_cpu: Option<bool>,
+    reader: &mut Option<Reader>,
+) {
     {
         let guard = slot
             .samples
@@ -292,6 +306,25 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig, on_cpu: Option<bool>) 
     if !alive || crate::config::is_shutting_down() {
         return;
     }
+    if reader.is_none() {
+        *reader = aiocop_hook::remote::reader();
+    }
+    if let Some(gil_free) = reader.as_mut() {
+        let capture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            capture_without_gil(gil_free, slot, start, config)
+        }));
+        match capture {
+            Ok(Capture::Frames(frames)) => return store(slot, start, frames, config, on_cpu),
+            Ok(Capture::SliceOver) => return,
+            Ok(Capture::UnderTheGil) => {}
+            Err(_) => {
+                tracing::error!("panic in the aiocop GIL-free stack reader; it is off from now on");
+                aiocop_hook::remote::give_up();
+                *reader = None;
+                return;
+            }
+        }
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         Python::attach(|py| {
             // Under the GIL the loop thread cannot end its slice: if the start is unchanged
@@ -300,6 +333,11 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig, on_cpu: Option<bool>) 
                 return;
             }
             let tstate = slot.tstate.load(Ordering::Acquire);
+            if aiocop_hook::remote::gil_free_sampling().is_none() {
+                // SAFETY: GIL held; `tstate`'s thread is inside a monitored handle, hence
+                // alive, and stopped while we hold the GIL.
+                unsafe { aiocop_hook::remote::settle(py, tstate) };
+            }
             let depth = config.trace_depth;
             // SAFETY: GIL held; `tstate`'s thread is inside a monitored handle, hence alive.
             let captured = unsafe { aiocop_hook::stack::capture_thread(py, tstate, depth) };
@@ -308,24 +346,60 @@ fn sample(slot: &Slot, start: u64, config: SamplerConfig, on_cpu: Option<bool>) 
             }
             let frames = aiocop_hook::stack::resolve_frames(py, &captured, false);
             drop(captured);
-            let mut guard = slot
-                .samples
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if guard.0 != start {
-                guard.0 = start;
-                guard.1.clear();
-            }
-            if guard.1.len() < config.max_samples_per_slice {
-                guard.1.push(frames);
-                slot.watch.sampled(start, on_cpu);
-            }
-            slot.has_samples.store(true, Ordering::Release);
+            store(slot, start, frames, config, on_cpu);
         });
     }));
     if result.is_err() {
         tracing::error!("panic in the aiocop CPU sampler; sample dropped");
     }
+}
+
+/// What reading a slice's stack without the GIL gave.
+enum Capture {
+    /// The stack, as a capture under the GIL would give it.
+    Frames(Vec<Frame>),
+    /// The slice ended while the stack was read: nothing to sample.
+    SliceOver,
+    /// No sample (the stack moved while read, a read failed): take the GIL to sample.
+    UnderTheGil,
+}
+
+/// Reads the stack of `slot`'s thread without the GIL; a sample counts only if the slice
+/// started at `start` was still running once it was read.
+fn capture_without_gil(
+    reader: &mut Reader,
+    slot: &Slot,
+    start: u64,
+    config: SamplerConfig,
+) -> Capture {
+    let tstate = slot.tstate.load(Ordering::Acquire) as usize;
+    let read = reader.sample(tstate, config.trace_depth);
+    if slot.start_ns.load(Ordering::Acquire) != start {
+        return Capture::SliceOver;
+    }
+    match read {
+        Ok(frames) if !frames.is_empty() => {
+            Capture::Frames(frames.iter().map(RemoteFrame::to_frame).collect())
+        }
+        _ => Capture::UnderTheGil,
+    }
+}
+
+/// Keeps `frames` as a sample of the slice started at `start` (up to the configured number).
+fn store(slot: &Slot, start: u64, frames: Vec<Frame>, config: SamplerConfig, on_cpu: Option<bool>) {
+    let mut guard = slot
+        .samples
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if guard.0 != start {
+        guard.0 = start;
+        guard.1.clear();
+    }
+    if guard.1.len() < config.max_samples_per_slice {
+        guard.1.push(frames);
+        slot.watch.sampled(start, on_cpu);
+    }
+    slot.has_samples.store(true, Ordering::Release);
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ fn detect_slow_tasks(
     ensure_loop_patched(py)?;
     if cpu_sampling && !sampler::is_started() {
         sampler::start(sampler::SamplerConfig::default());
+        aiocop_hook::remote::settle_current(py);
     }
     Ok(())
 }
@@ -337,6 +338,7 @@ fn start_cpu_sampling(
     if !sampler::start(config) {
         pylog::warning(py, "start_cpu_sampling called more than once, ignoring");
     }
+    aiocop_hook::remote::settle_current(py);
     Ok(())
 }
 

@@ -11,6 +11,14 @@
 //! | 3.14 | native | as 3.11 | as 3.13 |
 //! | all | | | asyncio's stock `BaseEventLoop.call_soon` does the same steps outside debug mode (closed check, `events.Handle`, append to `_ready`) |
 //!
+//! Each version also gives the GIL-free frame reader of the CPU sampler (`crate::remote`) its
+//! [`RemoteLayout`]: where the thread state's current frame, the frame's code, link and
+//! position, and the code object's names and line table sit (3.10: the `PyFrameObject` chain
+//! from `tstate->frame`, `f_lasti` in code units and PEP 626 line pairs; 3.11, 3.12:
+//! `_PyInterpreterFrame`s from `tstate->cframe->current_frame`, `prev_instr`; 3.13:
+//! `tstate->current_frame`, `instr_ptr`, entry frames owned by the C stack; 3.14: as 3.13 with
+//! `f_executable` a tagged `_PyStackRef`; 3.11+: the location table).
+//!
 //! The crate is compiled against one CPython version (no abi3: `PySys_AddAuditHook` is outside the
 //! limited API), so [`Current`] is chosen with pyo3's `Py_3_x` cfgs and everything else goes
 //! through the [`PythonVersion`] trait.
@@ -59,6 +67,135 @@ pub enum LayoutCheck {
     Disagrees(&'static str),
     /// The thread has no Python frame to check against: ask again at a later capture.
     NoFrame,
+}
+
+/// Where the fields that the GIL-free frame reader (`crate::remote`) reads sit in this
+/// version's private structs: byte offsets from the version's headers (`Include/cpython/` and
+/// `Include/internal/`), 64-bit builds without `Py_TRACE_REFS`. The reader copies memory
+/// through `process_vm_readv`, so a wrong offset gives a wrong (and then rejected) value,
+/// never a fault; the run-time check against the C API (`crate::remote::settle`) turns the
+/// reader off on a mismatch.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteLayout {
+    /// The pointer hops from a `PyThreadState*` to its innermost frame: `frame` (3.10),
+    /// `cframe` then `current_frame` (3.11, 3.12), `current_frame` (3.13+).
+    pub thread_to_frame: &'static [usize],
+    /// The frame's fields.
+    pub frame: FrameFields,
+    /// The code object's fields.
+    pub code: CodeFields,
+    /// Where a compact unicode object's characters start.
+    pub unicode: UnicodeFields,
+}
+
+/// The fields of one frame: a `PyFrameObject` on 3.10, a `_PyInterpreterFrame` from 3.11.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameFields {
+    /// How many bytes of the frame to read (covers every field below).
+    pub size: usize,
+    /// The code object pointer (`f_code`; `f_executable` from 3.13).
+    pub code: usize,
+    /// Tag bits to clear from the code pointer (3.14's `_PyStackRef`), else 0.
+    pub code_tag_bits: usize,
+    /// The next frame out (`f_back` on 3.10, `previous` after).
+    pub previous: usize,
+    /// Where the frame stands in its code.
+    pub position: FramePosition,
+    /// `owner` (3.11+): who owns the frame, a `c_char`.
+    pub owner: Option<usize>,
+    /// The first `owner` value of the interpreter's own shim frames (`FRAME_OWNED_BY_CSTACK`,
+    /// 3.14's `FRAME_OWNED_BY_INTERPRETER`), which the C API never shows (3.13+); `None`
+    /// where such frames are told apart by their position alone.
+    pub shim_owner_from: Option<i8>,
+}
+
+/// `FRAME_OWNED_BY_GENERATOR`, the same value in 3.11–3.14.
+pub const FRAME_OWNED_BY_GENERATOR: i8 = 1;
+
+/// How a frame records its position.
+#[derive(Debug, Clone, Copy)]
+pub enum FramePosition {
+    /// 3.10: `f_lasti` (an `int`, in code units, -1 before the first instruction) and
+    /// `f_lineno` (an `int`, the line while a tracer runs, else 0).
+    LastiAndLineno {
+        /// Offset of `f_lasti`.
+        lasti: usize,
+        /// Offset of `f_lineno`.
+        lineno: usize,
+    },
+    /// 3.11+: a pointer into the code object's instructions: `prev_instr` (3.11, 3.12: the last
+    /// instruction started) or `instr_ptr` (3.13+: the one executing); either way the C API's
+    /// `lasti` is its distance from the first instruction, in code units.
+    InstructionPointer(usize),
+}
+
+/// The fields of a code object.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeFields {
+    /// How many bytes of the code object to read (covers every field below).
+    pub size: usize,
+    /// `co_firstlineno` (`int`).
+    pub firstlineno: usize,
+    /// `co_filename` (unicode).
+    pub filename: usize,
+    /// `co_name` (unicode).
+    pub name: usize,
+    /// `co_qualname` (unicode, 3.11+).
+    pub qualname: Option<usize>,
+    /// `co_linetable` (bytes).
+    pub linetable: usize,
+    /// The format of `co_linetable`.
+    pub linetable_format: LineTableFormat,
+    /// `_co_firsttraceable` (`int`, 3.11+): frames before it are still being set up.
+    pub first_traceable: Option<usize>,
+    /// `co_code_adaptive` (3.11+): the instructions, inside the code object; `ob_size` is their
+    /// number of code units.
+    pub instructions: Option<usize>,
+}
+
+/// The formats of `co_linetable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTableFormat {
+    /// 3.10 (PEP 626): pairs of (bytes advanced: unsigned, lines advanced: signed, -128 for
+    /// no line).
+    Pep626,
+    /// 3.11+: the location table (`Objects/locations.md`): entries of a first byte (bit 7 set,
+    /// the kind in bits 3-6, the code units covered minus one in bits 0-2) and varints.
+    Locations,
+}
+
+/// Where a compact unicode object's characters start.
+#[derive(Debug, Clone, Copy)]
+pub struct UnicodeFields {
+    /// `sizeof(PyASCIIObject)`: an ASCII string's characters follow it.
+    pub ascii_data: usize,
+    /// `sizeof(PyCompactUnicodeObject)`: any other compact string's characters follow it.
+    pub compact_data: usize,
+}
+
+/// Offsets shared by 3.10–3.14 (checked with a C compiler on each version's headers):
+/// `ob_type` of any object, `ob_size` of a variable-size object, `PyASCIIObject`'s `length`,
+/// `hash` and `state` (its bit-field: `interned:2`, `kind:3`, `compact:1`, `ascii:1`) and
+/// `PyBytesObject`'s `ob_sval`.
+pub mod object_header {
+    /// `ob_type`.
+    pub const OB_TYPE: usize = 8;
+    /// `ob_size` (`PyVarObject`; a bytes object's length).
+    pub const OB_SIZE: usize = 16;
+    /// `PyASCIIObject.length`.
+    pub const UNICODE_LENGTH: usize = 16;
+    /// `PyASCIIObject.hash`.
+    pub const UNICODE_HASH: usize = 24;
+    /// `PyASCIIObject.state` (a 32-bit bit-field).
+    pub const UNICODE_STATE: usize = 32;
+    /// The `kind` bits of `state` (then shifted right by 2: 1, 2 or 4 bytes a character).
+    pub const STATE_KIND_MASK: u32 = 0b111 << 2;
+    /// The `compact` bit of `state`.
+    pub const STATE_COMPACT: u32 = 1 << 5;
+    /// The `ascii` bit of `state`.
+    pub const STATE_ASCII: u32 = 1 << 6;
+    /// `PyBytesObject.ob_sval`: a bytes object's data.
+    pub const BYTES_DATA: usize = 32;
 }
 
 /// The CPython version-specific operations aiocop needs.
@@ -121,6 +258,10 @@ pub trait PythonVersion {
         let _ = visit;
         false
     }
+
+    /// The offsets the GIL-free frame reader (`crate::remote`) reads through; `None` where
+    /// this build has no such layout (the sampler then takes the GIL to sample).
+    const REMOTE_LAYOUT: Option<RemoteLayout> = None;
 
     /// Resolves a captured position to a line number.
     ///

@@ -3,7 +3,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{Position, PythonVersion};
+use std::ffi::{c_char, c_int, c_void};
+use std::mem::offset_of;
+
+use super::{
+    CodeFields, FrameFields, FramePosition, LineTableFormat, Position, PythonVersion, RemoteLayout,
+    UnicodeFields,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyModule, PyTuple, PyType};
@@ -16,6 +22,7 @@ impl PythonVersion for Py310 {
     const MINOR_VERSION: u8 = 10;
     const NATIVE_TIME_SLEEP_EVENT: bool = false;
     const TASK_STEP_TYPE_NAME: &'static [u8] = b"TaskStepMethWrapper";
+    const REMOTE_LAYOUT: Option<RemoteLayout> = Some(REMOTE_LAYOUT);
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
         // SAFETY: the caller holds the GIL and passes a valid frame. 3.10 keeps `f_lasti` in
@@ -189,3 +196,135 @@ fn add_code(out: &mut ModuleQualnames, code: &Bound<'_, PyAny>, qualname: String
         add_code(out, &nested, child);
     }
 }
+
+// The prefixes of CPython 3.10's structs that the GIL-free frame reader (`crate::remote`) reads,
+// field for field from `Include/cpython/pystate.h`, `Include/cpython/frameobject.h`,
+// `Include/cpython/code.h` and `Include/cpython/unicodeobject.h` (3.10.x share them); offsets
+// checked against a C compiler's `offsetof` on the 3.10.13 headers.
+
+/// `struct _ts` up to `frame`.
+#[repr(C)]
+struct ThreadState {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    frame: *mut c_void,
+}
+
+/// `PyTryBlock`.
+#[repr(C)]
+struct TryBlock {
+    b_type: c_int,
+    b_handler: c_int,
+    b_level: c_int,
+}
+
+/// `struct _frame` (`PyFrameObject`) up to `f_state`.
+#[repr(C)]
+struct FrameObject {
+    ob_base: ffi::PyVarObject,
+    f_back: *mut c_void,
+    f_code: *mut c_void,
+    f_builtins: *mut c_void,
+    f_globals: *mut c_void,
+    f_locals: *mut c_void,
+    f_valuestack: *mut c_void,
+    f_trace: *mut c_void,
+    f_stackdepth: c_int,
+    f_trace_lines: c_char,
+    f_trace_opcodes: c_char,
+    f_gen: *mut c_void,
+    f_lasti: c_int,
+    f_lineno: c_int,
+    f_iblock: c_int,
+    f_state: c_char,
+    f_blockstack: [TryBlock; 0],
+}
+
+/// `PyCodeObject` up to `co_linetable`.
+#[repr(C)]
+struct Code {
+    ob_base: ffi::PyObject,
+    co_argcount: c_int,
+    co_posonlyargcount: c_int,
+    co_kwonlyargcount: c_int,
+    co_nlocals: c_int,
+    co_stacksize: c_int,
+    co_flags: c_int,
+    co_firstlineno: c_int,
+    co_code: *mut c_void,
+    co_consts: *mut c_void,
+    co_names: *mut c_void,
+    co_varnames: *mut c_void,
+    co_freevars: *mut c_void,
+    co_cellvars: *mut c_void,
+    co_cell2arg: *mut c_void,
+    co_filename: *mut c_void,
+    co_name: *mut c_void,
+    co_linetable: *mut c_void,
+}
+
+/// `PyASCIIObject`: `length`, `hash`, `state`, then `wstr` (until 3.12).
+#[repr(C)]
+struct AsciiObject {
+    ob_base: ffi::PyObject,
+    length: isize,
+    hash: isize,
+    state: u32,
+    wstr: *mut c_void,
+}
+
+/// `PyCompactUnicodeObject`.
+#[repr(C)]
+struct CompactUnicodeObject {
+    base: AsciiObject,
+    utf8_length: isize,
+    utf8: *mut c_char,
+    wstr_length: isize,
+}
+
+const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
+    thread_to_frame: &[offset_of!(ThreadState, frame)],
+    frame: FrameFields {
+        size: offset_of!(FrameObject, f_state),
+        code: offset_of!(FrameObject, f_code),
+        code_tag_bits: 0,
+        previous: offset_of!(FrameObject, f_back),
+        position: FramePosition::LastiAndLineno {
+            lasti: offset_of!(FrameObject, f_lasti),
+            lineno: offset_of!(FrameObject, f_lineno),
+        },
+        owner: None,
+        shim_owner_from: None,
+    },
+    code: CodeFields {
+        size: std::mem::size_of::<Code>(),
+        firstlineno: offset_of!(Code, co_firstlineno),
+        filename: offset_of!(Code, co_filename),
+        name: offset_of!(Code, co_name),
+        qualname: None,
+        linetable: offset_of!(Code, co_linetable),
+        linetable_format: LineTableFormat::Pep626,
+        first_traceable: None,
+        instructions: None,
+    },
+    unicode: UnicodeFields {
+        ascii_data: std::mem::size_of::<AsciiObject>(),
+        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
+    },
+};
+
+#[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
+const _: () = {
+    assert!(offset_of!(ThreadState, frame) == 24);
+    assert!(offset_of!(FrameObject, f_back) == 24);
+    assert!(offset_of!(FrameObject, f_code) == 32);
+    assert!(offset_of!(FrameObject, f_lasti) == 96);
+    assert!(offset_of!(FrameObject, f_lineno) == 100);
+    assert!(offset_of!(Code, co_firstlineno) == 40);
+    assert!(offset_of!(Code, co_filename) == 104);
+    assert!(offset_of!(Code, co_name) == 112);
+    assert!(offset_of!(Code, co_linetable) == 120);
+    assert!(std::mem::size_of::<AsciiObject>() == 48);
+    assert!(std::mem::size_of::<CompactUnicodeObject>() == 72);
+};

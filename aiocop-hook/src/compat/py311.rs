@@ -2,7 +2,12 @@
 
 use std::ffi::{c_char, c_int, c_void};
 
-use super::{LayoutCheck, Position, PythonVersion};
+use std::mem::offset_of;
+
+use super::{
+    CodeFields, FrameFields, FramePosition, LayoutCheck, LineTableFormat, Position, PythonVersion,
+    RemoteLayout, UnicodeFields,
+};
 use pyo3::ffi;
 
 /// CPython 3.11.
@@ -13,6 +18,7 @@ impl PythonVersion for Py311 {
     const MINOR_VERSION: u8 = 11;
     const NATIVE_TIME_SLEEP_EVENT: bool = false;
     const TASK_STEP_TYPE_NAME: &'static [u8] = b"TaskStepMethWrapper";
+    const REMOTE_LAYOUT: Option<RemoteLayout> = Some(REMOTE_LAYOUT);
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
         // SAFETY: GIL held and `frame` a valid frame (this method's own contract).
@@ -120,9 +126,66 @@ struct Code {
     co_code_adaptive: [u16; 0],
 }
 
+/// `PyASCIIObject`: `length`, `hash`, `state`, then `wstr` (until 3.12).
+#[repr(C)]
+struct AsciiObject {
+    ob_base: ffi::PyObject,
+    length: isize,
+    hash: isize,
+    state: u32,
+    wstr: *mut c_void,
+}
+
+/// `PyCompactUnicodeObject`.
+#[repr(C)]
+struct CompactUnicodeObject {
+    base: AsciiObject,
+    utf8_length: isize,
+    utf8: *mut c_char,
+    wstr_length: isize,
+}
+
+/// What the GIL-free frame reader (`crate::remote`) reads on 3.11: the same structs as the
+/// direct walk, through `tstate->cframe->current_frame`.
+const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
+    thread_to_frame: &[
+        offset_of!(ThreadState, cframe),
+        offset_of!(CFrame, current_frame),
+    ],
+    frame: FrameFields {
+        size: offset_of!(InterpreterFrame, owner) + 1,
+        code: offset_of!(InterpreterFrame, f_code),
+        code_tag_bits: 0,
+        previous: offset_of!(InterpreterFrame, previous),
+        position: FramePosition::InstructionPointer(offset_of!(InterpreterFrame, prev_instr)),
+        owner: Some(offset_of!(InterpreterFrame, owner)),
+        shim_owner_from: None,
+    },
+    code: CodeFields {
+        size: offset_of!(Code, co_code_adaptive),
+        firstlineno: offset_of!(Code, co_firstlineno),
+        filename: offset_of!(Code, co_filename),
+        name: offset_of!(Code, co_name),
+        qualname: Some(offset_of!(Code, co_qualname)),
+        linetable: offset_of!(Code, co_linetable),
+        linetable_format: LineTableFormat::Locations,
+        first_traceable: Some(offset_of!(Code, co_firsttraceable)),
+        instructions: Some(offset_of!(Code, co_code_adaptive)),
+    },
+    unicode: UnicodeFields {
+        ascii_data: std::mem::size_of::<AsciiObject>(),
+        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
+    },
+};
+
 #[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
 const _: () = {
-    use std::mem::offset_of;
+    assert!(std::mem::size_of::<AsciiObject>() == 48);
+    assert!(std::mem::size_of::<CompactUnicodeObject>() == 72);
+    assert!(offset_of!(Code, co_filename) == 112);
+    assert!(offset_of!(Code, co_name) == 120);
+    assert!(offset_of!(Code, co_qualname) == 128);
+    assert!(offset_of!(Code, co_linetable) == 136);
     assert!(offset_of!(ThreadState, cframe) == 56);
     assert!(offset_of!(CFrame, current_frame) == 8);
     assert!(offset_of!(InterpreterFrame, f_code) == 32);

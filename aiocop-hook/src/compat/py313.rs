@@ -1,6 +1,12 @@
 //! CPython 3.13.
 
-use super::{Position, PythonVersion};
+use std::ffi::{c_char, c_int, c_void};
+use std::mem::offset_of;
+
+use super::{
+    CodeFields, FrameFields, FramePosition, LineTableFormat, Position, PythonVersion, RemoteLayout,
+    UnicodeFields,
+};
 use pyo3::ffi;
 
 /// CPython 3.13.
@@ -9,6 +15,7 @@ pub struct Py313;
 
 impl PythonVersion for Py313 {
     const MINOR_VERSION: u8 = 13;
+    const REMOTE_LAYOUT: Option<RemoteLayout> = Some(REMOTE_LAYOUT);
     const NATIVE_TIME_SLEEP_EVENT: bool = true;
 
     unsafe fn frame_position(frame: *mut ffi::PyFrameObject) -> Position {
@@ -16,3 +23,144 @@ impl PythonVersion for Py313 {
         unsafe { super::lasti_position(frame) }
     }
 }
+
+// The prefixes of CPython 3.13's private structs that the GIL-free frame reader
+// (`crate::remote`) reads, field for field from `Include/cpython/pystate.h`,
+// `Include/internal/pycore_frame.h`, `Include/cpython/code.h` and
+// `Include/cpython/unicodeobject.h` (3.13.x share them); offsets checked against a C compiler's
+// `offsetof` on the 3.13.0 headers. The frame chain starts at `tstate->current_frame`; the
+// interpreter's entry frames (`FRAME_OWNED_BY_CSTACK`) are skipped, as the C API does.
+
+/// `struct _ts` up to `current_frame`.
+#[repr(C)]
+struct ThreadState {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    eval_breaker: usize,
+    _status: u32,
+    _whence: c_int,
+    state: c_int,
+    py_recursion_remaining: c_int,
+    py_recursion_limit: c_int,
+    c_recursion_remaining: c_int,
+    recursion_headroom: c_int,
+    tracing: c_int,
+    what_event: c_int,
+    current_frame: *mut c_void,
+}
+
+/// `_PyInterpreterFrame` up to `owner`.
+#[repr(C)]
+struct InterpreterFrame {
+    f_executable: *mut c_void,
+    previous: *mut c_void,
+    f_funcobj: *mut c_void,
+    f_globals: *mut c_void,
+    f_builtins: *mut c_void,
+    f_locals: *mut c_void,
+    frame_obj: *mut c_void,
+    instr_ptr: *mut u16,
+    stacktop: c_int,
+    return_offset: u16,
+    owner: c_char,
+}
+
+/// `FRAME_OWNED_BY_CSTACK`.
+const FRAME_OWNED_BY_CSTACK: i8 = 3;
+
+/// `PyCodeObject` (`_PyCode_DEF`) up to `co_code_adaptive`.
+#[repr(C)]
+struct Code {
+    ob_base: ffi::PyVarObject,
+    co_consts: *mut c_void,
+    co_names: *mut c_void,
+    co_exceptiontable: *mut c_void,
+    co_flags: c_int,
+    co_argcount: c_int,
+    co_posonlyargcount: c_int,
+    co_kwonlyargcount: c_int,
+    co_stacksize: c_int,
+    co_firstlineno: c_int,
+    co_nlocalsplus: c_int,
+    co_framesize: c_int,
+    co_nlocals: c_int,
+    co_ncellvars: c_int,
+    co_nfreevars: c_int,
+    co_version: u32,
+    co_localsplusnames: *mut c_void,
+    co_localspluskinds: *mut c_void,
+    co_filename: *mut c_void,
+    co_name: *mut c_void,
+    co_qualname: *mut c_void,
+    co_linetable: *mut c_void,
+    co_weakreflist: *mut c_void,
+    co_executors: *mut c_void,
+    _co_cached: *mut c_void,
+    _co_instrumentation_version: u64,
+    _co_monitoring: *mut c_void,
+    _co_firsttraceable: c_int,
+    co_extra: *mut c_void,
+    co_code_adaptive: [u16; 0],
+}
+
+/// `PyASCIIObject` (no `wstr` from 3.12).
+#[repr(C)]
+struct AsciiObject {
+    ob_base: ffi::PyObject,
+    length: isize,
+    hash: isize,
+    state: u32,
+}
+
+/// `PyCompactUnicodeObject`.
+#[repr(C)]
+struct CompactUnicodeObject {
+    base: AsciiObject,
+    utf8_length: isize,
+    utf8: *mut c_char,
+}
+
+const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
+    thread_to_frame: &[offset_of!(ThreadState, current_frame)],
+    frame: FrameFields {
+        size: offset_of!(InterpreterFrame, owner) + 1,
+        code: offset_of!(InterpreterFrame, f_executable),
+        code_tag_bits: 0,
+        previous: offset_of!(InterpreterFrame, previous),
+        position: FramePosition::InstructionPointer(offset_of!(InterpreterFrame, instr_ptr)),
+        owner: Some(offset_of!(InterpreterFrame, owner)),
+        shim_owner_from: Some(FRAME_OWNED_BY_CSTACK),
+    },
+    code: CodeFields {
+        size: offset_of!(Code, co_code_adaptive),
+        firstlineno: offset_of!(Code, co_firstlineno),
+        filename: offset_of!(Code, co_filename),
+        name: offset_of!(Code, co_name),
+        qualname: Some(offset_of!(Code, co_qualname)),
+        linetable: offset_of!(Code, co_linetable),
+        linetable_format: LineTableFormat::Locations,
+        first_traceable: Some(offset_of!(Code, _co_firsttraceable)),
+        instructions: Some(offset_of!(Code, co_code_adaptive)),
+    },
+    unicode: UnicodeFields {
+        ascii_data: std::mem::size_of::<AsciiObject>(),
+        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
+    },
+};
+
+#[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
+const _: () = {
+    assert!(offset_of!(ThreadState, current_frame) == 72);
+    assert!(offset_of!(InterpreterFrame, previous) == 8);
+    assert!(offset_of!(InterpreterFrame, instr_ptr) == 56);
+    assert!(offset_of!(InterpreterFrame, owner) == 70);
+    assert!(offset_of!(Code, co_firstlineno) == 68);
+    assert!(offset_of!(Code, co_filename) == 112);
+    assert!(offset_of!(Code, co_qualname) == 128);
+    assert!(offset_of!(Code, co_linetable) == 136);
+    assert!(offset_of!(Code, _co_firsttraceable) == 184);
+    assert!(offset_of!(Code, co_code_adaptive) == 200);
+    assert!(std::mem::size_of::<AsciiObject>() == 40);
+    assert!(std::mem::size_of::<CompactUnicodeObject>() == 56);
+};

@@ -4,7 +4,8 @@
 //! a call site of its own (a new call site goes to the background thread), `events` collects
 //! the delivered `SlowTaskEvent`s, `warnings` the messages logged on the `aiocop` logger,
 //! `until(cond, what)` waits for a condition (a generous deadline, never a fixed sleep), and
-//! `flush()`, `stats()`, `arm(name, times)`, `disarm()`, `exit_now()` reach the Rust side.
+//! `flush()`, `stats()`, `arm(name, times)`, `disarm()`, `exit_now()`, `start_sampling()`,
+//! `gil_free()` reach the Rust side.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -57,6 +58,24 @@ fn after_fork_child() {
     dispatch::after_fork_child();
 }
 
+/// `start_cpu_sampling(interval_ms=10, arm_after_ms=5)`: the watchdog started, then whether it
+/// may read stacks without the GIL decided on this thread's stack.
+#[pyfunction]
+fn start_sampling(py: Python<'_>) {
+    aiocop_loop::sampler::start(aiocop_loop::sampler::SamplerConfig {
+        interval_ns: 10_000_000,
+        arm_after_ns: Some(5_000_000),
+        ..aiocop_loop::sampler::SamplerConfig::default()
+    });
+    aiocop_hook::remote::settle_current(py);
+}
+
+/// Whether the sampler reads stacks without the GIL (`None`: not decided yet).
+#[pyfunction]
+fn gil_free() -> Option<bool> {
+    aiocop_hook::remote::gil_free_sampling()
+}
+
 const PRELUDE: &CStr = c"
 import asyncio, logging, os, time
 
@@ -97,11 +116,16 @@ def until_sync(cond, what, timeout=30.0):
 /// Starts the interpreter, installs the hook and configures detection (threshold 1 s: only
 /// blocking calls make events) in `mode`, then runs `scenario` after the prelude.
 pub fn run(mode: Dispatch, scenario: &CStr) {
+    run_with_threshold(mode, 1_000_000_000, scenario);
+}
+
+/// [`run`] with a slow-handle threshold of `threshold_ns`.
+pub fn run_with_threshold(mode: Dispatch, threshold_ns: u64, scenario: &CStr) {
     Python::initialize();
     Python::attach(|py| {
         aiocop_hook::install(py, 20).expect("the hook installs");
         aiocop_loop::init(py).expect("the native types are made");
-        assert!(config::configure_detection(1_000_000_000, mode));
+        assert!(config::configure_detection(threshold_ns, mode));
         config::set_active(true);
         let globals = PyDict::new(py);
         for f in [
@@ -112,6 +136,8 @@ pub fn run(mode: Dispatch, scenario: &CStr) {
             wrap_pyfunction!(disarm, py),
             wrap_pyfunction!(exit_now, py),
             wrap_pyfunction!(after_fork_child, py),
+            wrap_pyfunction!(start_sampling, py),
+            wrap_pyfunction!(gil_free, py),
         ] {
             let f = f.expect("wraps");
             globals

@@ -1,0 +1,94 @@
+"""A C call that holds the GIL (here a regex backtracking for 100-200 ms) is sampled at
+(nearly) every interval of the CPU sampler, which reads the loop thread's stack without the
+GIL; each sample names the Python function that made the call. Under the GIL (aiocop 1.2.1,
+or an interpreter the reader does not support) such a call yields one sample at most.
+
+Each run is a fresh process: the sampler's settings (interval 10 ms, armed after 5 ms) are
+once per process.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import LOOP_KINDS, describe, run_python
+
+PROGRAM = """
+import asyncio, json, logging, re, time
+import aiocop
+
+warnings = []
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        warnings.append(record.getMessage())
+
+logging.getLogger("aiocop").addHandler(Collect())
+
+events = []
+aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampling=False)
+aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5)
+
+PATTERN = re.compile(r"(a+)+$")
+
+def backtrack(n):
+    return PATTERN.match("a" * n + "b")
+
+def tune():
+    n = 18
+    while True:
+        started = time.perf_counter()
+        backtrack(n)
+        if time.perf_counter() - started > 0.1:
+            return n
+        n += 1
+
+n = tune()
+
+def new_loop():
+    if {loop_kind!r} == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+async def main():
+    aiocop.activate()
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.call_soon(backtrack, n)
+    loop.call_soon(done.set_result, None)
+    await done
+    await asyncio.sleep(0)
+    aiocop.flush()
+
+loop = new_loop()
+loop.run_until_complete(main())
+loop.close()
+
+slow = [e for e in events if e.elapsed_ms >= 100]
+print(json.dumps({{
+    "elapsed_ms": [e.elapsed_ms for e in slow],
+    "samples": [e.cpu_stack_samples for e in slow],
+    "warnings": warnings,
+}}))
+"""
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_a_regex_holding_the_gil_is_sampled_every_interval(loop_kind):
+    proc = run_python(PROGRAM.format(loop_kind=loop_kind), timeout=60)
+    assert proc.returncode == 0, describe(proc)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["warnings"] == [], result["warnings"]
+    assert len(result["elapsed_ms"]) == 1, result
+    elapsed = result["elapsed_ms"][0]
+    samples = result["samples"][0]
+    intervals = int((elapsed - 5) // 10)
+    naming = sum(s["count"] for s in samples if ":backtrack" in s["trace"])
+    assert naming >= 0.8 * intervals, (naming, intervals, elapsed, samples)
+    # The samples are the usual ones: file:line:function frames, innermost first.
+    assert all(s["entry_point"] == s["trace"].split(" <- ")[0] for s in samples)
+    assert all(s["trace"].split(" <- ")[0].endswith(":backtrack") for s in samples), samples
