@@ -26,6 +26,27 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+/// The `CodeFields` of a 3.11+ `PyCodeObject` mirror `$code` (fields named as in CPython's
+/// headers; `$first_traceable` is `co_firsttraceable` on 3.11, `_co_firsttraceable` after).
+#[cfg(Py_3_11)]
+macro_rules! code_fields_311 {
+    ($code:ty, $first_traceable:ident) => {
+        $crate::compat::CodeFields {
+            size: ::std::mem::offset_of!($code, co_code_adaptive),
+            firstlineno: ::std::mem::offset_of!($code, co_firstlineno),
+            filename: ::std::mem::offset_of!($code, co_filename),
+            name: ::std::mem::offset_of!($code, co_name),
+            qualname: Some(::std::mem::offset_of!($code, co_qualname)),
+            linetable: ::std::mem::offset_of!($code, co_linetable),
+            linetable_format: $crate::compat::LineTableFormat::Locations,
+            first_traceable: Some(::std::mem::offset_of!($code, $first_traceable)),
+            instructions: Some(::std::mem::offset_of!($code, co_code_adaptive)),
+        }
+    };
+}
+
+mod unicode;
+
 #[cfg(not(Py_3_11))]
 mod py310;
 #[cfg(all(Py_3_11, not(Py_3_12)))]

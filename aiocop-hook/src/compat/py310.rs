@@ -8,7 +8,6 @@ use std::mem::offset_of;
 
 use super::{
     CodeFields, FrameFields, FramePosition, LineTableFormat, Position, PythonVersion, RemoteLayout,
-    UnicodeFields,
 };
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -264,25 +263,6 @@ struct Code {
     co_linetable: *mut c_void,
 }
 
-/// `PyASCIIObject`: `length`, `hash`, `state`, then `wstr` (until 3.12).
-#[repr(C)]
-struct AsciiObject {
-    ob_base: ffi::PyObject,
-    length: isize,
-    hash: isize,
-    state: u32,
-    wstr: *mut c_void,
-}
-
-/// `PyCompactUnicodeObject`.
-#[repr(C)]
-struct CompactUnicodeObject {
-    base: AsciiObject,
-    utf8_length: isize,
-    utf8: *mut c_char,
-    wstr_length: isize,
-}
-
 const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
     thread_to_frame: &[offset_of!(ThreadState, frame)],
     frame: FrameFields {
@@ -308,10 +288,7 @@ const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
         first_traceable: None,
         instructions: None,
     },
-    unicode: UnicodeFields {
-        ascii_data: std::mem::size_of::<AsciiObject>(),
-        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
-    },
+    unicode: super::unicode::FIELDS,
 };
 
 #[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
@@ -325,6 +302,4 @@ const _: () = {
     assert!(offset_of!(Code, co_filename) == 104);
     assert!(offset_of!(Code, co_name) == 112);
     assert!(offset_of!(Code, co_linetable) == 120);
-    assert!(std::mem::size_of::<AsciiObject>() == 48);
-    assert!(std::mem::size_of::<CompactUnicodeObject>() == 72);
 };

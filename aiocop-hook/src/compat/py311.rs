@@ -4,10 +4,7 @@ use std::ffi::{c_char, c_int, c_void};
 
 use std::mem::offset_of;
 
-use super::{
-    CodeFields, FrameFields, FramePosition, LayoutCheck, LineTableFormat, Position, PythonVersion,
-    RemoteLayout, UnicodeFields,
-};
+use super::{FrameFields, FramePosition, LayoutCheck, Position, PythonVersion, RemoteLayout};
 use pyo3::ffi;
 
 /// CPython 3.11.
@@ -126,25 +123,6 @@ struct Code {
     co_code_adaptive: [u16; 0],
 }
 
-/// `PyASCIIObject`: `length`, `hash`, `state`, then `wstr` (until 3.12).
-#[repr(C)]
-struct AsciiObject {
-    ob_base: ffi::PyObject,
-    length: isize,
-    hash: isize,
-    state: u32,
-    wstr: *mut c_void,
-}
-
-/// `PyCompactUnicodeObject`.
-#[repr(C)]
-struct CompactUnicodeObject {
-    base: AsciiObject,
-    utf8_length: isize,
-    utf8: *mut c_char,
-    wstr_length: isize,
-}
-
 /// What the GIL-free frame reader (`crate::remote`) reads on 3.11: the same structs as the
 /// direct walk, through `tstate->cframe->current_frame`.
 const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
@@ -161,27 +139,12 @@ const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
         owner: Some(offset_of!(InterpreterFrame, owner)),
         shim_owner_from: None,
     },
-    code: CodeFields {
-        size: offset_of!(Code, co_code_adaptive),
-        firstlineno: offset_of!(Code, co_firstlineno),
-        filename: offset_of!(Code, co_filename),
-        name: offset_of!(Code, co_name),
-        qualname: Some(offset_of!(Code, co_qualname)),
-        linetable: offset_of!(Code, co_linetable),
-        linetable_format: LineTableFormat::Locations,
-        first_traceable: Some(offset_of!(Code, co_firsttraceable)),
-        instructions: Some(offset_of!(Code, co_code_adaptive)),
-    },
-    unicode: UnicodeFields {
-        ascii_data: std::mem::size_of::<AsciiObject>(),
-        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
-    },
+    code: code_fields_311!(Code, co_firsttraceable),
+    unicode: super::unicode::FIELDS,
 };
 
 #[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
 const _: () = {
-    assert!(std::mem::size_of::<AsciiObject>() == 48);
-    assert!(std::mem::size_of::<CompactUnicodeObject>() == 72);
     assert!(offset_of!(Code, co_filename) == 112);
     assert!(offset_of!(Code, co_name) == 120);
     assert!(offset_of!(Code, co_qualname) == 128);

@@ -3,10 +3,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::offset_of;
 
-use super::{
-    CodeFields, FrameFields, FramePosition, LineTableFormat, Position, PythonVersion, RemoteLayout,
-    UnicodeFields,
-};
+use super::{FrameFields, FramePosition, Position, PythonVersion, RemoteLayout};
 use pyo3::ffi;
 
 /// CPython 3.13.
@@ -104,23 +101,6 @@ struct Code {
     co_code_adaptive: [u16; 0],
 }
 
-/// `PyASCIIObject` (no `wstr` from 3.12).
-#[repr(C)]
-struct AsciiObject {
-    ob_base: ffi::PyObject,
-    length: isize,
-    hash: isize,
-    state: u32,
-}
-
-/// `PyCompactUnicodeObject`.
-#[repr(C)]
-struct CompactUnicodeObject {
-    base: AsciiObject,
-    utf8_length: isize,
-    utf8: *mut c_char,
-}
-
 const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
     thread_to_frame: &[offset_of!(ThreadState, current_frame)],
     frame: FrameFields {
@@ -132,21 +112,8 @@ const REMOTE_LAYOUT: RemoteLayout = RemoteLayout {
         owner: Some(offset_of!(InterpreterFrame, owner)),
         shim_owner_from: Some(FRAME_OWNED_BY_CSTACK),
     },
-    code: CodeFields {
-        size: offset_of!(Code, co_code_adaptive),
-        firstlineno: offset_of!(Code, co_firstlineno),
-        filename: offset_of!(Code, co_filename),
-        name: offset_of!(Code, co_name),
-        qualname: Some(offset_of!(Code, co_qualname)),
-        linetable: offset_of!(Code, co_linetable),
-        linetable_format: LineTableFormat::Locations,
-        first_traceable: Some(offset_of!(Code, _co_firsttraceable)),
-        instructions: Some(offset_of!(Code, co_code_adaptive)),
-    },
-    unicode: UnicodeFields {
-        ascii_data: std::mem::size_of::<AsciiObject>(),
-        compact_data: std::mem::size_of::<CompactUnicodeObject>(),
-    },
+    code: code_fields_311!(Code, _co_firsttraceable),
+    unicode: super::unicode::FIELDS,
 };
 
 #[cfg(all(target_pointer_width = "64", not(py_sys_config = "Py_TRACE_REFS")))]
@@ -161,6 +128,4 @@ const _: () = {
     assert!(offset_of!(Code, co_linetable) == 136);
     assert!(offset_of!(Code, _co_firsttraceable) == 184);
     assert!(offset_of!(Code, co_code_adaptive) == 200);
-    assert!(std::mem::size_of::<AsciiObject>() == 40);
-    assert!(std::mem::size_of::<CompactUnicodeObject>() == 56);
 };
