@@ -23,7 +23,8 @@
 //!   methods; `loop_end`: the loop's `close`; `readers`: reader and writer callbacks
 //!   (asyncio's `_add_reader` / `_add_writer`); `protocols`: protocol instances' callback
 //!   methods; `loop_methods`: a uvloop loop's protocol-factory methods and `add_reader` /
-//!   `add_writer`; `patching`: installing all of it on a loop.
+//!   `add_writer`; `binding`: those callables binding as methods; `patching`: installing all
+//!   of it on a loop.
 //!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
@@ -31,6 +32,7 @@
 
 pub mod config;
 use aiocop_hook::pylog;
+mod binding;
 mod counters;
 mod deliver;
 mod direct_call_soon;

@@ -42,14 +42,7 @@ impl ClosingMethod {
         instance: Option<&Bound<'py, PyAny>>,
         _owner: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        match instance {
-            Some(instance) if !instance.is_none() => slf
-                .py()
-                .import(pyo3::intern!(slf.py(), "types"))?
-                .getattr(pyo3::intern!(slf.py(), "MethodType"))?
-                .call1((slf, instance)),
-            _ => Ok(slf.clone().into_any()),
-        }
+        crate::binding::bind_as_method(slf.as_any(), instance)
     }
 
     /// The class's own `close`.
