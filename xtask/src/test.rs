@@ -26,7 +26,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let incumbent = venv::ensure_at(root, bench::INCUMBENT_VENV, bench::INCUMBENT_PACKAGES)?;
 
     step("[5/7] pytest tests/python");
-    pytest(&venv, &incumbent, pytest_args)?;
+    pytest(&venv, Some(&incumbent), pytest_args)?;
 
     step("[6/7] cargo xtask bench --smoke");
     bench::run_with(root, &venv, &bench::Options::smoke())?;
@@ -35,40 +35,39 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     soak::run_with(root, &venv, 0.25)?;
 
     for version in &versions {
-        other_python(root, version, &venv, &incumbent, pytest_args)?;
+        other_python(root, version, &venv, pytest_args)?;
     }
     Ok(())
 }
 
-/// `pytest tests/python` in `venv` (the differential tests run aiocop 1.2.1 from `incumbent`).
-fn pytest(venv: &venv::Venv, incumbent: &venv::Venv, args: &[String]) -> Result {
-    exec(
-        venv.command("python")?
-            .args([
-                "-m",
-                "pytest",
-                "tests/python",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-            ])
-            .args(args)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python")),
-    )
+/// `pytest tests/python` in `venv`; the differential tests run aiocop 1.2.1 from `incumbent`
+/// (on the same interpreter version: without one they are skipped).
+fn pytest(venv: &venv::Venv, incumbent: Option<&venv::Venv>, args: &[String]) -> Result {
+    let mut cmd = venv.command("python")?;
+    cmd.args([
+        "-m",
+        "pytest",
+        "tests/python",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    ])
+    .args(args)
+    .env("PYTHONDONTWRITEBYTECODE", "1")
+    .env_remove("AIOCOP_INCUMBENT_PYTHON");
+    if let Some(incumbent) = incumbent {
+        cmd.env("AIOCOP_INCUMBENT_PYTHON", incumbent.bin("python"));
+    }
+    exec(&mut cmd)
 }
 
 /// `--python`: on CPython `version`, the Rust tests of the crates whose code differs by
 /// interpreter (aiocop-hook, aiocop-loop) and the pytest suite against a build for it, each in
-/// a target directory and venv of its own (`target/py3.N`, `.venvs/py3.N`). A version this
-/// machine lacks, or the one the main run used, is said and skipped.
-fn other_python(
-    root: &Path,
-    version: &str,
-    main: &venv::Venv,
-    incumbent: &venv::Venv,
-    pytest_args: &[String],
-) -> Result {
+/// a target directory and venv of its own (`target/py3.N`, `.venvs/py3.N`); the differential
+/// test against aiocop 1.2.1 runs with the main interpreter only (standard-library line numbers
+/// differ between versions). A version this machine lacks, or the one the main run used, is
+/// said and skipped.
+fn other_python(root: &Path, version: &str, main: &venv::Venv, pytest_args: &[String]) -> Result {
     let Some(python) = pythons::find(version) else {
         step(&format!(
             "python {version}: not found on this machine, skipped"
@@ -96,7 +95,7 @@ fn other_python(
     exec(&mut cmd)?;
     let venv = venv::prepare_other(root, &format!(".venvs/py{version}"), &python, &target)?;
     step(&format!("python {version}: pytest tests/python"));
-    pytest(&venv, incumbent, pytest_args)
+    pytest(&venv, None, pytest_args)
 }
 
 /// The `3.N` of the main venv's interpreter.
