@@ -43,12 +43,12 @@ pub(crate) fn read_many(pid: libc::pid_t, regions: &mut [(usize, &mut [u8])]) ->
         total += buf.len();
     }
     let count = regions.len() as libc::c_ulong;
+    let (local, remote) = (local.as_ptr(), remote.as_ptr());
     // SAFETY: `local` describes `count` writable buffers we own exclusively (the `regions`
     // borrowed mutably for the call), each of the length given; the kernel writes at most
     // that many bytes into each. `remote` addresses are only read by the kernel, which checks
     // them and fails (EFAULT) instead of faulting: they need not be valid for us.
-    let copied =
-        unsafe { libc::process_vm_readv(pid, local.as_ptr(), count, remote.as_ptr(), count, 0) };
+    let copied = unsafe { libc::process_vm_readv(pid, local, count, remote, count, 0) };
     usize::try_from(copied).is_ok_and(|copied| copied == total)
 }
 
