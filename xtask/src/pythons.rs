@@ -1,4 +1,4 @@
-//! The CPython interpreters `cargo xtask test --python 3.10,3.12,...` runs the suites on: found
+//! The CPython interpreters `cargo xtask test` and `cargo xtask wheels` run on: found
 //! under pyenv's root (`$PYENV_ROOT`, else `~/.pyenv`: the newest `X.Y.Z` of each `X.Y`) or as
 //! `pythonX.Y` on `PATH`.
 
@@ -29,6 +29,37 @@ pub(crate) fn parse_versions(text: &str) -> Result<Vec<String>> {
         return Err(format!("`--python {text}`: no version given").into());
     }
     Ok(out)
+}
+
+/// The CPython versions `cargo xtask test` and `cargo xtask wheels` look for by default.
+pub(crate) const SUPPORTED: &[&str] = &["3.10", "3.11", "3.12", "3.13", "3.14"];
+
+/// Every supported version this machine has but `main` (the main run's own), said in one line.
+pub(crate) fn found_other_than(main: Option<&str>) -> Vec<String> {
+    let found: Vec<String> = SUPPORTED
+        .iter()
+        .filter(|version| Some(**version) != main && find(version).is_some())
+        .map(|version| (*version).to_owned())
+        .collect();
+    let missing: Vec<&str> = SUPPORTED
+        .iter()
+        .copied()
+        .filter(|version| Some(*version) != main && !found.iter().any(|f| f == version))
+        .collect();
+    crate::step(&format!(
+        "other interpreters: {} found{}",
+        if found.is_empty() {
+            "none".to_owned()
+        } else {
+            found.join(", ")
+        },
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} not on this machine, skipped)", missing.join(", "))
+        }
+    ));
+    found
 }
 
 /// The interpreter of `version` (`3.12`), if this machine has one.

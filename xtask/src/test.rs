@@ -1,14 +1,15 @@
 //! `cargo xtask test`: every test of the project — the Rust workspace's, the loom models of
 //! the delivery state machines, the fuzz targets in smoke mode, then the Python suite against a
 //! release build installed in `.venv`, then the bench in smoke mode and a 15-second soak (so
-//! the harnesses keep working).
+//! the harnesses keep working), then the Python suite on every other CPython this machine has
+//! (`--python` chooses them, and adds their interpreter-dependent Rust tests).
 
 use std::path::{Path, PathBuf};
 
 use crate::{bench, cargo, exec, fuzz, pythons, soak, step, venv, Result};
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result {
-    let (versions, pytest_args) = parse_args(args)?;
+    let (others, pytest_args) = parse_args(args)?;
 
     step("[1/7] cargo test --workspace");
     crate::modgraph::run(root)?;
@@ -34,10 +35,27 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     step("[7/7] cargo xtask soak --minutes 0.25");
     soak::run_with(root, &venv, 0.25)?;
 
+    let main = main_version(&venv);
+    let (versions, with_rust) = match others {
+        Others::Found => (pythons::found_other_than(main.as_deref()), false),
+        Others::Chosen(versions) => (versions, true),
+        Others::None => (Vec::new(), false),
+    };
     for version in &versions {
-        other_python(root, version, &venv, pytest_args)?;
+        other_python(root, version, main.as_deref(), with_rust, pytest_args)?;
     }
     Ok(())
+}
+
+/// The interpreters the suite runs on besides the main one.
+#[derive(Debug, PartialEq, Eq)]
+enum Others {
+    /// No `--python`: every other CPython 3.10+ found, the pytest suite only.
+    Found,
+    /// `--python 3.10,3.12`: those, with their interpreter-dependent Rust tests.
+    Chosen(Vec<String>),
+    /// `--python none`: the main interpreter only.
+    None,
 }
 
 /// `pytest tests/python` in `venv`; the differential tests run aiocop 1.2.1 from `incumbent`
@@ -61,38 +79,46 @@ fn pytest(venv: &venv::Venv, incumbent: Option<&venv::Venv>, args: &[String]) ->
     exec(&mut cmd)
 }
 
-/// `--python`: on CPython `version`, the Rust tests of the crates whose code differs by
-/// interpreter (aiocop-hook, aiocop-loop) and the pytest suite against a build for it, each in
-/// a target directory and venv of its own (`target/py3.N`, `.venvs/py3.N`); the differential
-/// test against aiocop 1.2.1 runs with the main interpreter only (standard-library line numbers
+/// On CPython `version`: the pytest suite against a build for it and, `with_rust`, the Rust
+/// tests of the crates whose code differs by interpreter (aiocop-hook, aiocop-loop), each in a
+/// target directory and venv of its own (`target/py3.N`, `.venvs/py3.N`); the differential test
+/// against aiocop 1.2.1 runs with the main interpreter only (standard-library line numbers
 /// differ between versions). A version this machine lacks, or the one the main run used, is
 /// said and skipped.
-fn other_python(root: &Path, version: &str, main: &venv::Venv, pytest_args: &[String]) -> Result {
+fn other_python(
+    root: &Path,
+    version: &str,
+    main: Option<&str>,
+    with_rust: bool,
+    pytest_args: &[String],
+) -> Result {
     let Some(python) = pythons::find(version) else {
         step(&format!(
             "python {version}: not found on this machine, skipped"
         ));
         return Ok(());
     };
-    if main_version(main).as_deref() == Some(version) {
+    if main == Some(version) {
         step(&format!(
             "python {version}: the main run's interpreter, done above"
         ));
         return Ok(());
     }
     let target = root.join("target").join(format!("py{version}"));
-    step(&format!(
-        "python {version} ({}): cargo test -p aiocop-hook -p aiocop-loop",
-        python.display()
-    ));
-    let mut cmd = cargo(root);
-    cmd.args(["test", "-p", "aiocop-hook", "-p", "aiocop-loop"])
-        .env("PYO3_PYTHON", &python)
-        .env("CARGO_TARGET_DIR", &target);
-    if let Some(lib) = pythons::lib_dir(&python) {
-        cmd.env("LD_LIBRARY_PATH", lib);
+    if with_rust {
+        step(&format!(
+            "python {version} ({}): cargo test -p aiocop-hook -p aiocop-loop",
+            python.display()
+        ));
+        let mut cmd = cargo(root);
+        cmd.args(["test", "-p", "aiocop-hook", "-p", "aiocop-loop"])
+            .env("PYO3_PYTHON", &python)
+            .env("CARGO_TARGET_DIR", &target);
+        if let Some(lib) = pythons::lib_dir(&python) {
+            cmd.env("LD_LIBRARY_PATH", lib);
+        }
+        exec(&mut cmd)?;
     }
-    exec(&mut cmd)?;
     let venv = venv::prepare_other(root, &format!(".venvs/py{version}"), &python, &target)?;
     step(&format!("python {version}: pytest tests/python"));
     pytest(&venv, None, pytest_args)
@@ -134,26 +160,27 @@ fn loom_models(root: &Path) -> Result {
     exec(&mut cmd)
 }
 
-/// `[--python VERSIONS] [-- <pytest args>]`: the other interpreters, and what goes to pytest.
-fn parse_args(args: &[String]) -> Result<(Vec<String>, &[String])> {
-    let mut versions = Vec::new();
+/// `[--python VERSIONS|none] [-- <pytest args>]`: the other interpreters, and what goes to
+/// pytest.
+fn parse_args(args: &[String]) -> Result<(Others, &[String])> {
+    let mut others = Others::Found;
     let mut rest = args;
     loop {
         match rest {
-            [] => return Ok((versions, &[])),
-            [sep, pytest @ ..] if sep == "--" => return Ok((versions, pytest)),
+            [] => return Ok((others, &[])),
+            [sep, pytest @ ..] if sep == "--" => return Ok((others, pytest)),
             [flag, value, more @ ..] if flag == "--python" => {
-                versions = pythons::parse_versions(value)?;
+                others = parse_others(value)?;
                 rest = more;
             }
             [flag, more @ ..] if flag.starts_with("--python=") => {
-                versions = pythons::parse_versions(&flag["--python=".len()..])?;
+                others = parse_others(&flag["--python=".len()..])?;
                 rest = more;
             }
             [first, ..] => {
                 return Err(format!(
-                    "unexpected argument `{first}`: expected [--python 3.10,3.12,...] and pytest \
-                     arguments after `--`, e.g. `cargo xtask test -- -k name`"
+                    "unexpected argument `{first}`: expected [--python 3.10,3.12,...|none] and \
+                     pytest arguments after `--`, e.g. `cargo xtask test -- -k name`"
                 )
                 .into())
             }
@@ -161,9 +188,16 @@ fn parse_args(args: &[String]) -> Result<(Vec<String>, &[String])> {
     }
 }
 
+fn parse_others(value: &str) -> Result<Others> {
+    if value == "none" {
+        return Ok(Others::None);
+    }
+    Ok(Others::Chosen(pythons::parse_versions(value)?))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_args;
+    use super::{parse_args, Others};
 
     fn strings(args: &[&str]) -> Vec<String> {
         args.iter().map(|arg| arg.to_string()).collect()
@@ -171,7 +205,7 @@ mod tests {
 
     #[test]
     fn pytest_args_come_after_the_separator() {
-        assert!(parse_args(&[]).is_ok_and(|(v, args)| v.is_empty() && args.is_empty()));
+        assert!(parse_args(&[]).is_ok_and(|(v, args)| v == Others::Found && args.is_empty()));
         let args = strings(&["--", "-k", "uvloop"]);
         assert!(parse_args(&args).is_ok_and(|(_, args)| args == ["-k", "uvloop"]));
         assert!(parse_args(&strings(&["-k", "uvloop"])).is_err());
@@ -183,9 +217,14 @@ mod tests {
         let (versions, pytest) = parse_args(&args).expect("valid");
         assert_eq!(
             (versions, pytest),
-            (vec!["3.10".to_owned(), "3.13".to_owned()], &args[3..])
+            (
+                Others::Chosen(vec!["3.10".to_owned(), "3.13".to_owned()]),
+                &args[3..]
+            )
         );
-        assert!(parse_args(&strings(&["--python=3.12"])).is_ok_and(|(v, _)| v == ["3.12"]));
+        assert!(parse_args(&strings(&["--python=3.12"]))
+            .is_ok_and(|(v, _)| v == Others::Chosen(vec!["3.12".to_owned()])));
+        assert!(parse_args(&strings(&["--python", "none"])).is_ok_and(|(v, _)| v == Others::None));
         assert!(parse_args(&strings(&["--python", "2.7"])).is_err());
     }
 }
