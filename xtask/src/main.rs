@@ -15,6 +15,7 @@ mod pythons;
 mod soak;
 mod test;
 mod venv;
+mod wheels;
 
 use std::error::Error;
 use std::ffi::OsStr;
@@ -30,14 +31,16 @@ usage: cargo xtask <command> [options]
 commands:
   demo [--loop asyncio|uvloop|both]  build into .venv and run examples/quickstart.py
                                      on each loop kind (default: both)
-  test [--python VERSIONS] [-- <pytest args>]
+  test [--python VERSIONS|none] [-- <pytest args>]
                                      cargo test --workspace, the loom models of
                                      aiocop-delivery, fuzz --smoke, then build into
                                      .venv and run pytest tests/python (args after `--` go
-                                     to pytest), then bench --smoke and a 15 s soak;
-                                     --python 3.10,3.12,...: then, on each of those
-                                     interpreters found (pyenv or PATH), the Rust tests of
-                                     aiocop-hook and aiocop-loop and pytest tests/python
+                                     to pytest), then bench --smoke and a 15 s soak, then
+                                     pytest tests/python on every other CPython 3.10+
+                                     found (pyenv or PATH), each with a build of its own;
+                                     --python 3.10,3.12,...: on those instead, with the
+                                     Rust tests of aiocop-hook and aiocop-loop; none: only
+                                     the main interpreter
   venv                               create .venv, install the Python tools, and build and
                                      install aiocop into it (maturin develop --release)
   bench [--smoke] [--rounds N] [--only PART]
@@ -60,6 +63,11 @@ commands:
                                      totals, /stat under load for N minutes (default 10),
                                      scraped every second; fails on RSS growth >= 16 MiB,
                                      an error, or calls counted != requests answered
+  wheels [--python VERSIONS]         a release wheel per CPython 3.10+ found (default:
+                                     all), audited by maturin (oldest manylinux tag its
+                                     symbols allow), installed into a fresh venv and run
+                                     (examples/quickstart.py on asyncio and uvloop);
+                                     target/wheels/dist/py3.N/
   lint                               cargo fmt --check, cargo clippy -D warnings, and no
                                      module cycles inside any crate
   help                               this text
@@ -96,6 +104,7 @@ fn main() -> ExitCode {
         "bench" => root().and_then(|root| bench::run(&root, rest)),
         "fuzz" => root().and_then(|root| fuzz::run(&root, rest)),
         "soak" => root().and_then(|root| soak::run(&root, rest)),
+        "wheels" => root().and_then(|root| wheels::run(&root, rest)),
         unknown => {
             eprintln!("xtask: unknown command `{unknown}`\n");
             eprint!("{USAGE}");

@@ -108,7 +108,11 @@ pub(crate) fn prepare_other(
 }
 
 /// Creates `.venv` if it has no interpreter, and installs `TOOLS` unless the stamp says they are
-/// there already.
+/// there already (`cargo xtask wheels` takes maturin from it).
+pub(crate) fn ensure_main(root: &Path) -> Result<Venv> {
+    ensure(root)
+}
+
 fn ensure(root: &Path) -> Result<Venv> {
     ensure_at(root, ".venv", TOOLS)
 }
