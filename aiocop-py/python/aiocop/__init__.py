@@ -22,7 +22,11 @@ import os as _os
 from collections.abc import Callable
 from typing import Any
 
-from aiocop import _aiocop
+from aiocop._interpreter import require_supported_interpreter as _require_supported_interpreter
+
+_require_supported_interpreter()
+
+from aiocop import _aiocop  # noqa: E402  (after the interpreter check, on purpose)
 from aiocop._aiocop import (
     activate,
     calculate_io_severity_score,
