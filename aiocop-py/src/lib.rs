@@ -582,7 +582,8 @@ fn flush(py: Python<'_>) {
 /// slices lost with a background thread that died or stalled (`lost_events`) and such threads
 /// given up (`dispatch_thread_failures`), and deliveries scheduled by the loop thread itself
 /// (`deliveries_picked_up`) or by the background thread for an idle loop (`deliveries_woken`);
-/// the delivery mode, and the clock that times handles (`"tsc"` or `"monotonic"`).
+/// the delivery mode, the clock that times handles (`"tsc"` or `"monotonic"`), and whether the
+/// CPU sampler reads stacks without the GIL (`gil_free_sampling`: `None` until decided).
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
@@ -590,6 +591,10 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
     dict.set_item("clock", aiocop_clock::source().as_str())?;
+    dict.set_item(
+        "gil_free_sampling",
+        aiocop_hook::remote::gil_free_sampling(),
+    )?;
     Ok(dict)
 }
 

@@ -1,6 +1,7 @@
 """A C call that holds the GIL (here a regex backtracking for 100-200 ms) is sampled at
 (nearly) every interval of the CPU sampler, which reads the loop thread's stack without the
-GIL; each sample names the Python function that made the call. Under the GIL (aiocop 1.2.1,
+GIL; each sample names the Python function that made the call, and ``stats()`` says the
+sampler reads stacks without the GIL. Under the GIL (aiocop 1.2.1,
 or an interpreter the reader does not support) such a call yields one sample at most.
 
 Each run is a fresh process: the sampler's settings (interval 10 ms, armed after 5 ms) are
@@ -30,6 +31,7 @@ logging.getLogger("aiocop").addHandler(Collect())
 events = []
 aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampling=False)
 aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5)
+decided_before = aiocop.stats()["gil_free_sampling"]
 
 PATTERN = re.compile(r"(a+)+$")
 
@@ -73,6 +75,7 @@ print(json.dumps({{
     "elapsed_ms": [e.elapsed_ms for e in slow],
     "samples": [e.cpu_stack_samples for e in slow],
     "warnings": warnings,
+    "gil_free_sampling": [decided_before, aiocop.stats()["gil_free_sampling"]],
 }}))
 """
 
@@ -83,6 +86,9 @@ def test_a_regex_holding_the_gil_is_sampled_every_interval(loop_kind):
     assert proc.returncode == 0, describe(proc)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["warnings"] == [], result["warnings"]
+    # stats() says the sampler reads stacks without the GIL (this interpreter is supported),
+    # decided when sampling started.
+    assert result["gil_free_sampling"] == [True, True], result
     assert len(result["elapsed_ms"]) == 1, result
     elapsed = result["elapsed_ms"][0]
     samples = result["samples"][0]

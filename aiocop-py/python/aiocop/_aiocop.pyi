@@ -73,6 +73,8 @@ class Stats(TypedDict):
     deliveries_woken: int
     dispatch: Literal["background", "inline"]
     clock: Literal["tsc", "monotonic"]
+    #: Whether the CPU sampler reads stacks without the GIL; None before it first checked a stack.
+    gil_free_sampling: Optional[bool]
 
 def stats() -> Stats: ...
 def _report_snapshot(top: Optional[int] = None) -> dict[str, Any]: ...
