@@ -129,7 +129,7 @@ pub struct StuckReport {
     /// When the report was made, in `time.monotonic()` seconds.
     pub detected_at: f64,
     /// The report's number for this handle (1 for the first).
-    pub report: u32,
+    pub report_number: u32,
 }
 
 /// The qualified name of the coroutine (or plain callback) a handle runs, from its stack
@@ -182,12 +182,12 @@ impl StuckReport {
     ///     on_cpu: Some(true),
     ///     blocked_in: None,
     ///     detected_at: 12.5,
-    ///     report: 1,
+    ///     report_number: 1,
     /// };
     /// assert_eq!(
     ///     report.json_line(42),
     ///     "{\"pid\":42,\"thread_id\":7,\"task_name\":null,\"coroutine\":\"main\",\"stuck_ms\":1.5,\
-    ///      \"report\":1,\"on_cpu\":true,\"blocked_in\":null,\"detected_at\":12.5,\"stack\":[{\"file\":\
+    ///      \"report_number\":1,\"on_cpu\":true,\"blocked_in\":null,\"detected_at\":12.5,\"stack\":[{\"file\":\
     ///      \"/app/a \\\"b\\\".py\",\"line\":3,\"function\":\"f\",\"qualname\":\"f\",\"native\":false}]}\n"
     /// );
     /// ```
@@ -200,7 +200,7 @@ impl StuckReport {
         json_opt_str(&mut out, self.coroutine.as_deref());
         out.push_str(",\"stuck_ms\":");
         json_number(&mut out, self.stuck_ms());
-        let _ = write!(out, ",\"report\":{}", self.report);
+        let _ = write!(out, ",\"report_number\":{}", self.report_number);
         out.push_str(",\"on_cpu\":");
         out.push_str(match self.on_cpu {
             Some(true) => "true",
