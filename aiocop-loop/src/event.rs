@@ -412,7 +412,10 @@ impl SlowTaskEvent {
         }
         values[CONTEXT].get_or_insert_with(|| PyDict::new(py).into_any().unbind());
         values[CPU_STACK_SAMPLES].get_or_insert_with(|| PyList::empty(py).into_any().unbind());
-        values[STUCK_REPORTS].get_or_insert_with(|| 0u32.into_pyobject(py).map_or_else(|_| py.None(), |zero| zero.into_any().unbind()));
+        values[STUCK_REPORTS].get_or_insert_with(|| {
+            0u32.into_pyobject(py)
+                .map_or_else(|_| py.None(), |zero| zero.into_any().unbind())
+        });
         for optional in &mut values[TASK_NAME..] {
             optional.get_or_insert_with(|| py.None());
         }

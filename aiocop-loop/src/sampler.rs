@@ -122,7 +122,9 @@ pub fn is_started() -> bool {
 /// Starts the watchdog, sampling. `false` when sampling was already started. A watchdog
 /// started for stuck-loop detection alone is replaced by one with `config`.
 pub fn start(config: SamplerConfig) -> bool {
-    let _spawning = SPAWNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if STARTED.swap(true, Ordering::AcqRel) {
         return false;
     }
@@ -131,8 +133,10 @@ pub fn start(config: SamplerConfig) -> bool {
 }
 
 /// Starts the watchdog, not sampling, unless one runs (for stuck-loop detection).
-pub(crate) fn ensure_watchdog() {
-    let _spawning = SPAWNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+pub fn ensure_watchdog() {
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if sampler().is_none() {
         spawn(SamplerConfig::default());
     }

@@ -83,7 +83,8 @@ pub enum StartError {
     ReportPath(String),
 }
 
-/// Starts detecting stuck loops (the watchdog is started if CPU sampling was not).
+/// Starts detecting stuck loops; the caller starts the watchdog
+/// ([`crate::sampler::ensure_watchdog`]) if CPU sampling did not.
 pub fn start(settings: StuckSettings) -> Result<(), StartError> {
     let mut slot = DETECTION.lock().unwrap_or_else(PoisonError::into_inner);
     if slot.is_some() {
@@ -112,8 +113,6 @@ pub fn start(settings: StuckSettings) -> Result<(), StartError> {
         file,
         to_reporter,
     }));
-    drop(slot);
-    crate::sampler::ensure_watchdog();
     Ok(())
 }
 
@@ -145,7 +144,9 @@ impl Detection {
             }
         }
         if self.to_reporter.try_send(report).is_err() {
-            tracing::warn!("aiocop's stuck-loop reporter is behind; a report goes to the file only");
+            tracing::warn!(
+                "aiocop's stuck-loop reporter is behind; a report goes to the file only"
+            );
         }
     }
 }
@@ -200,7 +201,10 @@ fn deliver(py: Python<'_>, report: StuckReport, callbacks: &[Py<PyAny>]) {
     let event = match Bound::new(py, event) {
         Ok(event) => event,
         Err(err) => {
-            pylog::error(py, &format!("aiocop could not build a StuckLoopEvent: {err}"));
+            pylog::error(
+                py,
+                &format!("aiocop could not build a StuckLoopEvent: {err}"),
+            );
             return;
         }
     };
@@ -237,8 +241,13 @@ fn running_task<'py>(py: Python<'py>, thread_id: u64) -> Option<Bound<'py, PyAny
         let tasks = py
             .import(pyo3::intern!(py, "asyncio.tasks"))?
             .getattr(pyo3::intern!(py, "_current_tasks"))?;
-        let tasks = PyList::new(py, tasks.call_method0(pyo3::intern!(py, "values"))?.try_iter()?
-            .collect::<PyResult<Vec<_>>>()?)?;
+        let tasks = PyList::new(
+            py,
+            tasks
+                .call_method0(pyo3::intern!(py, "values"))?
+                .try_iter()?
+                .collect::<PyResult<Vec<_>>>()?,
+        )?;
         for task in tasks.iter() {
             let coro = task.call_method0(pyo3::intern!(py, "get_coro"))?;
             let Ok(frame) = coro.getattr(pyo3::intern!(py, "cr_frame")) else {
@@ -276,7 +285,13 @@ pub struct StuckFrame {
 impl StuckFrame {
     #[new]
     #[pyo3(signature = (file, line, function, qualname=None, native=false))]
-    fn py_new(file: String, line: i32, function: String, qualname: Option<String>, native: bool) -> Self {
+    fn py_new(
+        file: String,
+        line: i32,
+        function: String,
+        qualname: Option<String>,
+        native: bool,
+    ) -> Self {
         let qualname = qualname.unwrap_or_else(|| function.clone());
         Self {
             file,
@@ -379,7 +394,10 @@ impl StuckLoopEvent {
             _ => {}
         }
         if let Some(frame) = self.stack.first() {
-            message.push_str(&format!(" at {}:{} {}", frame.file, frame.line, frame.qualname));
+            message.push_str(&format!(
+                " at {}:{} {}",
+                frame.file, frame.line, frame.qualname
+            ));
         }
         message
     }

@@ -388,6 +388,7 @@ fn detect_stuck_loops(
             )));
         }
     }
+    sampler::ensure_watchdog();
     aiocop_hook::remote::settle_current(py);
     ensure_loop_patched(py)?;
     Ok(())
