@@ -193,6 +193,7 @@ def test_stats_reports_the_background_thread_failures():
         "deliveries_woken",
         "dispatch",
         "clock",
+        "stuck_loop_reports",
     }
     assert stats["lost_events"] == 0
     assert stats["dispatch_thread_failures"] == 0
