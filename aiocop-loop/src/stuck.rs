@@ -46,6 +46,8 @@ pub(crate) struct Detection {
     after_ns: u64,
     file: Option<Mutex<File>>,
     to_reporter: flume::Sender<StuckReport>,
+    /// The settings, to start again in a child process after `fork()`.
+    settings: StuckSettings,
 }
 
 static DETECTION: Mutex<Option<Arc<Detection>>> = Mutex::new(None);
@@ -56,11 +58,6 @@ pub(crate) fn current() -> Option<Arc<Detection>> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
-}
-
-/// Whether stuck loops are being detected.
-pub fn is_detecting() -> bool {
-    current().is_some()
 }
 
 /// `detect_stuck_loops`: the settings, checked by the caller.
@@ -74,6 +71,16 @@ pub struct StuckSettings {
     pub report_path: Option<PathBuf>,
 }
 
+impl StuckSettings {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        Self {
+            after_ns: self.after_ns,
+            callbacks: self.callbacks.iter().map(|c| c.clone_ref(py)).collect(),
+            report_path: self.report_path.clone(),
+        }
+    }
+}
+
 /// Why detection did not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -85,11 +92,17 @@ pub enum StartError {
 
 /// Starts detecting stuck loops; the caller starts the watchdog
 /// ([`crate::sampler::ensure_watchdog`]) if CPU sampling did not.
-pub fn start(settings: StuckSettings) -> Result<(), StartError> {
+pub fn start(py: Python<'_>, settings: StuckSettings) -> Result<(), StartError> {
     let mut slot = DETECTION.lock().unwrap_or_else(PoisonError::into_inner);
     if slot.is_some() {
         return Err(StartError::AlreadyOn);
     }
+    *slot = Some(Arc::new(detection(py, settings)?));
+    Ok(())
+}
+
+/// Opens the report file and starts the reporter thread for `settings`.
+fn detection(py: Python<'_>, settings: StuckSettings) -> Result<Detection, StartError> {
     let file = match &settings.report_path {
         None => None,
         Some(path) => Some(Mutex::new(
@@ -101,19 +114,19 @@ pub fn start(settings: StuckSettings) -> Result<(), StartError> {
         )),
     };
     let (to_reporter, from_watchdog) = flume::bounded(QUEUE);
-    let callbacks = settings.callbacks;
+    let callbacks: Vec<Py<PyAny>> = settings.callbacks.iter().map(|c| c.clone_ref(py)).collect();
     let spawned = std::thread::Builder::new()
         .name("aiocop-stuck-reporter".into())
         .spawn(move || reporter(&from_watchdog, callbacks));
     if let Err(err) = spawned {
         tracing::error!("aiocop could not start its stuck-loop reporter: {err}");
     }
-    *slot = Some(Arc::new(Detection {
+    Ok(Detection {
         after_ns: settings.after_ns,
         file,
         to_reporter,
-    }));
-    Ok(())
+        settings,
+    })
 }
 
 /// Stops detecting stuck loops; `false` when it was not on. Reports already made are still
@@ -124,6 +137,29 @@ pub fn stop() -> bool {
         .unwrap_or_else(PoisonError::into_inner)
         .take()
         .is_some()
+}
+
+/// In a child process after `fork()` (with the GIL): the reporter thread stayed in the parent;
+/// detection goes on with a new one, and the report file opened again. A lock held by a thread
+/// of the parent at the fork (a moment of the watchdog's) turns detection off in the child.
+pub fn after_fork_child(py: Python<'_>) {
+    let Ok(mut slot) = DETECTION.try_lock() else {
+        tracing::warn!("aiocop: stuck-loop detection is off in this child process");
+        return;
+    };
+    let Some(old) = slot.take() else {
+        return;
+    };
+    match detection(py, old.settings.clone_ref(py)) {
+        Ok(restarted) => *slot = Some(Arc::new(restarted)),
+        Err(_) => tracing::warn!(
+            "aiocop: the stuck-loop report file cannot be opened in this child process; \
+             detection is off there"
+        ),
+    }
+    drop(slot);
+    // Its sender's receiver is in the parent's reporter thread: nothing to wake here.
+    drop(old);
 }
 
 impl Detection {
@@ -191,7 +227,7 @@ fn reporter(reports: &flume::Receiver<StuckReport>, callbacks: Vec<Py<PyAny>>) {
 }
 
 fn deliver(py: Python<'_>, report: StuckReport, callbacks: &[Py<PyAny>]) {
-    let task = running_task(py, report.thread_id);
+    let task = running_task(py, report.thread_id, &report.stack);
     let event = StuckLoopEvent::new_from(py, report, task.as_ref());
     let message = event.message();
     pylog::warning(py, &message);
@@ -223,9 +259,14 @@ fn deliver(py: Python<'_>, report: StuckReport, callbacks: &[Py<PyAny>]) {
 }
 
 /// The asyncio task running on the thread `thread_id`: the current task (of any loop) whose
-/// coroutine's frame is on that thread's stack now. `None` for a plain callback, or when it
-/// cannot be told. Leaves no exception set.
-fn running_task<'py>(py: Python<'py>, thread_id: u64) -> Option<Bound<'py, PyAny>> {
+/// coroutine's frame is on that thread's stack now, and whose code is in the reported `stack`
+/// (when it has frames: the stall may have ended, and another task begun, before the GIL was
+/// free). `None` for a plain callback, or when it cannot be told. Leaves no exception set.
+fn running_task<'py>(
+    py: Python<'py>,
+    thread_id: u64,
+    stack: &[Frame],
+) -> Option<Bound<'py, PyAny>> {
     let found = (|| -> PyResult<Option<Bound<'py, PyAny>>> {
         let frames = py
             .import(pyo3::intern!(py, "sys"))?
@@ -253,9 +294,17 @@ fn running_task<'py>(py: Python<'py>, thread_id: u64) -> Option<Bound<'py, PyAny
             let Ok(frame) = coro.getattr(pyo3::intern!(py, "cr_frame")) else {
                 continue;
             };
-            if !frame.is_none() && on_stack.contains(&(frame.as_ptr() as usize)) {
-                return Ok(Some(task));
+            if frame.is_none() || !on_stack.contains(&(frame.as_ptr() as usize)) {
+                continue;
             }
+            let code = frame.getattr(pyo3::intern!(py, "f_code"))?;
+            let file: String = code.getattr(pyo3::intern!(py, "co_filename"))?.extract()?;
+            let name: String = code.getattr(pyo3::intern!(py, "co_name"))?.extract()?;
+            let reported = stack.is_empty()
+                || stack
+                    .iter()
+                    .any(|f| *f.file == *file && *f.function == *name);
+            return Ok(reported.then_some(task));
         }
         Ok(None)
     })();
@@ -406,15 +455,22 @@ impl StuckLoopEvent {
 #[pymethods]
 impl StuckLoopEvent {
     fn __repr__(&self) -> String {
+        fn text(value: Option<&str>) -> String {
+            value.map_or_else(|| "None".to_owned(), |v| format!("{v:?}"))
+        }
+        let on_cpu = match self.on_cpu {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "None",
+        };
         format!(
-            "StuckLoopEvent(thread_id={}, task_name={:?}, coroutine={:?}, stuck_ms={:.1}, \
-             on_cpu={:?}, blocked_in={:?}, detected_at={}, report_number={}, stack=[{} frames])",
+            "StuckLoopEvent(thread_id={}, task_name={}, coroutine={}, stuck_ms={:.1}, \
+             on_cpu={on_cpu}, blocked_in={}, detected_at={}, report_number={}, stack=[{} frames])",
             self.thread_id,
-            self.task_name,
-            self.coroutine,
+            text(self.task_name.as_deref()),
+            text(self.coroutine.as_deref()),
             self.stuck_ms,
-            self.on_cpu,
-            self.blocked_in,
+            text(self.blocked_in.as_deref()),
             self.detected_at,
             self.report_number,
             self.stack.len()

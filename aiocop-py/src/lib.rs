@@ -376,7 +376,7 @@ fn detect_stuck_loops(
         callbacks,
         report_path,
     };
-    match aiocop_loop::stuck::start(settings) {
+    match aiocop_loop::stuck::start(py, settings) {
         Ok(()) => {}
         Err(aiocop_loop::stuck::StartError::AlreadyOn) => {
             pylog::warning(py, "detect_stuck_loops called more than once, ignoring");
@@ -691,9 +691,10 @@ fn _set_python_types(
 }
 
 #[pyfunction]
-fn _after_fork_child() {
+fn _after_fork_child(py: Python<'_>) {
     dispatch::after_fork_child();
     sampler::after_fork_child();
+    aiocop_loop::stuck::after_fork_child(py);
 }
 
 /// At interpreter exit: pending events are delivered (or logged), then deliveries stop.

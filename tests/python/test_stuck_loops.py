@@ -129,7 +129,7 @@ def test_a_regex_holding_the_gil_is_reported_within_twice_after_ms(stuck, loop_k
         stall["end"] = time.monotonic()
 
     async def body() -> None:
-        await asyncio.create_task(crunch())
+        await asyncio.create_task(crunch(), name="cruncher")
 
     run_monitored(body, loop_kind)
     assert stall["end"] - stall["start"] > 2 * AFTER_MS / 1000, "the regex was too quick to test"
@@ -144,6 +144,8 @@ def test_a_regex_holding_the_gil_is_reported_within_twice_after_ms(stuck, loop_k
     assert "regex_stall" in names and "crunch" in names, names
     assert names.index("regex_stall") < names.index("crunch")  # innermost first
     assert first.coroutine and first.coroutine.endswith("crunch")
+    # Named only if the task is still the one on the stack once the GIL was free.
+    assert first.task_name in (None, "cruncher")
     assert first.on_cpu is not False
 
 
@@ -347,3 +349,55 @@ def test_the_types_and_defaults():
     assert (frame.file, frame.line, frame.function, frame.qualname, frame.native) == ("/app/a.py", 3, "f", "f", False)
     assert "stuck_loop_reports" in aiocop.stats()
     assert "stuck_reports" in [f.name for f in __import__("dataclasses").fields(aiocop.SlowTaskEvent)]
+
+
+def test_a_busy_python_loop_is_reported_with_its_function(stuck, loop_kind):
+    from conftest import busy_wait
+
+    async def spinning() -> None:
+        busy_wait(0.6)
+
+    async def body() -> None:
+        await asyncio.create_task(spinning(), name="spinner")
+
+    run_monitored(body, loop_kind)
+    events = stuck.wait_for(2)
+    assert [e.report_number for e in events[:2]] == [1, 2]
+    # Python code runs, so the stack moves under the GIL-free reader: read again, or the
+    # sampler's last sample of the handle.
+    assert "busy_wait" in frame_names(events[0]), frame_names(events[0])
+    assert events[0].task_name == "spinner"
+
+
+def test_a_plain_callback_is_named_by_its_qualname(stuck, loop_kind):
+    """A callback that is no task's step is named from the stack: the frame just inside the
+    loop's code (asyncio's ``Handle._run``; on uvloop, which runs handles from C, the runner that
+    called the loop: ``asyncio.run``/``asyncio.Runner`` or ``uvloop.run``)."""
+    factory = new_loop_factory(loop_kind)
+
+    async def main() -> None:
+        aiocop.activate()
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def stalling_callback() -> None:
+            time.sleep(0.3)
+            done.set_result(None)
+
+        loop.call_soon(stalling_callback)
+        await done
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+    events = stuck.wait_for(1)
+    assert events
+    assert events[0].task_name is None
+    assert events[0].coroutine and events[0].coroutine.endswith("main.<locals>.stalling_callback")
+    assert "stalling_callback" in frame_names(events[0])
+
+
+def new_loop_factory(loop_kind: str) -> Any:
+    if loop_kind == "uvloop":
+        return pytest.importorskip("uvloop").new_event_loop
+    return asyncio.new_event_loop
