@@ -401,3 +401,41 @@ def new_loop_factory(loop_kind: str) -> Any:
     if loop_kind == "uvloop":
         return pytest.importorskip("uvloop").new_event_loop
     return asyncio.new_event_loop
+
+
+def test_a_forked_child_goes_on_detecting(tmp_path):
+    from conftest import describe, run_python
+
+    path = tmp_path / "stuck.jsonl"
+    proc = run_python(
+        f"""
+        import asyncio, json, os, threading, time
+        import aiocop
+
+        got = []
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=30)
+        aiocop.detect_stuck_loops(after_ms=100, on_stuck_loop=got.append, report_path={str(path)!r})
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            time.sleep(0.3)
+
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main())
+            deadline = time.monotonic() + 3
+            while len(got) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            print(json.dumps([e.report_number for e in got]), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(pid)
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    numbers, child = proc.stdout.splitlines()
+    assert json.loads(numbers) == [1, 2], describe(proc)
+    reports = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["pid"], r["report_number"]) for r in reports] == [(int(child), 1), (int(child), 2)]
