@@ -303,7 +303,9 @@ fn watchdog(sampler: &'static Sampler) {
                 continue;
             }
             any_running = true;
-            slot.watch.running(start, &slot.start_ns);
+            if sampling {
+                slot.watch.running(start, &slot.start_ns);
+            }
             if let Some(detection) = &detection {
                 let key = Arc::as_ptr(slot) as usize;
                 let state = stuck_states

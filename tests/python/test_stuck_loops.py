@@ -439,3 +439,50 @@ def test_a_forked_child_goes_on_detecting(tmp_path):
     assert json.loads(numbers) == [1, 2], describe(proc)
     reports = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["pid"], r["report_number"]) for r in reports] == [(int(child), 1), (int(child), 2)]
+
+
+def test_without_cpu_sampling_the_watchdog_reports_but_takes_no_samples():
+    from conftest import describe, run_python
+
+    proc = run_python(
+        """
+        import asyncio, json, re, time
+        import aiocop
+
+        got, slow = [], []
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=slow.append, cpu_sampling=False)
+        aiocop.detect_stuck_loops(after_ms=100, on_stuck_loop=got.append)
+
+        def crunch():
+            re.match(r"(a+)+$", "a" * 24 + "b")
+
+        async def main():
+            aiocop.activate()
+            await asyncio.sleep(0)
+            start = time.monotonic()
+            crunch()
+            await asyncio.sleep(0)
+            aiocop.flush()
+            return start
+
+        start = asyncio.run(main())
+        deadline = time.monotonic() + 3
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cpu = [e for e in slow if e.reason == "cpu_blocking" and e.stuck_reports]
+        print(json.dumps({
+            "sampling": aiocop.is_cpu_sampling_started(),
+            "within": got[0].detected_at - start,
+            "stack": [f.function for f in got[0].stack],
+            "samples": [len(e.cpu_stack_samples) for e in cpu],
+            "cpu_ms": [e.cpu_ms for e in cpu],
+        }))
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    seen = json.loads(proc.stdout)
+    assert seen["sampling"] is False
+    assert seen["within"] < 0.2
+    assert "crunch" in seen["stack"], seen
+    assert seen["samples"] == [0] and seen["cpu_ms"] == [None], seen
