@@ -30,7 +30,8 @@
 //!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
-//! and capturing a sampled stack.
+//! and capturing a sampled stack — except the stuck reporter, which calls the `on_stuck_loop`
+//! callbacks (the stuck loop's own thread cannot).
 
 pub mod config;
 use aiocop_hook::pylog;
