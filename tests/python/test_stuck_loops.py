@@ -244,7 +244,7 @@ def test_stop_detecting_stops_reports(loop_kind):
     before = aiocop.stats()["stuck_loop_reports"]
 
     async def body() -> None:
-        time.sleep(0.4)
+        time.sleep(0.3)  # reports due at 100 and 200 ms (the next at 400)
 
     monitored = run_monitored(body, loop_kind)
     time.sleep(0.1)
