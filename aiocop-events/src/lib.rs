@@ -59,6 +59,7 @@ pub mod rules;
 mod samples;
 mod slice;
 mod stack;
+mod stuck;
 mod thread_time;
 
 pub use args::{RawArgs, MAX_ARG_CHARS};
@@ -73,6 +74,7 @@ pub use redact::{redact, redaction_enabled, set_redaction};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};
 pub use stack::Stack;
+pub use stuck::{coroutine_of, StuckFrame, StuckReport, StuckState};
 pub use thread_time::{estimate_cpu_ns, ThreadTime};
 
 // Runs the README's example as a doctest.

@@ -192,6 +192,8 @@ pub struct SlowTask {
     pub blocked_in: Option<Cow<'static, str>>,
     /// Time in the garbage collector during the handle, in milliseconds.
     pub gc_ms: Option<f64>,
+    /// Times the handle was reported as stuck while it ran (0: never).
+    pub stuck_reports: u32,
 }
 
 fn ns_to_ms(ns: u64) -> f64 {
@@ -234,6 +236,7 @@ impl SlowTask {
             wait_ms: None,
             blocked_in: None,
             gc_ms: None,
+            stuck_reports: 0,
         }
     }
 
@@ -243,10 +246,11 @@ impl SlowTask {
     /// ```
     /// use aiocop_events::{SlowTask, ThreadTime};
     ///
-    /// let seen = ThreadTime { cpu_ns: Some(2_000_000), blocked_in: Some("read".into()), gc_ns: Some(500_000) };
+    /// let seen = ThreadTime { cpu_ns: Some(2_000_000), blocked_in: Some("read".into()), gc_ns: Some(500_000), stuck_reports: 2 };
     /// let task = SlowTask::io_blocking(50_000_000, 30_000_000, vec![], 0).with_thread_time(50_000_000, &seen);
     /// assert_eq!((task.cpu_ms, task.wait_ms, task.gc_ms), (Some(2.0), Some(48.0), Some(0.5)));
     /// assert_eq!(task.blocked_in.as_deref(), Some("read"));
+    /// assert_eq!(task.stuck_reports, 2);
     /// ```
     #[must_use]
     pub fn with_thread_time(mut self, elapsed_ns: u64, seen: &ThreadTime) -> Self {
@@ -254,6 +258,7 @@ impl SlowTask {
         self.wait_ms = seen.wait_ns(elapsed_ns).map(ns_to_ms);
         self.blocked_in.clone_from(&seen.blocked_in);
         self.gc_ms = seen.gc_ns.map(ns_to_ms);
+        self.stuck_reports = seen.stuck_reports;
         self
     }
 }
@@ -324,6 +329,7 @@ pub fn assemble(slice: &Slice) -> Option<SlowTask> {
         wait_ms: None,
         blocked_in: None,
         gc_ms: None,
+        stuck_reports: 0,
     };
     Some(task.with_thread_time(slice.elapsed_ns, &slice.thread_time))
 }
@@ -454,6 +460,7 @@ mod tests {
             wait_ms: None,
             blocked_in: None,
             gc_ms: None,
+            stuck_reports: 0,
         };
         assert_eq!(assemble(&s), Some(expected));
     }
@@ -478,6 +485,7 @@ mod tests {
             cpu_ns: Some(1_000_000),
             blocked_in: Some("futex".into()),
             gc_ns: Some(0),
+            stuck_reports: 3,
         };
         for weights in [&[][..], &[Some(10)][..]] {
             let mut s = slice(40_000_000, 30_000_000, weights);
@@ -486,6 +494,7 @@ mod tests {
             assert_eq!(task.cpu_ms, Some(1.0));
             assert_eq!(task.wait_ms, Some(39.0));
             assert_eq!(task.blocked_in.as_deref(), Some("futex"));
+            assert_eq!(task.stuck_reports, 3);
             assert_eq!(task.gc_ms, Some(0.0));
         }
         let task = assemble(&slice(40_000_000, 30_000_000, &[])).expect("reported");

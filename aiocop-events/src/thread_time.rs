@@ -11,7 +11,7 @@ use std::borrow::Cow;
 /// ```
 /// use aiocop_events::ThreadTime;
 ///
-/// let seen = ThreadTime { cpu_ns: Some(4_000_000), blocked_in: Some("futex".into()), gc_ns: Some(0) };
+/// let seen = ThreadTime { cpu_ns: Some(4_000_000), blocked_in: Some("futex".into()), gc_ns: Some(0), stuck_reports: 0 };
 /// assert_eq!(seen.wait_ns(150_000_000), Some(146_000_000));
 /// assert_eq!(ThreadTime::default().wait_ns(150_000_000), None);
 /// ```
@@ -23,6 +23,8 @@ pub struct ThreadTime {
     pub blocked_in: Option<Cow<'static, str>>,
     /// Time spent in the garbage collector during the handle, in nanoseconds.
     pub gc_ns: Option<u64>,
+    /// Times the handle was reported as stuck while it ran (`detect_stuck_loops`).
+    pub stuck_reports: u32,
 }
 
 impl ThreadTime {

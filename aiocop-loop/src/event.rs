@@ -43,8 +43,9 @@ const FIELD_NAMES: [&str; FIELDS] = [
     "wait_ms",
     "blocked_in",
     "gc_ms",
+    "stuck_reports",
 ];
-const FIELDS: usize = 15;
+const FIELDS: usize = 16;
 /// The first seven have no default.
 const REQUIRED: usize = 7;
 
@@ -63,6 +64,7 @@ const CPU_MS: usize = 11;
 const WAIT_MS: usize = 12;
 const BLOCKED_IN: usize = 13;
 const GC_MS: usize = 14;
+const STUCK_REPORTS: usize = 15;
 
 /// Who a slice ran for, kept as the objects the names are read from. Reading a task's name
 /// formats it (`Task-12`) and, with the coroutine's `__qualname__`, costs more than the rest of
@@ -280,6 +282,7 @@ impl SlowTaskEvent {
             CPU_MS => task.cpu_ms.into_pyobject(py)?.into_any(),
             WAIT_MS => task.wait_ms.into_pyobject(py)?.into_any(),
             GC_MS => task.gc_ms.into_pyobject(py)?.into_any(),
+            STUCK_REPORTS => task.stuck_reports.into_pyobject(py)?.into_any(),
             BLOCKED_IN => match &task.blocked_in {
                 Some(name) => PyString::intern(py, name).into_any(),
                 None => py.None().into_bound(py),
@@ -359,7 +362,7 @@ impl SlowTaskEvent {
     /// `SlowTaskEvent(elapsed_ms, threshold_ms, exceeded_threshold, severity_score,
     /// severity_level, reason, blocking_events, context={}, cpu_stack_samples=[],
     /// task_name=None, coroutine=None, cpu_ms=None, wait_ms=None, blocked_in=None,
-    /// gc_ms=None)`, bound as the dataclass's `__init__` binds them.
+    /// gc_ms=None, stuck_reports=0)`, bound as the dataclass's `__init__` binds them.
     #[new]
     #[pyo3(signature = (*args, **kwargs))]
     fn new(
@@ -409,6 +412,10 @@ impl SlowTaskEvent {
         }
         values[CONTEXT].get_or_insert_with(|| PyDict::new(py).into_any().unbind());
         values[CPU_STACK_SAMPLES].get_or_insert_with(|| PyList::empty(py).into_any().unbind());
+        values[STUCK_REPORTS].get_or_insert_with(|| {
+            0u32.into_pyobject(py)
+                .map_or_else(|_| py.None(), |zero| zero.into_any().unbind())
+        });
         for optional in &mut values[TASK_NAME..] {
             optional.get_or_insert_with(|| py.None());
         }
@@ -508,6 +515,12 @@ impl SlowTaskEvent {
     #[getter]
     fn gc_ms(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         Self::field(slf, GC_MS)
+    }
+
+    /// Times the handle was reported as stuck while it still ran (`detect_stuck_loops`).
+    #[getter]
+    fn stuck_reports(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::field(slf, STUCK_REPORTS)
     }
 
     /// The fields as a new dict, as a dataclass instance's `__dict__` holds them (`vars()`).

@@ -16,7 +16,9 @@
 //!   thread, `flush`, what is pending at exit; `flush`: `aiocop.flush()`; `sampler`: the
 //!   CPU sampling watchdog; `thread_watch`: what the watchdog reads of a loop thread (CPU
 //!   clock, `/proc`) for a slice's CPU time, waits and samples' state; `gc_time`: the garbage
-//!   collector's time per handle, from a `gc.callbacks` entry;
+//!   collector's time per handle, from a `gc.callbacks` entry; `stuck`: stuck-loop
+//!   detection (the reports the watchdog makes of a handle that still runs, the report file,
+//!   the reporter thread that calls `on_stuck_loop` callbacks);
 //! - `handle`: running one monitored handle (timing, fast path, slow path);
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
@@ -28,7 +30,8 @@
 //!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
-//! and capturing a sampled stack.
+//! and capturing a sampled stack — except the stuck reporter, which calls the `on_stuck_loop`
+//! callbacks (the stuck loop's own thread cannot).
 
 pub mod config;
 use aiocop_hook::pylog;
@@ -54,6 +57,7 @@ mod readers;
 pub mod registry;
 pub mod sampler;
 mod scheduling;
+pub mod stuck;
 mod thread_watch;
 
 pub use config::Dispatch;

@@ -11,16 +11,18 @@
 //! GIL comes free soon).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use aiocop_events::Frame;
+use aiocop_events::{Frame, StuckFrame, StuckReport, StuckState};
 use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::config;
+use crate::stuck::{self, Detection};
 use crate::thread_watch::{Watch, Watched};
 
 /// Sampling parameters (`start_cpu_sampling`).
@@ -76,6 +78,8 @@ struct Slot {
     start_ns: AtomicU64,
     /// The thread's `PyThreadState`.
     tstate: AtomicPtr<ffi::PyThreadState>,
+    /// The thread's `threading.get_ident()` (its `pthread_self()`).
+    ident: u64,
     has_samples: AtomicBool,
     /// (slice start, samples): the watchdog pushes, the loop thread takes them at the slice's
     /// end.
@@ -89,9 +93,16 @@ struct Sampler {
     slots: Mutex<Vec<Weak<Slot>>>,
 }
 
+/// CPU sampling was started (`start_cpu_sampling`, `detect_slow_tasks`): the watchdog takes
+/// stack samples. Without it the watchdog may still run, for stuck-loop detection alone.
 static STARTED: AtomicBool = AtomicBool::new(false);
-/// Replaced after a fork (the old one leaked), never freed.
+/// Replaced after a fork, and when sampling starts after stuck-loop detection started the
+/// watchdog (the old one leaked), never freed.
 static SAMPLER: AtomicPtr<Sampler> = AtomicPtr::new(std::ptr::null_mut());
+/// Held while a watchdog is spawned.
+static SPAWNING: Mutex<()> = Mutex::new(());
+/// Frames read for a stuck-loop report.
+const STUCK_DEPTH: usize = 64;
 
 thread_local! {
     static SLOT: RefCell<Option<(usize, Arc<Slot>)>> = const { RefCell::new(None) };
@@ -108,13 +119,27 @@ pub fn is_started() -> bool {
     STARTED.load(Ordering::Acquire)
 }
 
-/// Starts the watchdog. `false` when sampling was already started.
+/// Starts the watchdog, sampling. `false` when sampling was already started. A watchdog
+/// started for stuck-loop detection alone is replaced by one with `config`.
 pub fn start(config: SamplerConfig) -> bool {
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if STARTED.swap(true, Ordering::AcqRel) {
         return false;
     }
     spawn(config);
     true
+}
+
+/// Starts the watchdog, not sampling, unless one runs (for stuck-loop detection).
+pub fn ensure_watchdog() {
+    let _spawning = SPAWNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if sampler().is_none() {
+        spawn(SamplerConfig::default());
+    }
 }
 
 fn spawn(config: SamplerConfig) {
@@ -189,6 +214,8 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
         // SAFETY: called with the GIL held (from the loop wrapper), so this thread has a
         // current thread state.
         tstate: AtomicPtr::new(unsafe { ffi::PyThreadState_Get() }),
+        // SAFETY: `pthread_self` has no preconditions.
+        ident: unsafe { libc::pthread_self() } as u64,
         has_samples: AtomicBool::new(false),
         samples: Mutex::new((0, Vec::new())),
         watch: Watch::current_thread(),
@@ -246,6 +273,8 @@ fn watchdog(sampler: &'static Sampler) {
     // The GIL-free reader and its cache of code objects, this thread's alone; made once
     // `aiocop_hook::remote::settle` turned GIL-free sampling on.
     let mut reader: Option<Reader> = None;
+    // Per loop thread (its slot's address), the schedule of its stuck-loop reports.
+    let mut stuck_states: HashMap<usize, StuckState> = HashMap::new();
     loop {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
@@ -262,6 +291,11 @@ fn watchdog(sampler: &'static Sampler) {
             slots.iter().filter_map(Weak::upgrade).collect()
         };
         let now = aiocop_clock::now_ns();
+        let sampling = STARTED.load(Ordering::Acquire);
+        let detection = stuck::current();
+        if detection.is_none() {
+            stuck_states.clear();
+        }
         let mut any_running = false;
         for slot in &slots {
             let start = slot.start_ns.load(Ordering::Acquire);
@@ -269,11 +303,28 @@ fn watchdog(sampler: &'static Sampler) {
                 continue;
             }
             any_running = true;
-            slot.watch.running(start, &slot.start_ns);
-            if now.saturating_sub(start) >= arm {
+            if sampling {
+                slot.watch.running(start, &slot.start_ns);
+            }
+            if let Some(detection) = &detection {
+                let key = Arc::as_ptr(slot) as usize;
+                let state = stuck_states
+                    .entry(key)
+                    .or_insert_with(|| StuckState::new(detection.after_ns()));
+                if state.after_ns() != detection.after_ns().max(1) {
+                    *state = StuckState::new(detection.after_ns());
+                }
+                if let Some(number) = state.due(start, now) {
+                    report_stuck(slot, start, number, detection, &mut reader);
+                }
+            }
+            if sampling && now.saturating_sub(start) >= arm {
                 let on_cpu = slot.watch.armed(start, &slot.start_ns);
                 sample(slot, start, config, on_cpu, &mut reader);
             }
+        }
+        if detection.is_some() {
+            stuck_states.retain(|key, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *key));
         }
         let sleep = if any_running {
             config.interval_ns
@@ -351,6 +402,93 @@ fn sample(
     }));
     if result.is_err() {
         tracing::error!("panic in the aiocop CPU sampler; sample dropped");
+    }
+}
+
+/// Reports the slice started at `start` as stuck (report `number`), without the GIL: its stack
+/// read by `reader` (else the last sample taken of it), the thread's state now. No report when
+/// the slice ended meanwhile.
+fn report_stuck(
+    slot: &Slot,
+    start: u64,
+    number: u32,
+    detection: &Detection,
+    reader: &mut Option<Reader>,
+) {
+    let (on_cpu, blocked_in) = slot.watch.now();
+    let stack = stuck_stack(slot, start, reader);
+    if slot.start_ns.load(Ordering::Acquire) != start {
+        return;
+    }
+    let report = StuckReport {
+        thread_id: slot.ident,
+        task_name: None,
+        coroutine: aiocop_events::coroutine_of(&stack).map(str::to_owned),
+        stuck_ns: aiocop_clock::now_ns().saturating_sub(start),
+        stack,
+        on_cpu,
+        blocked_in,
+        detected_at: stuck::monotonic_s(),
+        report_number: number,
+    };
+    slot.watch.stuck_reported(start, number);
+    detection.report(report);
+}
+
+/// The stack of `slot`'s thread for a stuck-loop report: read without the GIL (a few tries,
+/// while it moves), else the last sample the sampler took of the slice started at `start`,
+/// else empty.
+fn stuck_stack(slot: &Slot, start: u64, reader: &mut Option<Reader>) -> Vec<StuckFrame> {
+    if reader.is_none() {
+        *reader = aiocop_hook::remote::reader();
+    }
+    if let Some(gil_free) = reader.as_mut() {
+        let tstate = slot.tstate.load(Ordering::Acquire) as usize;
+        for _ in 0..3 {
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                gil_free.sample(tstate, STUCK_DEPTH)
+            }));
+            match read {
+                Ok(Ok(frames)) if !frames.is_empty() => {
+                    return frames
+                        .iter()
+                        .map(|frame| StuckFrame {
+                            file: Arc::clone(&frame.filename),
+                            line: frame.line,
+                            function: Arc::clone(&frame.name),
+                            qualname: Arc::clone(&frame.qualname),
+                            native: false,
+                        })
+                        .collect();
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::error!(
+                        "panic in the aiocop GIL-free stack reader; it is off from now on"
+                    );
+                    aiocop_hook::remote::give_up();
+                    *reader = None;
+                    break;
+                }
+            }
+        }
+    }
+    let guard = slot
+        .samples
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match (guard.0 == start).then(|| guard.1.last()).flatten() {
+        Some(frames) => frames
+            .iter()
+            .map(|frame| StuckFrame {
+                file: Arc::clone(&frame.filename),
+                line: frame.line,
+                function: Arc::clone(&frame.function),
+                qualname: frame.qualname().into(),
+                native: false,
+            })
+            .collect(),
+        None => Vec::new(),
     }
 }
 

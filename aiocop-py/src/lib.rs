@@ -342,6 +342,64 @@ fn start_cpu_sampling(
     Ok(())
 }
 
+/// Starts reporting handles that run longer than `after_ms` while they still run.
+#[pyfunction]
+fn detect_stuck_loops(
+    py: Python<'_>,
+    after_ms: &Bound<'_, PyAny>,
+    on_stuck_loop: &Bound<'_, PyAny>,
+    report_path: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let after_ns = positive_ms(after_ms, "after_ms")?;
+    let callbacks = if on_stuck_loop.is_none() {
+        Vec::new()
+    } else {
+        vec![callable(on_stuck_loop, "on_stuck_loop")?.clone().unbind()]
+    };
+    let report_path = if report_path.is_none() {
+        None
+    } else {
+        let path = py
+            .import("os")?
+            .call_method1("fspath", (report_path,))
+            .and_then(|p| p.extract::<std::path::PathBuf>())
+            .map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "report_path must be a str or os.PathLike, got {}",
+                    type_name(report_path)
+                ))
+            })?;
+        Some(path)
+    };
+    let settings = aiocop_loop::stuck::StuckSettings {
+        after_ns,
+        callbacks,
+        report_path,
+    };
+    match aiocop_loop::stuck::start(py, settings) {
+        Ok(()) => {}
+        Err(aiocop_loop::stuck::StartError::AlreadyOn) => {
+            pylog::warning(py, "detect_stuck_loops called more than once, ignoring");
+            return Ok(());
+        }
+        Err(aiocop_loop::stuck::StartError::ReportPath(why)) => {
+            return Err(PyValueError::new_err(format!(
+                "report_path cannot be opened for appending: {why}"
+            )));
+        }
+    }
+    sampler::ensure_watchdog();
+    aiocop_hook::remote::settle_current(py);
+    ensure_loop_patched(py)?;
+    Ok(())
+}
+
+/// Stops stuck-loop detection (reports already made are still delivered).
+#[pyfunction]
+fn stop_detecting_stuck_loops() {
+    aiocop_loop::stuck::stop();
+}
+
 #[pyfunction]
 fn is_cpu_sampling_started() -> bool {
     sampler::is_started()
@@ -589,6 +647,10 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
     dispatch::add_counters(&dict)?;
     dict.set_item("dropped_records", aiocop_hook::dropped_records())?;
+    dict.set_item(
+        "stuck_loop_reports",
+        aiocop_loop::stuck::stuck_loop_reports(),
+    )?;
     dict.set_item("dispatch", config::dispatch().as_str())?;
     dict.set_item("clock", aiocop_clock::source().as_str())?;
     dict.set_item(
@@ -634,9 +696,10 @@ fn _set_python_types(
 }
 
 #[pyfunction]
-fn _after_fork_child() {
+fn _after_fork_child(py: Python<'_>) {
     dispatch::after_fork_child();
     sampler::after_fork_child();
+    aiocop_loop::stuck::after_fork_child(py);
 }
 
 /// At interpreter exit: pending events are delivered (or logged), then deliveries stop.
@@ -653,6 +716,8 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(detect_slow_tasks, m)?)?;
     m.add_function(wrap_pyfunction!(start_cpu_sampling, m)?)?;
     m.add_function(wrap_pyfunction!(is_cpu_sampling_started, m)?)?;
+    m.add_function(wrap_pyfunction!(detect_stuck_loops, m)?)?;
+    m.add_function(wrap_pyfunction!(stop_detecting_stuck_loops, m)?)?;
     m.add_function(wrap_pyfunction!(activate, m)?)?;
     m.add_function(wrap_pyfunction!(deactivate, m)?)?;
     m.add_function(wrap_pyfunction!(is_monitoring_active, m)?)?;
@@ -699,6 +764,8 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(redaction::set_redactor, m)?)?;
     m.add_class::<rules::PyAllowRule>()?;
     m.add_class::<aiocop_loop::SlowTaskEvent>()?;
+    m.add_class::<aiocop_loop::stuck::StuckLoopEvent>()?;
+    m.add_class::<aiocop_loop::stuck::StuckFrame>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // aiocop-severity's weights and thresholds: the Python package's constants are these.

@@ -20,6 +20,8 @@ PUBLIC_NAMES = [
     "detect_slow_tasks",
     "start_cpu_sampling",
     "is_cpu_sampling_started",
+    "detect_stuck_loops",
+    "stop_detecting_stuck_loops",
     # activation
     "activate",
     "deactivate",
@@ -54,6 +56,8 @@ PUBLIC_NAMES = [
     "RawBlockingEvent",
     "SlowTaskCallback",
     "IoSeverityLevel",
+    "StuckLoopEvent",
+    "StuckFrame",
     # constants
     "WEIGHT_HEAVY",
     "WEIGHT_MODERATE",
@@ -189,8 +193,16 @@ def test_slow_task_event_dataclass():
     assert dataclasses.is_dataclass(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     # aiocop 1.2.1's fields, in its order; ours adds the task identity and where the time went
-    # after them (defaults None).
-    assert names[9:] == ["task_name", "coroutine", "cpu_ms", "wait_ms", "blocked_in", "gc_ms"]
+    # after them (defaults None; stuck_reports 0).
+    assert names[9:] == [
+        "task_name",
+        "coroutine",
+        "cpu_ms",
+        "wait_ms",
+        "blocked_in",
+        "gc_ms",
+        "stuck_reports",
+    ]
     assert names[:9] == [
         "elapsed_ms",
         "threshold_ms",
@@ -204,6 +216,7 @@ def test_slow_task_event_dataclass():
     ]
     evt = cls(12.5, 10.0, True, 50, "high", "io_blocking", [])
     assert (evt.task_name, evt.coroutine) == (None, None)
+    assert evt.stuck_reports == 0
     assert evt.context == {}
     assert evt.cpu_stack_samples == []
     other = cls(1.0, 10.0, False, 0, "low", "io_blocking", [])

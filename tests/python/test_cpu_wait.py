@@ -165,7 +165,7 @@ def test_fields_are_in_the_event_and_default_to_none():
     import aiocop
 
     names = [f.name for f in dataclasses.fields(aiocop.SlowTaskEvent)]
-    assert names[-4:] == ["cpu_ms", "wait_ms", "blocked_in", "gc_ms"]
+    assert names[-5:-1] == ["cpu_ms", "wait_ms", "blocked_in", "gc_ms"]
     evt = aiocop.SlowTaskEvent(40.0, 10.0, True, 0, "low", "cpu_blocking", [])
     assert (evt.cpu_ms, evt.wait_ms, evt.blocked_in, evt.gc_ms) == (None, None, None, None)
     given = dataclasses.replace(evt, cpu_ms=1.5, wait_ms=38.5, blocked_in="read", gc_ms=0.0)

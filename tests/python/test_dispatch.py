@@ -194,6 +194,7 @@ def test_stats_reports_the_background_thread_failures():
         "dispatch",
         "clock",
         "gil_free_sampling",
+        "stuck_loop_reports",
     }
     assert stats["lost_events"] == 0
     assert stats["dispatch_thread_failures"] == 0

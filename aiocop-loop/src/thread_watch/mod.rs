@@ -79,6 +79,8 @@ struct Seen {
     kinds: usize,
     /// Per stack sample of the handle, in order: on CPU then.
     on_cpu: Vec<Option<bool>>,
+    /// Times the handle was reported as stuck.
+    stuck_reports: u32,
 }
 
 impl Seen {
@@ -87,6 +89,7 @@ impl Seen {
         self.first = None;
         self.kinds = 0;
         self.on_cpu.clear();
+        self.stuck_reports = 0;
     }
 
     fn count_wait(&mut self, number: i64) {
@@ -118,6 +121,8 @@ pub(crate) struct Watched {
     blocked_in: Option<i64>,
     /// Per stack sample of the handle, in order: whether the thread was on CPU then.
     pub(crate) on_cpu: Vec<Option<bool>>,
+    /// Times the handle was reported as stuck while it ran.
+    stuck_reports: u32,
 }
 
 fn lock(seen: &Mutex<Seen>) -> MutexGuard<'_, Seen> {
@@ -181,6 +186,25 @@ impl Watch {
         }
     }
 
+    /// Watchdog, for a stuck-loop report: whether the thread is on CPU now, and the system
+    /// call it waits in (named), if off CPU inside one.
+    pub(crate) fn now(&self) -> (Option<bool>, Option<std::borrow::Cow<'static, str>>) {
+        let Some(thread) = &self.thread else {
+            return (None, None);
+        };
+        let blocked_in = match thread.syscall() {
+            Some(Syscall::In(number)) => Some(syscalls::name(number)),
+            _ => None,
+        };
+        (thread.on_cpu(), blocked_in)
+    }
+
+    /// Watchdog: the handle started at `start` was reported as stuck, `reports` times so far
+    /// (the slow-task event at its end says so).
+    pub(crate) fn stuck_reported(&self, start: u64, reports: u32) {
+        self.update(start, |seen| seen.stuck_reports = reports);
+    }
+
     fn update(&self, start: u64, write: impl FnOnce(&mut Seen)) {
         let mut seen = lock(&self.seen);
         if seen.owner != start {
@@ -215,6 +239,7 @@ impl Watch {
             first: seen.first,
             blocked_in: seen.most_waited(),
             on_cpu: std::mem::take(&mut seen.on_cpu),
+            stuck_reports: seen.stuck_reports,
         };
         seen.reset(0);
         Some(watched)
@@ -238,6 +263,7 @@ impl Watched {
             cpu_ns,
             blocked_in: self.blocked_in.map(syscalls::name),
             gc_ns: None,
+            stuck_reports: self.stuck_reports,
         }
     }
 }
@@ -274,9 +300,11 @@ mod tests {
         assert!(watch.take(10).is_none(), "taken (and dropped) once");
         watch.update(12, |seen| seen.count_wait(202));
         watch.update(12, |seen| seen.on_cpu.push(Some(false)));
+        watch.stuck_reported(12, 2);
         let watched = watch.take(12).expect("the handle's observations");
         assert_eq!(watched.blocked_in, Some(202));
         assert_eq!(watched.on_cpu, [Some(false)]);
+        assert_eq!(watched.stuck_reports, 2);
         assert!(watch.take(12).is_none());
     }
 

@@ -45,6 +45,8 @@ from aiocop._aiocop import (
     reset_blocking_events,
     set_redactor,
     stats,
+    StuckFrame,
+    StuckLoopEvent,
     unregister_context_provider,
     unregister_slow_task_callback,
 )
@@ -58,7 +60,13 @@ from aiocop._report import (
     report,
     reset_report,
 )
-from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
+from aiocop._setup import (
+    detect_slow_tasks,
+    detect_stuck_loops,
+    start_blocking_io_detection,
+    start_cpu_sampling,
+    stop_detecting_stuck_loops,
+)
 from aiocop._rules import (
     AllowRule,
     _scoped_rules,
@@ -117,6 +125,8 @@ __all__ = [
     "detect_slow_tasks",
     "start_cpu_sampling",
     "is_cpu_sampling_started",
+    "detect_stuck_loops",
+    "stop_detecting_stuck_loops",
     # Activation
     "activate",
     "deactivate",
@@ -172,6 +182,8 @@ __all__ = [
     "RawBlockingEvent",
     "SlowTaskEvent",
     "SlowTaskCallback",
+    "StuckLoopEvent",
+    "StuckFrame",
     "IoSeverityLevel",
     # Exceptions
     "HighSeverityBlockingIoException",

@@ -75,3 +75,36 @@ def start_cpu_sampling(
     _aiocop.start_cpu_sampling(
         interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth
     )
+
+
+def detect_stuck_loops(
+    after_ms: Number = 1000,
+    on_stuck_loop: Optional[Callable[[_aiocop.StuckLoopEvent], None]] = None,
+    report_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+) -> None:
+    """Report a loop stuck in one handle while that handle still runs.
+
+    A monitored handle (monitoring on: ``activate()``, ``python -m aiocop run``) still
+    running ``after_ms`` after it began is reported, then again at 2x, 4x, 8x ``after_ms``
+    while it stays stuck: a ``StuckLoopEvent`` (thread, task, coroutine, how long, the loop
+    thread's stack, on CPU or waiting in which system call) is logged at WARNING on the
+    ``aiocop`` logger and passed to ``on_stuck_loop``. The callback runs on a thread of
+    aiocop's, never on the stuck loop's thread (that thread is busy): keep it thread-safe, and
+    do not touch the loop from it except through ``call_soon_threadsafe``.
+
+    With ``report_path``, each report is also appended to that file as one JSON line, written
+    by aiocop's watchdog thread without the GIL: a stall that holds the GIL (a C call such as a
+    regex) is still written while it lasts, and another process can read it. The callback and
+    the log line wait for the GIL.
+
+    The slow-task event at the end of a reported handle has ``stuck_reports`` > 0. Stop with
+    ``stop_detecting_stuck_loops()``; a repeat call while on logs a warning and does nothing.
+    ``after_ms`` <= 0, a non-callable ``on_stuck_loop`` or a ``report_path`` that cannot be
+    opened for appending raise ``ValueError``/``TypeError`` naming the argument.
+    """
+    _aiocop.detect_stuck_loops(after_ms, on_stuck_loop, report_path)
+
+
+def stop_detecting_stuck_loops() -> None:
+    """Stop reporting stuck loops (reports already made are still delivered)."""
+    _aiocop.stop_detecting_stuck_loops()

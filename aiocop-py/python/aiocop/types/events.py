@@ -98,6 +98,8 @@ class SlowTaskEvent:
     blocked_in: Optional[str] = None
     #: Time in the garbage collector during the handle, in ms (None when not measured).
     gc_ms: Optional[float] = None
+    #: Times the handle was reported as stuck while it still ran (``detect_stuck_loops``).
+    stuck_reports: int = 0
 
 
 def _adopt(native: type, spec: type) -> type:
