@@ -52,7 +52,7 @@ def aiocop_configured() -> None:
     """Configure aiocop once for the whole test process."""
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
-    aiocop.detect_slow_tasks(threshold_ms=THRESHOLD_MS, cpu_sampling=True)
+    aiocop.detect_slow_tasks(threshold_ms=THRESHOLD_MS, cpu_sampling=True, dispatch="background")
 
 
 def reset_aiocop_state() -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 import aiocop
+from aiocop import _setup as _library_setup
 from aiocop.pytest_plugin._collect import _monitored, _monitoring_target
 from aiocop.pytest_plugin._report import _summary_sections, format_report
 from aiocop.pytest_plugin._settings import (
@@ -56,6 +57,14 @@ __all__ = ["AiocopStrict", "SettingsError", "Violation", "format_report"]
 # --------------------------------------------------------------------------- hooks
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """In a test process aiocop delivers events inline (right after the handle), before any
+    conftest sets it up: tests assert on what a handle reported as soon as it ends.
+    ``detect_slow_tasks(dispatch=...)`` and ``AIOCOP_DISPATCH`` still choose."""
+    _library_setup._set_default_dispatch("inline")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--aiocop``, ``--aiocop-mode``, ``--aiocop-threshold-ms`` and their ini options."""
     _add_options(parser)
@@ -65,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the markers; when on, set aiocop up and load the pyproject rules."""
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    _library_setup._set_default_dispatch("inline")  # also when loaded late (-p, pytester)
     state = _read_state(config)
     config.stash[_STATE_KEY] = state
     if state.enabled:
