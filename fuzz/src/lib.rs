@@ -438,6 +438,7 @@ fn check_rule(rule: &AllowRule) {
             module: Some(module.as_deref().unwrap_or("app")),
             function: function.as_deref().unwrap_or("main"),
             origin: Origin::User,
+            distribution: None,
         }];
         let call = Candidate {
             event: event.as_deref().unwrap_or("open"),

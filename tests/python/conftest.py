@@ -191,14 +191,16 @@ def check_event_invariants(evt: Any) -> None:
         assert 1 <= len(evt.blocking_events) <= 50
         for rec in evt.blocking_events:
             # aiocop 1.2.1's keys, plus the task identity, the event's name, the user's call
-            # site, the trace shown to users and the suggested allow rule ours adds.
-            assert set(rec) == {
-                "event", "trace", "entry_point", "severity", "task_name", "coroutine",
-                "event_name", "site", "user_trace", "suggested_rule",
-            }
+            # site, the trace shown to users, the suggested allow rule, the attribution and
+            # the site's key ours adds: the fields the Rust side declares.
+            assert tuple(rec) == aiocop._aiocop.BLOCKING_EVENT_FIELDS
+            assert rec["origin"] in ("first-party", "third-party", "stdlib")
+            assert (rec["distribution"] is None) == (rec["distribution_version"] is None)
+            assert rec["distribution"] is None or rec["origin"] == "third-party"
             assert rec["event"].startswith(rec["event_name"] + "(")
             assert rec["event"].endswith(")")
             frames = rec["trace"].split(" <- ") if rec["trace"] else []
+            assert (rec["site_key"] is None) == (not frames)
             assert rec["entry_point"] == (frames[0] if frames else "unknown")
             assert rec["site"] in frames or (rec["site"] == "unknown" and not frames)
             assert rec["trace"].startswith(rec["user_trace"])

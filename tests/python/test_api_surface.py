@@ -231,8 +231,13 @@ def test_typed_dict_keys():
     info = aiocop.BlockingEventInfo
     assert set(info.__required_keys__) == {"event", "trace", "entry_point", "severity"}
     assert set(info.__optional_keys__) == {  # ours, beyond 1.2.1
-        "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule"
+        "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule",
+        "origin", "distribution", "distribution_version", "site_key",
     }
+    # the Rust-owned list of a BlockingEventInfo's keys
+    assert set(aiocop._aiocop.BLOCKING_EVENT_FIELDS) == (
+        info.__required_keys__ | info.__optional_keys__
+    )
     assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
     sample = aiocop.CpuStackSample
     assert set(sample.__required_keys__) == {"trace", "entry_point", "count"}

@@ -43,6 +43,10 @@ def start_blocking_io_detection(trace_depth: int = 20) -> None:
         raise TypeError(f"trace_depth must be an int, got {type(trace_depth).__name__}")
     first = not _aiocop._hook_installed()
     env_rules = parse_rule_list(os.environ.get("AIOCOP_ALLOW", ""), "env") if first else []
+    if first:
+        from aiocop import _distributions
+
+        _distributions.load()  # before the first record: each code's distribution is cached
     _aiocop.start_blocking_io_detection(trace_depth)
     if first:
         # Suggested `path=` rules are relative to the project root: the working directory.

@@ -36,6 +36,7 @@ import pytest
 
 import aiocop
 from aiocop import _setup as _library_setup
+from aiocop.pytest_plugin import _sites
 from aiocop.pytest_plugin._collect import _monitored, _monitoring_target
 from aiocop.pytest_plugin._report import _summary_sections, format_report
 from aiocop.pytest_plugin._settings import (
@@ -68,6 +69,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--aiocop``, ``--aiocop-mode``, ``--aiocop-threshold-ms`` and their ini options."""
     _add_options(parser)
+    _sites.add_options(parser.getgroup("aiocop"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,6 +80,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = _read_state(config)
     config.stash[_STATE_KEY] = state
     if state.enabled:
+        state.sites = _sites.read_settings(config)
         _ensure_setup(config)
         _load_pyproject_rules(config)
 
@@ -128,6 +131,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         item.obj = original
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the baseline (``--aiocop-baseline-update``) and the JSON report of the sites."""
+    config = session.config
+    if _STATE_KEY not in config.stash:
+        return
+    state = _state(config)
+    if state.sites is not None:
+        _sites.finish(state.sites, session, int(exitstatus), state.deselected)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """List the allow rules that never matched (and, in warn mode, how many sites were logged)."""
     if _STATE_KEY not in config.stash:
@@ -140,7 +153,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         unused = [r for r in aiocop.unused_allow_rules() if r.source != "marker"]
     except Exception:  # noqa: BLE001 - a summary must never break the session's exit
         unused = []
-    for title, lines in _summary_sections(state, unused):
+    sections = _summary_sections(state, unused)
+    if state.sites is not None:
+        sections += _sites.summary_sections(state.sites)
+    for title, lines in sections:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)
