@@ -386,3 +386,21 @@ def test_severity_helpers():
         "high",
         "high",
     ]
+
+
+# Names beyond aiocop 1.2.1's added for adoption in CI (attribution, default rules).
+OUR_CI_NAMES = ["default_allow_rules", "AllowRule"]
+
+
+@pytest.mark.parametrize("name", OUR_CI_NAMES)
+def test_our_ci_names_are_public(name):
+    assert name in aiocop.__all__
+    assert getattr(aiocop, name) is not None
+
+
+def test_allow_rule_takes_a_distribution():
+    params = inspect.signature(aiocop.allow).parameters
+    assert params["distribution"].default is None
+    assert params["distribution"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert "distribution" in inspect.signature(aiocop.allowing).parameters
+    assert aiocop.AllowRule(distribution="botocore<2").distribution == "botocore<2"

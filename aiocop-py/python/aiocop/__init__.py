@@ -55,6 +55,7 @@ from aiocop._report import (
     reset_report,
 )
 from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
+from aiocop._default_rules import default_allow_rules
 from aiocop._rules import (
     AllowRule,
     _scoped_rules,
@@ -130,6 +131,7 @@ __all__ = [
     "allowing",
     "allow_rules",
     "clear_allow_rules",
+    "default_allow_rules",
     "disallow",
     "load_allow_rules",
     "suggest_allow_rule",

@@ -36,7 +36,7 @@ import pytest
 
 import aiocop
 from aiocop import _setup as _library_setup
-from aiocop.pytest_plugin import _sites
+from aiocop.pytest_plugin import _default_rules, _sites
 from aiocop.pytest_plugin._collect import _monitored, _monitoring_target
 from aiocop.pytest_plugin._report import _summary_sections, format_report
 from aiocop.pytest_plugin._settings import (
@@ -70,6 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """``--aiocop``, ``--aiocop-mode``, ``--aiocop-threshold-ms`` and their ini options."""
     _add_options(parser)
     _sites.add_options(parser.getgroup("aiocop"))
+    _default_rules.add_options(parser.getgroup("aiocop"), parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,7 +151,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     try:
         # Marker rules are the plugin's own to report: per spec, over the tests that ran.
-        unused = [r for r in aiocop.unused_allow_rules() if r.source != "marker"]
+        # The shipped default rules are not the suite's: never listed as unused.
+        unused = [
+            r for r in aiocop.unused_allow_rules() if r.source not in ("marker", "default")
+        ]
     except Exception:  # noqa: BLE001 - a summary must never break the session's exit
         unused = []
     sections = _summary_sections(state, unused)
