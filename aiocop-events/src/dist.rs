@@ -151,12 +151,14 @@ mod tests {
         assert_eq!(map.len(), 2);
         assert_eq!(
             map.lookup("/sp/google/cloud/storage/blob.py")
-                .unwrap()
+                .expect("a value")
                 .name(),
             "a"
         );
         assert_eq!(
-            map.lookup("/sp/google/protobuf/message.py").unwrap().name(),
+            map.lookup("/sp/google/protobuf/message.py")
+                .expect("a value")
+                .name(),
             "b"
         );
         assert!(map.lookup("/sp/google/other/x.py").is_none());

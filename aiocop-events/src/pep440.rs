@@ -431,11 +431,11 @@ mod tests {
     use super::*;
 
     fn v(text: &str) -> Version {
-        Version::parse(text).unwrap()
+        Version::parse(text).expect("a value")
     }
 
     fn holds(req: &str, version: &str) -> bool {
-        let req = Requirement::parse(req).unwrap();
+        let req = Requirement::parse(req).expect("a value");
         let name = req.name().to_owned();
         req.matches(&name, &v(version))
     }
@@ -495,14 +495,14 @@ mod tests {
 
     #[test]
     fn names_compare_normalized() {
-        let req = Requirement::parse("Zope_Interface>=5").unwrap();
+        let req = Requirement::parse("Zope_Interface>=5").expect("a value");
         assert!(req.matches("zope.interface", &v("6")));
         assert!(!req.matches("zope-interfaces", &v("6")));
         assert!(Requirement::parse("botocore")
-            .unwrap()
+            .expect("a value")
             .matches_text("botocore", "garbage"));
         assert!(!Requirement::parse("botocore<2")
-            .unwrap()
+            .expect("a value")
             .matches_text("botocore", "garbage"));
     }
 

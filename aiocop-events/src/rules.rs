@@ -943,7 +943,7 @@ mod distribution_tests {
             ("distribution=boto3,event=open", false),
             ("distribution=boto3,module=app.*", true),
         ] {
-            let rule = AllowRule::parse(spec).unwrap();
+            let rule = AllowRule::parse(spec).expect("a value");
             assert_eq!(rule.matches(&call), allowed, "{spec}");
         }
         // Frames past the loop's own are not the call's.
@@ -963,20 +963,20 @@ mod distribution_tests {
             frames: &with_runner,
         };
         assert!(!AllowRule::parse("distribution=botocore")
-            .unwrap()
+            .expect("a value")
             .matches(&call));
     }
 
     #[test]
     fn distribution_specs_are_canonical_and_checked() {
-        let rule =
-            AllowRule::parse("distribution = botocore >= 1 , < 2 ,frames=any,event=open").unwrap();
+        let rule = AllowRule::parse("distribution = botocore >= 1 , < 2 ,frames=any,event=open")
+            .expect("a value");
         assert_eq!(
             rule.spec(),
             "event=open,distribution=botocore>=1,<2,frames=any"
         );
-        assert_eq!(AllowRule::parse(rule.spec()).unwrap(), rule);
-        let err = AllowRule::parse("distribution=botocore<<2").unwrap_err();
+        assert_eq!(AllowRule::parse(rule.spec()).expect("a value"), rule);
+        let err = AllowRule::parse("distribution=botocore<<2").expect_err("an error");
         assert!(err.reason.starts_with("distribution: "), "{err}");
         assert!(AllowRule::parse("distribution=").is_err());
         assert!(AllowRule::parse("distribution=a,distribution=b").is_err());
