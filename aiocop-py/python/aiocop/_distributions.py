@@ -21,28 +21,40 @@ _LOG = logging.getLogger("aiocop")
 _SOURCE_SUFFIXES = (".py", ".pyw")
 
 
+def _record_files(dist: metadata.Distribution) -> list[str]:
+    """The files a distribution installed, relative to its location: ``RECORD`` read as text
+    (cheaper than ``Distribution.files``, which makes a path object per file), else
+    ``installed-files.txt`` (legacy eggs), relative to the egg-info directory."""
+    text = dist.read_text("RECORD")
+    if text is not None:
+        return [line.split(",", 1)[0] for line in text.splitlines() if line]
+    text = dist.read_text("installed-files.txt")
+    if text is None:
+        return []
+    return [str(file) for file in dist.files or ()]
+
+
 def _entries() -> list[tuple[str, str, str]]:
     """``(path, name, version)`` triples: each distribution's source directories and
     single-file modules, the first distribution found for a path keeping it."""
     entries: list[tuple[str, str, str]] = []
     for dist in metadata.distributions():
         try:
-            name = dist.metadata["Name"]
-            version = dist.version
-            files = dist.files
+            meta = dist.metadata
+            name, version = meta["Name"], meta["Version"]
+            files = _record_files(dist)
         except Exception:  # noqa: BLE001 - a broken distribution must not break setup
             continue
-        if not name or not files:
+        if not name or not version or not files:
             continue
         base = str(dist.locate_file(""))
         seen: set[str] = set()
         for file in files:
-            parts = file.parts
-            if not parts or parts[0] == ".." or not str(file).endswith(_SOURCE_SUFFIXES):
+            if not file.endswith(_SOURCE_SUFFIXES) or file.startswith(("..", "/")):
                 continue
-            full = os.path.normpath(os.path.join(base, str(file)))
+            full = os.path.normpath(os.path.join(base, file))
             # A top-level module is its own entry; a package's file gives its directory.
-            path = full if len(parts) == 1 else os.path.dirname(full)
+            path = full if "/" not in file else os.path.dirname(full)
             if path not in seen:
                 seen.add(path)
                 entries.append((path, name, version))

@@ -18,13 +18,25 @@ configures the check and ``@pytest.mark.no_aiocop`` skips it. The ``aiocop_stric
 checks only a block (``async with aiocop_strict: ...``), whether or not ``--aiocop`` is given.
 Allow rules also come from ``[tool.aiocop] allow = [...]`` in the rootdir's ``pyproject.toml``
 and from ``AIOCOP_ALLOW``; the rules that never matched are listed at the end of the session.
+The shipped rules for well-known framework internals (``aiocop.default_allow_rules()``) are in
+force unless ``--aiocop-no-default-rules`` (ini ``aiocop_default_rules = false``).
+
+A baseline lets a suite adopt the check before fixing what it already does:
+``--aiocop-baseline-update`` writes the blocking sites seen to the baseline file
+(``--aiocop-baseline=PATH`` or ``[tool.aiocop] baseline``; pruned only after a whole-suite run),
+and a run with the file fails tests only for sites it does not list. The terminal summary lists
+the top blocking sites of the session; ``--aiocop-report=PATH`` writes them as JSON.
+
+In a pytest process aiocop delivers events inline by default (``AIOCOP_DISPATCH`` and
+``detect_slow_tasks(dispatch=...)`` still choose): tests assert right after a handle ends.
 
 The hooks and the fixture are here (pytest reads them from the module the entry point names);
 the work is in the package's modules, one job each: ``_settings`` (options, ini values,
 markers, their checks, the session state), ``_setup`` (setting aiocop up), ``_violation``
 (a blocking call found), ``_report`` (the failure report, warn-mode logs, the terminal
-summary), ``_collect`` (collecting a test's blocking calls) and ``_strict``
-(:class:`AiocopStrict`).
+summary), ``_collect`` (collecting a test's blocking calls), ``_strict``
+(:class:`AiocopStrict`), ``_sites`` (the session's blocking sites: report and baseline) and
+``_default_rules`` (the shipped rules' switch).
 """
 
 from __future__ import annotations
