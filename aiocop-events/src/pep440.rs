@@ -57,7 +57,11 @@ fn tagged<'a>(text: &'a str, tags: &[&'static str]) -> Option<(&'static str, &'a
     let trimmed = text.trim_start_matches(['.', '-', '_']);
     let skipped = text.len() - trimmed.len();
     for tag in tags {
-        if trimmed.len() >= tag.len() && trimmed[..tag.len()].eq_ignore_ascii_case(tag) {
+        // `get`: a byte index inside a multi-byte character is no match (never a panic).
+        if trimmed
+            .get(..tag.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(tag))
+        {
             let rest = &trimmed[tag.len()..];
             let rest_trim = rest.trim_start_matches(['.', '-', '_']);
             let digits = rest_trim.bytes().take_while(u8::is_ascii_digit).count();
@@ -504,6 +508,19 @@ mod tests {
         assert!(!Requirement::parse("botocore<2")
             .expect("a value")
             .matches_text("botocore", "garbage"));
+    }
+
+    #[test]
+    fn text_beyond_ascii_is_an_error_not_a_panic() {
+        for bad in [
+            "e~=4\u{9d}",
+            "x==1.0\u{e9}",
+            "x==1r\u{e9}",
+            "\u{e9}x>=1",
+            "x>=1.0p\u{f6}st1",
+        ] {
+            assert!(Requirement::parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]
