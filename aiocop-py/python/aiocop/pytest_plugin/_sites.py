@@ -71,6 +71,8 @@ class SitesState:
 
     baseline_path: Optional[Path] = None
     update: bool = False
+    #: The rootdir: sites under it are shown relative to it.
+    root: str = ""
     report_path: Optional[Path] = None
     #: The baseline's sites when the session started.
     known: frozenset[tuple[str, str]] = frozenset()
@@ -109,7 +111,9 @@ def add_options(group: Any) -> None:
 def read_settings(config: pytest.Config) -> SitesState:
     """The baseline and report settings; a bad baseline file is a usage error."""
     root = Path(config.rootpath)
-    state = SitesState(update=bool(config.getoption("aiocop_baseline_update", False)))
+    state = SitesState(
+        update=bool(config.getoption("aiocop_baseline_update", False)), root=str(root)
+    )
     option = config.getoption("aiocop_baseline", None)
     if option is None:
         try:
@@ -263,8 +267,11 @@ def summary_sections(state: SitesState) -> list[tuple[str, list[str]]]:
             if len(tally.tests) > _TESTS_SHOWN:
                 tests += f" (+{len(tally.tests) - _TESTS_SHOWN} more)"
             mark = "  [baseline]" if tally.baselined else ""
+            site = tally.site
+            if state.root and site.startswith(state.root + "/"):
+                site = site[len(state.root) + 1 :]
             lines.append(
-                f"{tally.count:>5}  {tally.worst_ms:>8.1f}  {tally.event_name} at {tally.site} "
+                f"{tally.count:>5}  {tally.worst_ms:>8.1f}  {tally.event_name} at {site} "
                 f"[{owner}]{mark}"
             )
             lines.append(f"{'':>17}tests: {tests}")
