@@ -9,8 +9,10 @@ Tests that need a fresh process (bad input before setup, repeat-call
 warnings, fork, environment variables, dispatch modes, stdout/stderr
 silence) use :func:`run_python`, which runs a real ``python -c`` subprocess.
 
-Events are delivered asynchronously by default (a background thread
-assembles them and schedules the callbacks on the loop thread), so
+Events are delivered asynchronously (a background thread assembles them and
+schedules the callbacks on the loop thread): the library's default, which
+this suite asks for explicitly (``dispatch="background"``), since in a pytest
+process aiocop's plugin makes inline delivery the default. So
 :func:`run_monitored` calls ``aiocop.flush()`` inside the loop before the
 loop ends.  The incumbent pure-Python aiocop has no ``flush`` (it delivers
 inline), which lets the shared tests run against it unchanged.
