@@ -626,6 +626,13 @@ fn _set_distributions(entries: Vec<(String, String, String)>) -> usize {
     known
 }
 
+/// What a baseline accepts at the call: every site (`accept_all`, a baseline being written),
+/// else the `(event name, site key)` pairs of `sites` (the pytest plugin's baseline).
+#[pyfunction]
+fn _set_baseline_sites(accept_all: bool, sites: Vec<(String, String)>) {
+    enforce::set_accepted_sites(accept_all, sites);
+}
+
 /// Whether the installed distributions have been handed over.
 #[pyfunction]
 fn _distributions_known() -> bool {
@@ -668,6 +675,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(format_blocking_event, m)?)?;
     m.add_function(wrap_pyfunction!(_set_distributions, m)?)?;
     m.add_function(wrap_pyfunction!(_distributions_known, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_baseline_sites, m)?)?;
     m.add_function(wrap_pyfunction!(calculate_io_severity_score, m)?)?;
     m.add_function(wrap_pyfunction!(get_severity_level_from_score, m)?)?;
     m.add_function(wrap_pyfunction!(weight_label, m)?)?;

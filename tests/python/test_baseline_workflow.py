@@ -137,3 +137,27 @@ def test_session_report(project: Path) -> None:
     assert sleep["origin"] == "first-party" and sleep["distribution"] is None
     assert sleep["tests"] == ["check_shop.py::test_sale"]
     assert sleep["baselined"] is False
+
+
+def test_raising_at_the_call_spares_the_baseline_sites(project: Path) -> None:
+    tests = project / "check_shop.py"
+    tests.write_text(
+        "import pytest\n\npytestmark = pytest.mark.aiocop(at_call=True)\n\n" + tests.read_text()
+    )
+    raised = pytest_run(project, "--aiocop-baseline", "missing.json")
+    assert "2 failed, 1 passed" in raised.stdout, raised.stdout
+    assert raised.stdout.count("BlockingCallError") >= 2
+    # writing the baseline raises nothing and sees every site
+    adopt = pytest_run(project, "--aiocop-baseline-update")
+    assert adopt.returncode == 0, adopt.stdout
+    assert baseline(project) == OLD_SITES
+    assert pytest_run(project).returncode == 0
+    # a site the baseline does not list still raises at the call
+    (project / "aiocop-baseline.json").write_text(
+        (project / "aiocop-baseline.json").read_text().replace(
+            '    {"event": "open", "site": "shop.catalog:load_catalog"},\n', ""
+        )
+    )
+    one = pytest_run(project)
+    assert "1 failed, 2 passed" in one.stdout, one.stdout
+    assert "FAILED check_shop.py::test_catalog - aiocop.exceptions.BlockingCallError" in one.stdout

@@ -9,8 +9,9 @@ the terminal summary, and written as JSON with ``--aiocop-report=PATH``.
 With a baseline (``--aiocop-baseline=PATH`` or ``[tool.aiocop] baseline = "..."``) a test
 fails only for sites the file does not list. ``--aiocop-baseline-update`` fails no test for a
 blocking call and writes the file: the sites seen, plus — when only part of the suite ran — the
-sites it listed before (it prunes the sites no longer seen only after a whole-suite run). The
-file is sorted JSON, one site per line, so that its diff reads as "these were fixed, these were
+sites it listed before (it prunes the sites no longer seen only after a whole-suite run).
+Raising at the call (``at_call=True``, ``aiocop_strict``) spares the sites a baseline accepts
+(every site while it is being written). The file is sorted JSON, one site per line, so that its diff reads as "these were fixed, these were
 accepted".
 """
 
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 import pytest
 
+from aiocop import _aiocop
 from aiocop._pyproject import read_table
 from aiocop.pytest_plugin._violation import Violation
 
@@ -137,6 +139,8 @@ def read_settings(config: pytest.Config) -> SitesState:
             state.known = load_baseline(state.baseline_path)
         except ValueError as exc:
             raise pytest.UsageError(f"aiocop: {exc}") from None
+    # Raising at the call (at_call=True, aiocop_strict) spares the sites the baseline accepts.
+    _aiocop._set_baseline_sites(state.update, sorted(state.known))
     return state
 
 
