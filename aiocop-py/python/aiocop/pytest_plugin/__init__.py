@@ -150,8 +150,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _STATE_KEY not in config.stash:
         return
     state = _state(config)
-    if state.sites is not None:
-        _sites.finish(state.sites, session, int(exitstatus), state.deselected)
+    if state.sites is not None and not hasattr(config, "workerinput"):  # not a pytest-xdist worker
+        try:
+            _sites.finish(state.sites, session, int(exitstatus), state.deselected)
+        except OSError as exc:  # a file we could not write must not hide the test results
+            state.sites.messages.append(f"could not write: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
