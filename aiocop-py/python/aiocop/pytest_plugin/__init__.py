@@ -150,7 +150,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _STATE_KEY not in config.stash:
         return
     state = _state(config)
-    if state.sites is not None and not hasattr(config, "workerinput"):  # not a pytest-xdist worker
+    if state.sites is None or hasattr(config, "workerinput"):  # off, or a pytest-xdist worker
+        return
+    if config.pluginmanager.has_plugin("dsession"):  # pytest-xdist's controller saw no test
+        state.sites.messages.append(
+            "the baseline and the report need a run without pytest-xdist (-n): not written"
+        )
+    else:
         try:
             _sites.finish(state.sites, session, int(exitstatus), state.deselected)
         except OSError as exc:  # a file we could not write must not hide the test results
