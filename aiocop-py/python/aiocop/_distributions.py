@@ -21,6 +21,24 @@ _LOG = logging.getLogger("aiocop")
 _SOURCE_SUFFIXES = (".py", ".pyw")
 
 
+def _name_and_version(dist: metadata.Distribution) -> tuple[str, str]:
+    """``Name`` and ``Version`` from the head of ``METADATA`` (``PKG-INFO``), read as text: the
+    first header lines, without the e-mail parser ``Distribution.metadata`` runs on the whole
+    file; else from ``Distribution.metadata``."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    found: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if not line.strip():
+            break  # the headers end at the first blank line
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in found:
+            found[key] = value.strip()
+            if len(found) == 2:
+                return found["Name"], found["Version"]
+    meta = dist.metadata
+    return meta["Name"], meta["Version"]
+
+
 def _record_files(dist: metadata.Distribution) -> list[str]:
     """The files a distribution installed, relative to its location: ``RECORD`` read as text
     (cheaper than ``Distribution.files``, which makes a path object per file), else
@@ -40,8 +58,7 @@ def _entries() -> list[tuple[str, str, str]]:
     entries: list[tuple[str, str, str]] = []
     for dist in metadata.distributions():
         try:
-            meta = dist.metadata
-            name, version = meta["Name"], meta["Version"]
+            name, version = _name_and_version(dist)
             files = _record_files(dist)
         except Exception:  # noqa: BLE001 - a broken distribution must not break setup
             continue
