@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::dist::Distribution;
 use crate::origin::Origin;
 
 /// What is known of a frame's code beyond its names, shared by every frame of that code:
@@ -14,6 +15,8 @@ pub struct CodeFacts {
     pub qualname: Arc<str>,
     /// Where the code comes from.
     pub origin: Origin,
+    /// The installed distribution the code's file belongs to (installed packages only).
+    pub distribution: Option<Arc<Distribution>>,
 }
 
 /// One Python stack frame, resolved to text: file name, line number, function name, and,
@@ -69,7 +72,7 @@ impl Frame {
     /// use std::sync::Arc;
     /// use aiocop_events::{CodeFacts, Frame, Origin};
     ///
-    /// let facts = Arc::new(CodeFacts { module: Some("app.views".into()), qualname: "View.get".into(), origin: Origin::User });
+    /// let facts = Arc::new(CodeFacts { module: Some("app.views".into()), qualname: "View.get".into(), origin: Origin::User, distribution: None });
     /// let frame = Frame::new("/srv/app/views.py", 9, "get").with_code(facts);
     /// assert_eq!(frame.module(), Some("app.views"));
     /// assert_eq!(frame.qualname(), "View.get");
@@ -99,6 +102,13 @@ impl Frame {
             .map_or(&*self.function, |code| &*code.qualname)
     }
 
+    /// The installed distribution the code belongs to, when known.
+    pub fn distribution(&self) -> Option<&Distribution> {
+        self.code
+            .as_ref()
+            .and_then(|code| code.distribution.as_deref())
+    }
+
     /// What allow rules match against.
     pub fn facts(&self) -> crate::rules::FrameFacts<'_> {
         crate::rules::FrameFacts {
@@ -106,6 +116,7 @@ impl Frame {
             module: self.module(),
             function: self.qualname(),
             origin: self.origin(),
+            distribution: self.distribution(),
         }
     }
 }

@@ -50,9 +50,11 @@
 #![deny(missing_docs)]
 
 mod args;
+pub mod dist;
 mod format;
 mod frame;
 mod origin;
+pub mod pep440;
 mod record;
 mod redact;
 pub mod rules;
@@ -69,7 +71,9 @@ pub use format::{
 };
 pub use frame::{CodeFacts, Frame};
 pub use origin::Origin;
-pub use record::{format_record, BlockingEvent, RawRecord, MAX_RECORDS_PER_HANDLE};
+pub use record::{
+    format_record, BlockingEvent, RawRecord, BLOCKING_EVENT_FIELDS, MAX_RECORDS_PER_HANDLE,
+};
 pub use redact::{redact, redaction_enabled, set_redaction};
 pub use samples::{aggregate_samples, CpuSample};
 pub use slice::{assemble, Reason, Slice, SlowTask};

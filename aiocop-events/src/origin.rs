@@ -23,6 +23,24 @@ pub enum Origin {
 }
 
 impl Origin {
+    /// The name a blocking event's `origin` field gives it: `"first-party"`, `"third-party"`
+    /// or `"stdlib"`.
+    ///
+    /// ```
+    /// use aiocop_events::Origin;
+    ///
+    /// assert_eq!(Origin::User.label(), "first-party");
+    /// assert_eq!(Origin::Package.label(), "third-party");
+    /// assert_eq!(Origin::Stdlib.label(), "stdlib");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            Origin::User => "first-party",
+            Origin::Package => "third-party",
+            Origin::Stdlib => "stdlib",
+        }
+    }
+
     /// The origin guessed from a path alone (for frames whose code was not classified by the
     /// interpreter's own paths): `<...>` and `/lib/python` paths are the standard library,
     /// `/site-packages/` and `/dist-packages/` paths installed packages, anything else the

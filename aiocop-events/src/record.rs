@@ -7,6 +7,26 @@ use crate::args::RawArgs;
 use crate::format::format_event;
 use crate::stack::Stack;
 
+/// The keys of a `BlockingEventInfo` dict, in order: aiocop 1.2.1's four, then ours. The
+/// Python module exports this list (`aiocop._aiocop.BLOCKING_EVENT_FIELDS`); the typed dict and
+/// the pytest plugin read the fields by these names.
+pub const BLOCKING_EVENT_FIELDS: [&str; 14] = [
+    "event",
+    "trace",
+    "entry_point",
+    "severity",
+    "task_name",
+    "coroutine",
+    "event_name",
+    "site",
+    "user_trace",
+    "suggested_rule",
+    "origin",
+    "distribution",
+    "distribution_version",
+    "site_key",
+];
+
 /// At most this many blocking records are kept per monitored handle; later ones are dropped and
 /// counted in [`Slice::dropped_records`](crate::Slice::dropped_records).
 ///
@@ -93,6 +113,21 @@ impl BlockingEvent {
     /// The trace as shown to the user, see [`Stack::user_trace`].
     pub fn user_trace(&self) -> &str {
         self.stack.user_trace()
+    }
+
+    /// Where the call comes from, see [`Stack::origin`].
+    pub fn origin(&self) -> crate::Origin {
+        self.stack.origin()
+    }
+
+    /// The installed distribution the call is attributed to, see [`Stack::distribution`].
+    pub fn distribution(&self) -> Option<&crate::dist::Distribution> {
+        self.stack.distribution()
+    }
+
+    /// The call site's stable key, see [`Stack::site_key`].
+    pub fn site_key(&self) -> Option<&str> {
+        self.stack.site_key()
     }
 
     /// The allow rule for this call, see [`Stack::suggested_rule`].

@@ -17,8 +17,8 @@
 //! let rule = AllowRule::parse("event=open,module=myapp.legacy.*").unwrap();
 //! assert_eq!(rule.spec(), "event=open,module=myapp.legacy.*");
 //! let frames = [
-//!     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib },
-//!     FrameFacts { filename: "/srv/myapp/legacy/io.py", module: Some("myapp.legacy.io"), function: "load", origin: Origin::User },
+//!     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib, distribution: None },
+//!     FrameFacts { filename: "/srv/myapp/legacy/io.py", module: Some("myapp.legacy.io"), function: "load", origin: Origin::User, distribution: None },
 //! ];
 //! assert!(rule.matches(&Candidate { event: "open", frames: &frames }));
 //! assert!(!rule.matches(&Candidate { event: "os.stat", frames: &frames }));
@@ -30,7 +30,9 @@
 use std::fmt;
 use std::sync::RwLock;
 
+use crate::dist::Distribution;
 use crate::origin::Origin;
+use crate::pep440::Requirement;
 
 /// Which frames a rule's module/path/function fields are checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,6 +105,8 @@ pub struct FrameFacts<'a> {
     pub function: &'a str,
     /// Where the code comes from; anything but [`Origin::User`] is library code.
     pub origin: Origin,
+    /// The installed distribution the code belongs to, when known.
+    pub distribution: Option<&'a Distribution>,
 }
 
 impl FrameFacts<'_> {
@@ -145,12 +149,37 @@ pub struct AllowRule {
     module: Option<Glob>,
     path: Option<Glob>,
     function: Option<Glob>,
+    distribution: Option<Requirement>,
     frames: FrameScope,
     spec: String,
 }
 
 /// The keys a spec may use.
-pub const RULE_KEYS: [&str; 5] = ["event", "module", "path", "function", "frames"];
+pub const RULE_KEYS: [&str; 6] = [
+    "event",
+    "module",
+    "path",
+    "function",
+    "distribution",
+    "frames",
+];
+
+/// A rule's fields as given (a table of `pyproject.toml`, keyword arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleFields<'a> {
+    /// The event glob.
+    pub event: Option<&'a str>,
+    /// The module glob.
+    pub module: Option<&'a str>,
+    /// The path glob.
+    pub path: Option<&'a str>,
+    /// The function glob.
+    pub function: Option<&'a str>,
+    /// A distribution name with an optional PEP 440 specifier set (`botocore<2`).
+    pub distribution: Option<&'a str>,
+    /// Which frames the frame fields are checked against.
+    pub frames: FrameScope,
+}
 
 impl AllowRule {
     /// Builds a rule from its fields; at least one of event/module/path/function is required.
@@ -161,11 +190,43 @@ impl AllowRule {
         function: Option<&str>,
         frames: FrameScope,
     ) -> Result<Self, RuleError> {
+        Self::from_rule_fields(&RuleFields {
+            event,
+            module,
+            path,
+            function,
+            distribution: None,
+            frames,
+        })
+    }
+
+    /// Builds a rule from its fields, a distribution included; at least one of
+    /// event/module/path/function/distribution is required. A malformed distribution
+    /// specifier is an error naming `distribution`.
+    ///
+    /// ```
+    /// use aiocop_events::rules::{AllowRule, FrameScope, RuleFields};
+    ///
+    /// let fields = RuleFields { event: None, module: None, path: None, function: None, distribution: Some("botocore >=1, <2"), frames: FrameScope::First };
+    /// assert_eq!(AllowRule::from_rule_fields(&fields).unwrap().spec(), "distribution=botocore>=1,<2");
+    /// let bad = RuleFields { distribution: Some("botocore<<2"), ..fields };
+    /// assert!(AllowRule::from_rule_fields(&bad).unwrap_err().reason.starts_with("distribution: "));
+    /// ```
+    pub fn from_rule_fields(given: &RuleFields<'_>) -> Result<Self, RuleError> {
+        let RuleFields {
+            event,
+            module,
+            path,
+            function,
+            distribution,
+            frames,
+        } = *given;
         let fields = [
             ("event", event),
             ("module", module),
             ("path", path),
             ("function", function),
+            ("distribution", distribution),
         ];
         let mut parts = Vec::new();
         for (key, value) in fields {
@@ -177,19 +238,33 @@ impl AllowRule {
                         reason: format!("{key} is empty"),
                     });
                 }
-                if trimmed.contains(',') || trimmed.contains(';') {
+                if (key != "distribution" && trimmed.contains(',')) || trimmed.contains(';') {
                     return Err(RuleError {
                         rule: describe(&fields, frames),
                         reason: format!("{key} must not contain ',' or ';'"),
                     });
                 }
-                parts.push(format!("{key}={trimmed}"));
+                if key != "distribution" {
+                    parts.push(format!("{key}={trimmed}"));
+                }
             }
         }
+        let requirement = match distribution {
+            Some(text) => {
+                let requirement = Requirement::parse(text).map_err(|e| RuleError {
+                    rule: describe(&fields, frames),
+                    reason: format!("distribution: {e}"),
+                })?;
+                parts.push(format!("distribution={requirement}"));
+                Some(requirement)
+            }
+            None => None,
+        };
         if parts.is_empty() {
             return Err(RuleError {
                 rule: describe(&fields, frames),
-                reason: "a rule needs at least one of event, module, path, function".into(),
+                reason: "a rule needs at least one of event, module, path, function, distribution"
+                    .into(),
             });
         }
         if frames == FrameScope::Any {
@@ -201,6 +276,7 @@ impl AllowRule {
             module: glob(module),
             path: glob(path),
             function: glob(function),
+            distribution: requirement,
             frames,
             spec: parts.join(","),
         })
@@ -213,15 +289,24 @@ impl AllowRule {
             rule: spec.to_owned(),
             reason,
         };
-        let mut values: [Option<&str>; 4] = [None; 4];
+        let mut values: [Option<String>; 5] = Default::default();
         let mut frames = FrameScope::First;
         let mut any_part = false;
+        let mut last_key = "";
         for part in spec.split(',') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
             any_part = true;
+            // `distribution=botocore>=1,<2`: a specifier clause continues the distribution.
+            if last_key == "distribution" && part.starts_with(['<', '>', '=', '!', '~']) {
+                if let Some(value) = values[4].as_mut() {
+                    value.push(',');
+                    value.push_str(part);
+                }
+                continue;
+            }
             let (key, value) = match part.split_once('=') {
                 Some((key, value)) => (key.trim(), value.trim()),
                 None => ("event", part),
@@ -234,6 +319,7 @@ impl AllowRule {
                 "module" => 1,
                 "path" => 2,
                 "function" => 3,
+                "distribution" => 4,
                 "frames" => {
                     frames = match value {
                         "first" => FrameScope::First,
@@ -253,15 +339,24 @@ impl AllowRule {
                     )))
                 }
             };
-            if values[slot].replace(value).is_some() {
+            if values[slot].replace(value.to_owned()).is_some() {
                 return Err(error(format!("{key} is given twice")));
             }
+            last_key = if slot == 4 { "distribution" } else { "" };
         }
         if !any_part {
             return Err(error("the rule is empty".into()));
         }
-        Self::from_fields(values[0], values[1], values[2], values[3], frames)
-            .map_err(|e| error(e.reason))
+        let [event, module, path, function, distribution] = &values;
+        Self::from_rule_fields(&RuleFields {
+            event: event.as_deref(),
+            module: module.as_deref(),
+            path: path.as_deref(),
+            function: function.as_deref(),
+            distribution: distribution.as_deref(),
+            frames,
+        })
+        .map_err(|e| error(e.reason))
     }
 
     /// The rule in spec form (canonical: fields in the order event, module, path, function).
@@ -289,6 +384,11 @@ impl AllowRule {
         self.function.as_ref()
     }
 
+    /// The distribution requirement, if any.
+    pub fn distribution(&self) -> Option<&Requirement> {
+        self.distribution.as_ref()
+    }
+
     /// Which frames the frame fields are checked against.
     pub fn frames(&self) -> FrameScope {
         self.frames
@@ -296,6 +396,13 @@ impl AllowRule {
 
     /// Whether the rule checks frames at all (module, path or function).
     pub fn needs_frames(&self) -> bool {
+        self.module.is_some()
+            || self.path.is_some()
+            || self.function.is_some()
+            || self.distribution.is_some()
+    }
+
+    fn globs_on_frames(&self) -> bool {
         self.module.is_some() || self.path.is_some() || self.function.is_some()
     }
 
@@ -321,7 +428,17 @@ impl AllowRule {
                 return false;
             }
         }
-        if !self.needs_frames() {
+        if let Some(requirement) = &self.distribution {
+            // Any frame of the call (before the loop's own frames) from that distribution.
+            let call = &candidate.frames[..call_frames(candidate.frames)];
+            let hit = call
+                .iter()
+                .any(|f| f.distribution.is_some_and(|d| d.satisfies(requirement)));
+            if !hit {
+                return false;
+            }
+        }
+        if !self.globs_on_frames() {
             return true;
         }
         match self.frames {
@@ -440,7 +557,7 @@ fn call_frames(frames: &[FrameFacts<'_>]) -> usize {
 /// use aiocop_events::rules::{site_index, FrameFacts};
 /// use aiocop_events::Origin;
 ///
-/// let f = |filename, module, function, origin| FrameFacts { filename, module: Some(module), function, origin };
+/// let f = |filename, module, function, origin| FrameFacts { filename, module: Some(module), function, origin, distribution: None };
 /// let frames = [
 ///     f("/usr/lib/python3.11/pathlib.py", "pathlib", "Path.open", Origin::Stdlib),
 ///     f("/venv/lib/python3.11/site-packages/lib/io.py", "lib.io", "read", Origin::Package),
@@ -458,6 +575,61 @@ pub fn site_index(frames: &[FrameFacts<'_>]) -> Option<usize> {
         .or_else(|| call.iter().position(|f| f.origin == Origin::Package))
         .or_else(|| call.iter().position(|f| !f.filename.starts_with('<')))
         .or_else(|| (!frames.is_empty()).then_some(0))
+}
+
+/// The index of the frame a blocking call is attributed to: among the frames of the call
+/// (before asyncio's loop frames), the innermost one that is not the standard library's — the
+/// code that called into it, the user's own or an installed package's; `None` when the call's
+/// frames are all the standard library's (or there are none).
+///
+/// ```
+/// use aiocop_events::rules::{blamed_index, FrameFacts};
+/// use aiocop_events::Origin;
+///
+/// let f = |filename, origin| FrameFacts { filename, module: None, function: "f", origin, distribution: None };
+/// let frames = [
+///     f("/usr/lib/python3.11/socket.py", Origin::Stdlib),
+///     f("/venv/lib/python3.11/site-packages/httpx/_client.py", Origin::Package),
+///     f("/srv/app/views.py", Origin::User),
+/// ];
+/// assert_eq!(blamed_index(&frames), Some(1));
+/// assert_eq!(blamed_index(&frames[2..]), Some(0));
+/// assert_eq!(blamed_index(&frames[..1]), None);
+/// ```
+pub fn blamed_index(frames: &[FrameFacts<'_>]) -> Option<usize> {
+    frames[..call_frames(frames)]
+        .iter()
+        .position(|f| f.origin != Origin::Stdlib && !f.filename.starts_with('<'))
+}
+
+/// The call site's key, stable across edits that move lines: who owns the call site's frame
+/// ([`site_index`]) — the installed distribution's name for a package's frame, else the module
+/// (else the file relative to the project root) — and its qualified function name, joined by
+/// `:`. No line numbers, no arguments, no absolute paths. `None` without frames.
+///
+/// ```
+/// use aiocop_events::dist::Distribution;
+/// use aiocop_events::rules::{site_key, FrameFacts};
+/// use aiocop_events::Origin;
+///
+/// let httpx = Distribution::new("httpx", "0.27.0");
+/// let frames = [
+///     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib, distribution: None },
+///     FrameFacts { filename: "/srv/app/config.py", module: Some("app.config"), function: "Config.load", origin: Origin::User, distribution: None },
+/// ];
+/// assert_eq!(site_key(&frames).unwrap(), "app.config:Config.load");
+/// let lib = [FrameFacts { filename: "/venv/site-packages/httpx/_api.py", module: Some("httpx._api"), function: "get", origin: Origin::Package, distribution: Some(&httpx) }];
+/// assert_eq!(site_key(&lib).unwrap(), "httpx:get");
+/// assert_eq!(site_key(&[]), None);
+/// ```
+pub fn site_key(frames: &[FrameFacts<'_>]) -> Option<String> {
+    let frame = &frames[site_index(frames)?];
+    let owner = match (frame.origin, frame.distribution, frame.module) {
+        (Origin::Package, Some(dist), _) => dist.name().to_owned(),
+        (_, _, Some(module)) => module.to_owned(),
+        _ => relative_path(frame.filename),
+    };
+    Some(format!("{owner}:{}", frame.function))
 }
 
 /// How many of `frames` (innermost first) a trace shown to the user keeps: the frames of the
@@ -490,8 +662,8 @@ pub fn user_trace_len(frames: &[FrameFacts<'_>]) -> usize {
 /// use aiocop_events::Origin;
 ///
 /// let frames = [
-///     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib },
-///     FrameFacts { filename: "/srv/app/views.py", module: Some("app.views"), function: "Index.get", origin: Origin::User },
+///     FrameFacts { filename: "/usr/lib/python3.11/pathlib.py", module: Some("pathlib"), function: "Path.open", origin: Origin::Stdlib, distribution: None },
+///     FrameFacts { filename: "/srv/app/views.py", module: Some("app.views"), function: "Index.get", origin: Origin::User, distribution: None },
 /// ];
 /// let rule = suggest("open", &frames).unwrap();
 /// assert_eq!(rule, "event=open,function=app.views.Index.get");
@@ -526,6 +698,11 @@ fn frame_selector(frame: &FrameFacts<'_>) -> String {
 
 /// `*/` and `path` relative to the project root when under it, else its last two parts.
 fn relative_glob(path: &str) -> String {
+    format!("*/{}", literal(&relative_path(path)))
+}
+
+/// `path` relative to the project root when under it, else its last two parts.
+fn relative_path(path: &str) -> String {
     let under_root = project_root().and_then(|root| {
         path.strip_prefix(root.as_str())
             .and_then(|rest| rest.strip_prefix('/'))
@@ -539,7 +716,7 @@ fn relative_glob(path: &str) -> String {
             _ => file.to_owned(),
         }
     });
-    format!("*/{}", literal(&relative))
+    relative
 }
 
 /// `text` as a glob that matches it: the characters a spec or a glob gives a meaning to (`,`
@@ -567,18 +744,21 @@ mod tests {
                 module: Some("subprocess"),
                 function: "Popen._execute_child",
                 origin: Origin::Stdlib,
+                distribution: None,
             },
             FrameFacts {
                 filename: "/srv/app/src/app/jobs.py",
                 module: Some("app.jobs"),
                 function: "Runner.spawn",
                 origin: Origin::User,
+                distribution: None,
             },
             FrameFacts {
                 filename: "/srv/app/tests/test_jobs.py",
                 module: Some("test_jobs"),
                 function: "test_spawn",
                 origin: Origin::User,
+                distribution: None,
             },
         ]
     }
@@ -700,5 +880,105 @@ mod tests {
                 event: "open",
                 frames: &[]
             }));
+    }
+}
+
+#[cfg(test)]
+mod distribution_tests {
+    use super::*;
+    use crate::dist::Distribution;
+
+    fn frames<'a>(botocore: &'a Distribution, boto3: &'a Distribution) -> [FrameFacts<'a>; 4] {
+        let f = |filename, module, function, origin, distribution| FrameFacts {
+            filename,
+            module: Some(module),
+            function,
+            origin,
+            distribution,
+        };
+        [
+            f(
+                "/usr/lib/python3.11/socket.py",
+                "socket",
+                "create_connection",
+                Origin::Stdlib,
+                None,
+            ),
+            f(
+                "/sp/botocore/endpoint.py",
+                "botocore.endpoint",
+                "Endpoint.send",
+                Origin::Package,
+                Some(botocore),
+            ),
+            f(
+                "/sp/boto3/session.py",
+                "boto3.session",
+                "Session.client",
+                Origin::Package,
+                Some(boto3),
+            ),
+            f("/srv/app/s3.py", "app.s3", "upload", Origin::User, None),
+        ]
+    }
+
+    #[test]
+    fn a_distribution_rule_matches_any_frame_of_the_call() {
+        let (botocore, boto3) = (
+            Distribution::new("botocore", "1.34.2"),
+            Distribution::new("boto3", "1.34.0"),
+        );
+        let frames = frames(&botocore, &boto3);
+        let call = Candidate {
+            event: "socket.connect",
+            frames: &frames,
+        };
+        for (spec, allowed) in [
+            ("distribution=botocore", true),
+            ("distribution=botocore<2", true),
+            ("distribution=botocore>=1,<2,event=socket.*", true),
+            ("event=socket.*,distribution=BotoCore>=1.34,!=1.34.1", true),
+            ("distribution=botocore>=2", false),
+            ("distribution=requests", false),
+            ("distribution=boto3,event=open", false),
+            ("distribution=boto3,module=app.*", true),
+        ] {
+            let rule = AllowRule::parse(spec).expect("a value");
+            assert_eq!(rule.matches(&call), allowed, "{spec}");
+        }
+        // Frames past the loop's own are not the call's.
+        let mut with_runner = frames.to_vec();
+        with_runner.insert(
+            1,
+            FrameFacts {
+                filename: "/usr/lib/python3.11/asyncio/events.py",
+                module: Some("asyncio.events"),
+                function: "Handle._run",
+                origin: Origin::Stdlib,
+                distribution: None,
+            },
+        );
+        let call = Candidate {
+            event: "socket.connect",
+            frames: &with_runner,
+        };
+        assert!(!AllowRule::parse("distribution=botocore")
+            .expect("a value")
+            .matches(&call));
+    }
+
+    #[test]
+    fn distribution_specs_are_canonical_and_checked() {
+        let rule = AllowRule::parse("distribution = botocore >= 1 , < 2 ,frames=any,event=open")
+            .expect("a value");
+        assert_eq!(
+            rule.spec(),
+            "event=open,distribution=botocore>=1,<2,frames=any"
+        );
+        assert_eq!(AllowRule::parse(rule.spec()).expect("a value"), rule);
+        let err = AllowRule::parse("distribution=botocore<<2").expect_err("an error");
+        assert!(err.reason.starts_with("distribution: "), "{err}");
+        assert!(AllowRule::parse("distribution=").is_err());
+        assert!(AllowRule::parse("distribution=a,distribution=b").is_err());
     }
 }

@@ -2,8 +2,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::dist::Distribution;
 use crate::format::{entry_point, format_frame, format_trace};
 use crate::frame::Frame;
+use crate::origin::Origin;
 
 /// A resolved stack, innermost frame first, and its text, formatted once on first use.
 ///
@@ -50,6 +52,10 @@ struct StackText {
     user_trace: String,
     /// What follows `event=<name>,` in the suggested rule; `None` without frames.
     rule_tail: Option<String>,
+    /// The frame the call is attributed to, see [`rules::blamed_index`](crate::rules::blamed_index).
+    blamed: Option<usize>,
+    /// See [`rules::site_key`](crate::rules::site_key).
+    site_key: Option<String>,
 }
 
 impl Stack {
@@ -93,6 +99,8 @@ impl Stack {
                     .map_or_else(|| entry_point(&[]), |i| format_frame(&frames[i])),
                 user_trace: format_trace(&frames[..crate::rules::user_trace_len(&facts)]),
                 rule_tail: crate::rules::suggestion_tail(&facts),
+                blamed: crate::rules::blamed_index(&facts),
+                site_key: crate::rules::site_key(&facts),
             }
         })
     }
@@ -131,6 +139,44 @@ impl Stack {
     /// user's own code, see [`rules::user_trace_len`](crate::rules::user_trace_len).
     pub fn user_trace(&self) -> &str {
         &self.text().user_trace
+    }
+
+    /// Where the call comes from: the origin of the frame it is attributed to (see
+    /// [`rules::blamed_index`](crate::rules::blamed_index)), [`Origin::Stdlib`] when every
+    /// frame of the call is the standard library's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use aiocop_events::dist::Distribution;
+    /// use aiocop_events::{CodeFacts, Frame, Origin, Stack};
+    ///
+    /// let facts = |origin, distribution| Arc::new(CodeFacts { module: None, qualname: "f".into(), origin, distribution });
+    /// let stack = Stack::new(vec![
+    ///     Frame::new("/usr/lib/python3.11/socket.py", 1, "f").with_code(facts(Origin::Stdlib, None)),
+    ///     Frame::new("/sp/botocore/client.py", 2, "f").with_code(facts(Origin::Package, Some(Distribution::new("botocore", "1.34.0")))),
+    ///     Frame::new("/srv/app.py", 3, "f").with_code(facts(Origin::User, None)),
+    /// ]);
+    /// assert_eq!(stack.origin(), Origin::Package);
+    /// assert_eq!(stack.distribution().unwrap().name(), "botocore");
+    /// assert_eq!(Stack::default().origin(), Origin::Stdlib);
+    /// ```
+    pub fn origin(&self) -> Origin {
+        self.text()
+            .blamed
+            .map_or(Origin::Stdlib, |i| self.frames[i].origin())
+    }
+
+    /// The installed distribution the call is attributed to (a third-party call only).
+    pub fn distribution(&self) -> Option<&Distribution> {
+        self.text()
+            .blamed
+            .and_then(|i| self.frames[i].distribution())
+    }
+
+    /// The call site's key, stable across edits that move lines: see
+    /// [`rules::site_key`](crate::rules::site_key); `None` without frames.
+    pub fn site_key(&self) -> Option<&str> {
+        self.text().site_key.as_deref()
     }
 
     /// The allow rule that accepts a call of `event` made at this call site and no broader:

@@ -13,6 +13,7 @@ fn frame(path: &str, line: i32, module: Option<&str>, qualname: &str, origin: Or
         module: module.map(Arc::from),
         qualname: Arc::from(qualname),
         origin,
+        distribution: None,
     }))
 }
 

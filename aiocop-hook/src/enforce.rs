@@ -43,6 +43,48 @@ pub fn set_python_objects(
     let _ = BLOCKING_CALL_ERROR.set(blocking_call_error);
 }
 
+/// What a baseline accepts at the call (the pytest plugin's `--aiocop-baseline`): every site
+/// (while the baseline is being written), or the listed `(event name, site key)` pairs.
+enum Accepted {
+    All,
+    Sites(std::collections::HashSet<(String, String)>),
+}
+
+/// Set by [`set_accepted_sites`]; `None`: nothing is accepted (read only where a call would be
+/// raised at).
+static ACCEPTED: std::sync::RwLock<Option<Accepted>> = std::sync::RwLock::new(None);
+
+/// Blocking calls a baseline accepts are not raised at the call (they are recorded as usual,
+/// and the end of their handle does not treat them as violations): `all` (a baseline being
+/// written), else the `(event name, site key)` pairs listed; nothing when both are empty.
+pub fn set_accepted_sites(all: bool, sites: Vec<(String, String)>) {
+    let accepted = if all {
+        Some(Accepted::All)
+    } else if sites.is_empty() {
+        None
+    } else {
+        Some(Accepted::Sites(sites.into_iter().collect()))
+    };
+    *ACCEPTED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = accepted;
+}
+
+/// Whether a baseline accepts a call of `event` made at `stack` (see [`set_accepted_sites`]).
+pub(crate) fn accepted_at_call(event: &str, stack: &aiocop_events::Stack) -> bool {
+    let accepted = ACCEPTED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*accepted {
+        None => false,
+        Some(Accepted::All) => true,
+        Some(Accepted::Sites(sites)) => {
+            let key = stack.site_key().unwrap_or("unknown");
+            sites.contains(&(event.to_owned(), key.to_owned()))
+        }
+    }
+}
+
 /// Registers the context variable of after-the-handle raising (kept alive forever).
 pub fn set_raise_var(var: Py<PyAny>) {
     // The old value (if any) stays alive on purpose: a concurrent reader may hold it.

@@ -175,6 +175,12 @@ fn on_checked_call(
     if let Some(min_weight) = enforce::at_call_min_weight(py) {
         if spec.weight >= min_weight {
             match enforce::mode(py) {
+                enforce::Mode::Raise if enforce::accepted_at_call(spec.name, &site.stack) => {
+                    // A site the baseline accepts: recorded (the end of the test sees it, and
+                    // a baseline being written keeps it), not raised, not a violation.
+                    keep(py, record, || None);
+                    return 0;
+                }
                 enforce::Mode::Raise => {
                     enforce::blocking_call_error(py, &record).restore(py);
                     return -1;

@@ -5,10 +5,12 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope};
+use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope, RuleFields};
 use aiocop_events::Frame;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pyclass::CompareOp;
+use pyo3::types::PyDict;
 
 /// A rule with where it came from and how often it matched.
 #[derive(Debug)]
@@ -71,8 +73,122 @@ impl PyAllowRule {
     }
 }
 
+/// The keyword fields of a rule (`AllowRule(...)`, `aiocop.allow(...)`).
+const FIELD_KEYS: [&str; 7] = [
+    "event",
+    "module",
+    "path",
+    "function",
+    "distribution",
+    "frames",
+    "source",
+];
+
+/// A rule from a spec string or from fields (not both); `frames="any"` given with a spec
+/// string applies to it (as `,frames=any` in the spec would). A malformed rule is a
+/// `ValueError` naming it (and, for a bad specifier, `distribution`).
+pub fn build(spec: Option<&str>, fields: &RuleFields<'_>) -> PyResult<AllowRule> {
+    let any_field = fields.event.is_some()
+        || fields.module.is_some()
+        || fields.path.is_some()
+        || fields.function.is_some()
+        || fields.distribution.is_some();
+    match spec {
+        Some(spec) if any_field => Err(PyValueError::new_err(format!(
+            "malformed allow rule {spec:?}: give a spec string or fields, not both"
+        ))),
+        Some(spec) => AllowRule::parse(spec)
+            .and_then(|rule| match fields.frames {
+                FrameScope::Any if rule.frames() == FrameScope::First => {
+                    let distribution = rule.distribution().map(ToString::to_string);
+                    AllowRule::from_rule_fields(&RuleFields {
+                        event: rule.event().map(|g| g.as_str()),
+                        module: rule.module().map(|g| g.as_str()),
+                        path: rule.path().map(|g| g.as_str()),
+                        function: rule.function().map(|g| g.as_str()),
+                        distribution: distribution.as_deref(),
+                        frames: FrameScope::Any,
+                    })
+                }
+                _ => Ok(rule),
+            })
+            .map_err(|e| PyValueError::new_err(e.to_string())),
+        None => {
+            AllowRule::from_rule_fields(fields).map_err(|e| PyValueError::new_err(e.to_string()))
+        }
+    }
+}
+
+/// A rule and its source from keyword fields (`event`, `module`, `path`, `function`,
+/// `distribution`: a str or None; `frames`: "first" or "any"; `source`: a str): a wrong key or
+/// type is a `TypeError` naming it, a bad `frames` a `ValueError`.
+pub fn from_kwargs(
+    spec: Option<&str>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(AllowRule, String)> {
+    let mut values: [Option<String>; 7] = Default::default();
+    if let Some(kwargs) = kwargs {
+        for (key, value) in kwargs.iter() {
+            let key: String = key.extract()?;
+            let Some(slot) = FIELD_KEYS.iter().position(|k| *k == key) else {
+                return Err(PyTypeError::new_err(format!(
+                    "AllowRule got an unexpected keyword argument {key:?} (expected some of {})",
+                    FIELD_KEYS.join(", ")
+                )));
+            };
+            if value.is_none() && slot < 5 {
+                continue;
+            }
+            let text: String = value.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "{key} must be a string, got {}",
+                    value
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                ))
+            })?;
+            values[slot] = Some(text);
+        }
+    }
+    let frames = match values[5].as_deref().unwrap_or("first") {
+        "first" => FrameScope::First,
+        "any" => FrameScope::Any,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "frames must be 'first' or 'any', got {other:?}"
+            )))
+        }
+    };
+    let rule = build(
+        spec,
+        &RuleFields {
+            event: values[0].as_deref(),
+            module: values[1].as_deref(),
+            path: values[2].as_deref(),
+            function: values[3].as_deref(),
+            distribution: values[4].as_deref(),
+            frames,
+        },
+    )?;
+    let source = values[6].take().unwrap_or_else(|| "api".to_owned());
+    Ok((rule, source))
+}
+
 #[pymethods]
 impl PyAllowRule {
+    /// `AllowRule("event=open,module=app.*")` or `AllowRule(event=..., module=..., path=...,
+    /// function=..., distribution="botocore<2", frames="first", source="api")`: a rule, not in
+    /// force (see `aiocop.allow`).
+    #[new]
+    #[pyo3(signature = (spec = None, **fields))]
+    fn py_new(spec: Option<&str>, fields: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let (rule, source) = from_kwargs(spec, fields)?;
+        Ok(PyAllowRule {
+            entry: Arc::new(RuleEntry::new(rule, &source)),
+        })
+    }
+
     /// The rule as a spec string (`event=open,module=app.*`).
     #[getter]
     fn spec(&self) -> &str {
@@ -116,6 +232,12 @@ impl PyAllowRule {
     #[getter]
     fn function(&self) -> Option<&str> {
         self.entry.rule.function().map(|g| g.as_str())
+    }
+
+    /// The distribution with its PEP 440 specifier set (`botocore<2`), if any.
+    #[getter]
+    fn distribution(&self) -> Option<String> {
+        self.entry.rule.distribution().map(ToString::to_string)
     }
 
     /// `"first"` or `"any"`.

@@ -414,10 +414,23 @@ fn code_facts(py: Python<'_>, info: &mut CodeInfo, code: &Py<PyAny>) -> Arc<Code
         .map(Arc::from)
         .unwrap_or_else(|| Arc::clone(&info.function));
     PyErr::take(py);
+    let mut origin = origin_of(py, &info.filename);
+    // The map of installed distributions, set once from `importlib.metadata`
+    // (`aiocop_events::dist`), looked up once per code object: a file an installed
+    // distribution lists is an installed package's, wherever it lives.
+    let distribution = if origin == Origin::Stdlib {
+        None
+    } else {
+        aiocop_events::dist::distribution_of(&info.filename)
+    };
+    if distribution.is_some() {
+        origin = Origin::Package;
+    }
     let facts = Arc::new(CodeFacts {
         module,
         qualname,
-        origin: origin_of(py, &info.filename),
+        origin,
+        distribution,
     });
     info.facts = Some(Arc::clone(&facts));
     facts

@@ -663,7 +663,9 @@ fn stack_strings<'py>(py: Python<'py>, stack: &Arc<Stack>) -> StackTexts<'py> {
 /// was deferred gets it from `args` (same order). Besides aiocop 1.2.1's four keys (`event`,
 /// `trace`, `entry_point`, `severity`) and the task's identity, each dict has the event's
 /// `event_name`, the user's call `site`, the `user_trace` (cut after the user's outermost
-/// frame) and the `suggested_rule` that would allow the call (`None` without frames).
+/// frame), the `suggested_rule` that would allow the call (`None` without frames), its
+/// attribution — `origin`, `distribution`, `distribution_version` — and its `site_key` (the
+/// fields of `aiocop_events::BLOCKING_EVENT_FIELDS`).
 pub(crate) fn blocking_events<'py>(
     py: Python<'py>,
     events: &[BlockingEvent],
@@ -690,6 +692,17 @@ pub(crate) fn blocking_events<'py>(
         dict.set_item(pyo3::intern!(py, "site"), texts.site)?;
         dict.set_item(pyo3::intern!(py, "user_trace"), texts.user_trace)?;
         dict.set_item(pyo3::intern!(py, "suggested_rule"), event.suggested_rule())?;
+        let distribution = event.distribution();
+        dict.set_item(pyo3::intern!(py, "origin"), event.origin().label())?;
+        dict.set_item(
+            pyo3::intern!(py, "distribution"),
+            distribution.map(|d| d.name()),
+        )?;
+        dict.set_item(
+            pyo3::intern!(py, "distribution_version"),
+            distribution.map(|d| d.version()),
+        )?;
+        dict.set_item(pyo3::intern!(py, "site_key"), event.site_key())?;
         list.append(dict)?;
     }
     Ok(list)

@@ -1,13 +1,13 @@
 //! `aiocop._aiocop`: the Python module. Argument checking and conversion only; the logic lives
 //! in `aiocop-hook`, `aiocop-loop`, `aiocop-events` and `aiocop-severity`.
 
-use aiocop_events::rules::{AllowRule, FrameScope};
+use aiocop_events::rules::AllowRule;
 use aiocop_events::{Frame, RawArgs, RawRecord};
 use aiocop_hook::{enforce, pylog, rules, PythonVersion};
 use aiocop_loop::{config, dispatch, registry, sampler, Dispatch};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple};
 
 mod alloc;
 mod redaction;
@@ -152,51 +152,17 @@ fn _check_mode(mode: &Bound<'_, PyAny>) -> PyResult<&'static str> {
     parse_mode(mode, "mode").map(enforce::Mode::as_str)
 }
 
-/// Makes an allow rule from a spec string or from fields (not yet in force).
+/// Makes an allow rule from a spec string or from fields (`event`, `module`, `path`,
+/// `function`, `distribution`, `frames`, `source`), not yet in force.
 #[pyfunction]
-#[pyo3(signature = (spec, event, module, path, function, frames, source))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (spec, fields))]
 fn _make_rule(
     py: Python<'_>,
     spec: Option<&str>,
-    event: Option<&str>,
-    module: Option<&str>,
-    path: Option<&str>,
-    function: Option<&str>,
-    frames: &str,
-    source: &str,
+    fields: &Bound<'_, PyDict>,
 ) -> PyResult<Py<rules::PyAllowRule>> {
-    let any_field = event.is_some() || module.is_some() || path.is_some() || function.is_some();
-    let scope = match frames {
-        "first" => FrameScope::First,
-        "any" => FrameScope::Any,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "frames must be 'first' or 'any', got {other:?}"
-            )))
-        }
-    };
-    let rule = match spec {
-        Some(spec) if any_field => {
-            return Err(PyValueError::new_err(format!(
-                "malformed allow rule {spec:?}: give a spec string or fields, not both"
-            )))
-        }
-        // `frames="any"` with a spec string applies to it (as `,frames=any` in the spec would).
-        Some(spec) => AllowRule::parse(spec).and_then(|rule| match scope {
-            FrameScope::Any if rule.frames() == FrameScope::First => AllowRule::from_fields(
-                rule.event().map(|g| g.as_str()),
-                rule.module().map(|g| g.as_str()),
-                rule.path().map(|g| g.as_str()),
-                rule.function().map(|g| g.as_str()),
-                FrameScope::Any,
-            ),
-            _ => Ok(rule),
-        }),
-        None => AllowRule::from_fields(event, module, path, function, scope),
-    }
-    .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    rules::make(py, rule, source)
+    let (rule, source) = rules::from_kwargs(spec, Some(fields))?;
+    rules::make(py, rule, &source)
 }
 
 /// Puts a rule in force for every thread.
@@ -408,6 +374,10 @@ fn is_cpu_sampling_started() -> bool {
 /// Turns monitoring on; inside a running loop, also wraps that loop.
 #[pyfunction]
 fn activate(py: Python<'_>) -> PyResult<()> {
+    if !aiocop_events::dist::distributions_known() {
+        // Once per process, when no hook install read them first (attribution of events).
+        py.import("aiocop._distributions")?.call_method0("load")?;
+    }
     config::set_active(true);
     ensure_loop_patched(py)?;
     Ok(())
@@ -558,6 +528,13 @@ fn format_blocking_event<'py>(
     dict.set_item("site", info.site())?;
     dict.set_item("user_trace", info.user_trace())?;
     dict.set_item("suggested_rule", info.suggested_rule())?;
+    dict.set_item("origin", info.origin().label())?;
+    dict.set_item("distribution", info.distribution().map(|d| d.name()))?;
+    dict.set_item(
+        "distribution_version",
+        info.distribution().map(|d| d.version()),
+    )?;
+    dict.set_item("site_key", info.site_key())?;
     Ok(dict)
 }
 
@@ -695,6 +672,40 @@ fn _set_python_types(
     aiocop_hook::set_raise_var(raise_var.clone().unbind());
 }
 
+/// Hands over the installed distributions, read once from `importlib.metadata`: `(path, name,
+/// version)` triples, each path a directory holding the distribution's Python files or a
+/// single-file module. A code object's distribution is looked up in Rust when its facts are
+/// first resolved, and cached with them.
+#[pyfunction]
+fn _set_distributions(entries: Vec<(String, String, String)>) -> usize {
+    let mut map = aiocop_events::dist::DistributionMap::default();
+    let mut current: Option<std::sync::Arc<aiocop_events::dist::Distribution>> = None;
+    for (path, name, version) in &entries {
+        let dist = match &current {
+            Some(dist) if dist.name() == name && dist.version() == version => dist.clone(),
+            _ => aiocop_events::dist::Distribution::new(name, version),
+        };
+        map.insert(path, &dist);
+        current = Some(dist);
+    }
+    let known = map.len();
+    aiocop_events::dist::set_distributions(map);
+    known
+}
+
+/// What a baseline accepts at the call: every site (`accept_all`, a baseline being written),
+/// else the `(event name, site key)` pairs of `sites` (the pytest plugin's baseline).
+#[pyfunction]
+fn _set_baseline_sites(accept_all: bool, sites: Vec<(String, String)>) {
+    enforce::set_accepted_sites(accept_all, sites);
+}
+
+/// Whether the installed distributions have been handed over.
+#[pyfunction]
+fn _distributions_known() -> bool {
+    aiocop_events::dist::distributions_known()
+}
+
 #[pyfunction]
 fn _after_fork_child(py: Python<'_>) {
     dispatch::after_fork_child();
@@ -732,6 +743,9 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_detection_configured, m)?)?;
     m.add_function(wrap_pyfunction!(get_blocking_events_dict, m)?)?;
     m.add_function(wrap_pyfunction!(format_blocking_event, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_distributions, m)?)?;
+    m.add_function(wrap_pyfunction!(_distributions_known, m)?)?;
+    m.add_function(wrap_pyfunction!(_set_baseline_sites, m)?)?;
     m.add_function(wrap_pyfunction!(calculate_io_severity_score, m)?)?;
     m.add_function(wrap_pyfunction!(get_severity_level_from_score, m)?)?;
     m.add_function(wrap_pyfunction!(weight_label, m)?)?;
@@ -770,6 +784,10 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // aiocop-severity's weights and thresholds: the Python package's constants are these.
     m.add("WEIGHT_HEAVY", aiocop_severity::WEIGHT_HEAVY)?;
+    m.add(
+        "BLOCKING_EVENT_FIELDS",
+        PyTuple::new(m.py(), aiocop_events::BLOCKING_EVENT_FIELDS)?,
+    )?;
     m.add("WEIGHT_MODERATE", aiocop_severity::WEIGHT_MODERATE)?;
     m.add("WEIGHT_LIGHT", aiocop_severity::WEIGHT_LIGHT)?;
     m.add("WEIGHT_TRIVIAL", aiocop_severity::WEIGHT_TRIVIAL)?;

@@ -430,6 +430,14 @@ fn check_rule(rule: &AllowRule) {
     for glob in globs.iter().flatten() {
         assert!(glob.matches(glob.as_str()), "{glob:?} against itself");
     }
+    // A distribution rule: the frame belongs to a distribution of that name, at a version the
+    // specifier may or may not accept; the rule allows the call exactly when it does.
+    let requirement = rule.distribution();
+    let dist = requirement.map(|req| aiocop_events::dist::Distribution::new(req.name(), "1.0"));
+    let satisfied = dist
+        .as_deref()
+        .zip(requirement)
+        .is_none_or(|(dist, req)| dist.satisfies(req));
     for star in ["", "é/.x"] {
         let filled = globs.map(|glob| glob.map(|glob| fill(glob.as_str(), star)));
         let [event, module, path, function] = &filled;
@@ -438,12 +446,18 @@ fn check_rule(rule: &AllowRule) {
             module: Some(module.as_deref().unwrap_or("app")),
             function: function.as_deref().unwrap_or("main"),
             origin: Origin::User,
+            distribution: dist.as_deref(),
         }];
         let call = Candidate {
             event: event.as_deref().unwrap_or("open"),
             frames: &frames,
         };
-        assert!(rule.matches(&call), "{rule} does not allow {call:?}");
+        assert_eq!(
+            rule.matches(&call),
+            satisfied,
+            "{rule} allows {call:?}: {}",
+            !satisfied
+        );
     }
 }
 

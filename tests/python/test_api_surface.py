@@ -244,8 +244,13 @@ def test_typed_dict_keys():
     info = aiocop.BlockingEventInfo
     assert set(info.__required_keys__) == {"event", "trace", "entry_point", "severity"}
     assert set(info.__optional_keys__) == {  # ours, beyond 1.2.1
-        "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule"
+        "task_name", "coroutine", "event_name", "site", "user_trace", "suggested_rule",
+        "origin", "distribution", "distribution_version", "site_key",
     }
+    # the Rust-owned list of a BlockingEventInfo's keys
+    assert set(aiocop._aiocop.BLOCKING_EVENT_FIELDS) == (
+        info.__required_keys__ | info.__optional_keys__
+    )
     assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
     sample = aiocop.CpuStackSample
     assert set(sample.__required_keys__) == {"trace", "entry_point", "count"}
@@ -394,3 +399,21 @@ def test_severity_helpers():
         "high",
         "high",
     ]
+
+
+# Names beyond aiocop 1.2.1's added for adoption in CI (attribution, default rules).
+OUR_CI_NAMES = ["default_allow_rules", "AllowRule"]
+
+
+@pytest.mark.parametrize("name", OUR_CI_NAMES)
+def test_our_ci_names_are_public(name):
+    assert name in aiocop.__all__
+    assert getattr(aiocop, name) is not None
+
+
+def test_allow_rule_takes_a_distribution():
+    params = inspect.signature(aiocop.allow).parameters
+    assert params["distribution"].default is None
+    assert params["distribution"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert "distribution" in inspect.signature(aiocop.allowing).parameters
+    assert aiocop.AllowRule(distribution="botocore<2").distribution == "botocore<2"

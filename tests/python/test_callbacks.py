@@ -167,6 +167,7 @@ def test_delivered_events_are_ordinary_slow_task_events(loop_kind, tmp_path):
     assert list(info) == [
         "event", "trace", "entry_point", "severity", "task_name", "coroutine",
         "event_name", "site", "user_trace", "suggested_rule",
+        "origin", "distribution", "distribution_version", "site_key",
     ]
     info["event"] = "mutated"  # a user's change stays in this event
     again = run_monitored(stat_body(tmp_path), loop_kind)

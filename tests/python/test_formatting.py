@@ -23,11 +23,13 @@ def test_result_shape():
     assert set(out) == {
         "event", "trace", "entry_point", "severity",
         "event_name", "site", "user_trace", "suggested_rule",
+        "origin", "distribution", "distribution_version", "site_key",
     }
     assert out["severity"] == 10
     assert out["event_name"] == "open"
     assert out["site"] == out["user_trace"] == "/home/u/app.py:3:handler"
     assert out["suggested_rule"] == "event=open,path=*/u/app.py"
+    assert out["origin"] == "first-party" and out["distribution"] is None
 
 
 def test_event_string_plain_args():

@@ -170,7 +170,9 @@ def test_public_names() -> None:
         "pytest_configure",
         "pytest_collection_modifyitems",
         "pytest_deselected",
+        "pytest_load_initial_conftests",
         "pytest_runtest_call",
+        "pytest_sessionfinish",
         "pytest_terminal_summary",
     }
     assert callable(plugin.aiocop_strict)

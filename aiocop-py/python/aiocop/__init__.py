@@ -67,6 +67,7 @@ from aiocop._setup import (
     start_cpu_sampling,
     stop_detecting_stuck_loops,
 )
+from aiocop._default_rules import default_allow_rules
 from aiocop._rules import (
     AllowRule,
     _scoped_rules,
@@ -144,6 +145,7 @@ __all__ = [
     "allowing",
     "allow_rules",
     "clear_allow_rules",
+    "default_allow_rules",
     "disallow",
     "load_allow_rules",
     "suggest_allow_rule",

@@ -8,8 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any, Union
 
-#: The keys of ``[tool.aiocop]``: the allow rules, and the settings of ``python -m aiocop run``.
-PYPROJECT_KEYS = ("allow", "threshold_ms", "report_json", "flamegraph", "prometheus_port")
+#: The keys of ``[tool.aiocop]``: the allow rules, the settings of ``python -m aiocop run``;
+#: ``baseline``: the pytest plugin's baseline file.
+PYPROJECT_KEYS = (
+    "allow",
+    "threshold_ms",
+    "report_json",
+    "flamegraph",
+    "prometheus_port",
+    "baseline",
+)
 
 
 def read_table(pyproject: Union[str, "os.PathLike[str]"]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Allow rules: blocking calls that are accepted — not reported, never raised.
 
 A rule matches on any of the event name, and the module, file path or function (qualname, or
-``module.qualname``) of the calling frame; every field is a glob. Frame fields are checked
+``module.qualname``) of the calling frame; every field is a glob. ``distribution`` names an
+installed distribution with an optional PEP 440 specifier set (``"botocore<2"``): the rule
+matches when any frame of the call belongs to it, at a version the specifier accepts. Frame fields are checked
 against the first frame that is not library code (``frames="first"``, the default) or against
 any frame (``frames="any"``). As a string: ``"event=open,module=myapp.legacy.*"``; a bare value
 is an event glob (``"time.sleep"``).
@@ -29,7 +31,7 @@ from aiocop._pyproject import read_table
 #: Rules scoped to the current context (``allowing``), read natively by the audit hook.
 _scoped_rules: ContextVar[tuple[AllowRule, ...]] = ContextVar("aiocop_scoped_rules", default=())
 
-_FIELDS = ("event", "module", "path", "function")
+_FIELDS = ("event", "module", "path", "function", "distribution")
 
 
 def make_rule(
@@ -41,9 +43,10 @@ def make_rule(
     function: Optional[str] = None,
     frames: str = "first",
     source: str = "api",
+    distribution: Optional[str] = None,
 ) -> AllowRule:
     """An ``AllowRule`` (not in force). ``spec`` may be a spec string, a mapping of fields or a
-    rule. A malformed rule is a ``ValueError`` naming it."""
+    rule. A malformed rule is a ``ValueError`` naming it (a bad specifier: ``distribution``)."""
     if isinstance(spec, AllowRule):
         return spec
     if isinstance(spec, Mapping):
@@ -58,13 +61,20 @@ def make_rule(
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"malformed allow rule {dict(spec)!r}: {key} must be a string")
         scope = _frames_value(spec.get("frames", "first"), f"allow rule {dict(spec)!r}: frames")
-        return _aiocop._make_rule(None, *fields.values(), scope, source)
+        return _aiocop._make_rule(None, {**fields, "frames": scope, "source": source})
     if spec is not None and not isinstance(spec, str):
         raise TypeError(f"rule must be a spec string, a mapping or an AllowRule, got {type(spec).__name__}")
-    for key, value in (("event", event), ("module", module), ("path", path), ("function", function)):
+    fields = {
+        "event": event,
+        "module": module,
+        "path": path,
+        "function": function,
+        "distribution": distribution,
+    }
+    for key, value in fields.items():
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{key} must be a string, got {type(value).__name__}")
-    return _aiocop._make_rule(spec, event, module, path, function, _frames_value(frames), source)
+    return _aiocop._make_rule(spec, {**fields, "frames": _frames_value(frames), "source": source})
 
 
 def _frames_value(value: object, name: str = "frames") -> str:
@@ -85,10 +95,18 @@ def allow(
     function: Optional[str] = None,
     frames: str = "first",
     source: str = "api",
+    distribution: Optional[str] = None,
 ) -> AllowRule:
     """Allow the blocking calls a rule matches, on every thread, from now on."""
     rule = make_rule(
-        spec, event=event, module=module, path=path, function=function, frames=frames, source=source
+        spec,
+        event=event,
+        module=module,
+        path=path,
+        function=function,
+        frames=frames,
+        source=source,
+        distribution=distribution,
     )
     _aiocop._activate_rule(rule)
     return rule
@@ -104,11 +122,19 @@ def allowing(
     function: Optional[str] = None,
     frames: str = "first",
     source: str = "api",
+    distribution: Optional[str] = None,
 ) -> Iterator[AllowRule]:
     """Allow the blocking calls a rule matches inside the ``with`` block, in the current
     context only (other tasks are not affected)."""
     rule = make_rule(
-        spec, event=event, module=module, path=path, function=function, frames=frames, source=source
+        spec,
+        event=event,
+        module=module,
+        path=path,
+        function=function,
+        frames=frames,
+        source=source,
+        distribution=distribution,
     )
     _aiocop._enforcement_in_use()  # before the first set: the audit hook skips unused variables
     _aiocop._enter_scoped_rule(rule)  # in force now: it joins the unused-rule report

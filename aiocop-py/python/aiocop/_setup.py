@@ -16,6 +16,19 @@ Number = Union[int, float]
 #: ``detect_slow_tasks()``'s default threshold, in milliseconds (aiocop 1.2.1's).
 DEFAULT_THRESHOLD_MS = 30
 
+#: What ``detect_slow_tasks(dispatch=None)`` means: ``None`` is the library's default
+#: (``"background"``); the pytest plugin sets ``"inline"`` for the test process (tests assert
+#: right after a handle ends). ``AIOCOP_DISPATCH`` wins over both.
+_default_dispatch: Optional[Literal["background", "inline"]] = None
+
+
+def _set_default_dispatch(value: Optional[Literal["background", "inline"]]) -> None:
+    """Set what ``dispatch=None`` means for the process (the pytest plugin: ``"inline"``)."""
+    global _default_dispatch
+    if value not in (None, "background", "inline"):
+        raise ValueError(f"dispatch must be 'background' or 'inline', got {value!r}")
+    _default_dispatch = value
+
 
 def start_blocking_io_detection(trace_depth: int = 20) -> None:
     """Register the native audit hook; ``trace_depth`` frames are kept per blocking call.
@@ -30,6 +43,10 @@ def start_blocking_io_detection(trace_depth: int = 20) -> None:
         raise TypeError(f"trace_depth must be an int, got {type(trace_depth).__name__}")
     first = not _aiocop._hook_installed()
     env_rules = parse_rule_list(os.environ.get("AIOCOP_ALLOW", ""), "env") if first else []
+    if first:
+        from aiocop import _distributions
+
+        _distributions.load()  # before the first record: each code's distribution is cached
     _aiocop.start_blocking_io_detection(trace_depth)
     if first:
         # Suggested `path=` rules are relative to the project root: the working directory.
@@ -51,11 +68,14 @@ def detect_slow_tasks(
     that ran ``threshold_ms`` or longer without one (``reason="cpu_blocking"``).
     ``cpu_sampling`` starts stack sampling (arming at half the threshold) unless it was started
     already. ``dispatch`` is ``"background"`` (default: callbacks run on the loop's thread
-    shortly after the handle) or ``"inline"`` (right after the handle); the environment variable
-    ``AIOCOP_DISPATCH`` wins over it. ``mode`` is what a violation does where raising is
+    shortly after the handle) or ``"inline"`` (right after the handle; the default in a pytest
+    process, where aiocop's plugin is loaded); the environment variable ``AIOCOP_DISPATCH`` wins
+    over it. ``mode`` is what a violation does where raising is
     enabled: ``"raise"`` or ``"warn"`` (log once per call site). A repeat call logs a warning
     and does nothing.
     """
+    if dispatch is None:
+        dispatch = _default_dispatch
     _aiocop.detect_slow_tasks(threshold_ms, on_slow_task, cpu_sampling, dispatch, mode)
 
 

@@ -18,13 +18,25 @@ configures the check and ``@pytest.mark.no_aiocop`` skips it. The ``aiocop_stric
 checks only a block (``async with aiocop_strict: ...``), whether or not ``--aiocop`` is given.
 Allow rules also come from ``[tool.aiocop] allow = [...]`` in the rootdir's ``pyproject.toml``
 and from ``AIOCOP_ALLOW``; the rules that never matched are listed at the end of the session.
+The shipped rules for well-known framework internals (``aiocop.default_allow_rules()``) are in
+force unless ``--aiocop-no-default-rules`` (ini ``aiocop_default_rules = false``).
+
+A baseline lets a suite adopt the check before fixing what it already does:
+``--aiocop-baseline-update`` writes the blocking sites seen to the baseline file
+(``--aiocop-baseline=PATH`` or ``[tool.aiocop] baseline``; pruned only after a whole-suite run),
+and a run with the file fails tests only for sites it does not list. The terminal summary lists
+the top blocking sites of the session; ``--aiocop-report=PATH`` writes them as JSON.
+
+In a pytest process aiocop delivers events inline by default (``AIOCOP_DISPATCH`` and
+``detect_slow_tasks(dispatch=...)`` still choose): tests assert right after a handle ends.
 
 The hooks and the fixture are here (pytest reads them from the module the entry point names);
 the work is in the package's modules, one job each: ``_settings`` (options, ini values,
 markers, their checks, the session state), ``_setup`` (setting aiocop up), ``_violation``
 (a blocking call found), ``_report`` (the failure report, warn-mode logs, the terminal
-summary), ``_collect`` (collecting a test's blocking calls) and ``_strict``
-(:class:`AiocopStrict`).
+summary), ``_collect`` (collecting a test's blocking calls), ``_strict``
+(:class:`AiocopStrict`), ``_sites`` (the session's blocking sites: report and baseline) and
+``_default_rules`` (the shipped rules' switch).
 """
 
 from __future__ import annotations
@@ -35,6 +47,8 @@ from typing import Any
 import pytest
 
 import aiocop
+from aiocop import _setup as _library_setup
+from aiocop.pytest_plugin import _default_rules, _sites
 from aiocop.pytest_plugin._collect import _monitored, _monitoring_target
 from aiocop.pytest_plugin._report import _summary_sections, format_report
 from aiocop.pytest_plugin._settings import (
@@ -56,18 +70,30 @@ __all__ = ["AiocopStrict", "SettingsError", "Violation", "format_report"]
 # --------------------------------------------------------------------------- hooks
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """In a test process aiocop delivers events inline (right after the handle), before any
+    conftest sets it up: tests assert on what a handle reported as soon as it ends.
+    ``detect_slow_tasks(dispatch=...)`` and ``AIOCOP_DISPATCH`` still choose."""
+    _library_setup._set_default_dispatch("inline")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--aiocop``, ``--aiocop-mode``, ``--aiocop-threshold-ms`` and their ini options."""
     _add_options(parser)
+    _sites.add_options(parser.getgroup("aiocop"))
+    _default_rules.add_options(parser.getgroup("aiocop"), parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the markers; when on, set aiocop up and load the pyproject rules."""
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
+    _library_setup._set_default_dispatch("inline")  # also when loaded late (-p, pytester)
     state = _read_state(config)
     config.stash[_STATE_KEY] = state
     if state.enabled:
+        state.sites = _sites.read_settings(config)
         _ensure_setup(config)
         _load_pyproject_rules(config)
 
@@ -118,6 +144,25 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         item.obj = original
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the baseline (``--aiocop-baseline-update``) and the JSON report of the sites."""
+    config = session.config
+    if _STATE_KEY not in config.stash:
+        return
+    state = _state(config)
+    if state.sites is None or hasattr(config, "workerinput"):  # off, or a pytest-xdist worker
+        return
+    if config.pluginmanager.has_plugin("dsession"):  # pytest-xdist's controller saw no test
+        state.sites.messages.append(
+            "the baseline and the report need a run without pytest-xdist (-n): not written"
+        )
+    else:
+        try:
+            _sites.finish(state.sites, session, int(exitstatus), state.deselected)
+        except OSError as exc:  # a file we could not write must not hide the test results
+            state.sites.messages.append(f"could not write: {exc}")
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """List the allow rules that never matched (and, in warn mode, how many sites were logged)."""
     if _STATE_KEY not in config.stash:
@@ -127,10 +172,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     try:
         # Marker rules are the plugin's own to report: per spec, over the tests that ran.
-        unused = [r for r in aiocop.unused_allow_rules() if r.source != "marker"]
+        # The shipped default rules are not the suite's: never listed as unused.
+        unused = [
+            r for r in aiocop.unused_allow_rules() if r.source not in ("marker", "default")
+        ]
     except Exception:  # noqa: BLE001 - a summary must never break the session's exit
         unused = []
-    for title, lines in _summary_sections(state, unused):
+    sections = _summary_sections(state, unused)
+    if state.sites is not None:
+        sections += _sites.summary_sections(state.sites)
+    for title, lines in sections:
         terminalreporter.write_sep("-", title)
         for line in lines:
             terminalreporter.write_line(line)

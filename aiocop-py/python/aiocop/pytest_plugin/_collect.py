@@ -16,6 +16,7 @@ import pytest
 import aiocop
 from aiocop import _aiocop
 from aiocop.pytest_plugin._report import _warn, format_report
+from aiocop.pytest_plugin._sites import observe
 from aiocop.pytest_plugin._settings import (
     _STATE_KEY,
     _MarkerRuleUse,
@@ -91,7 +92,10 @@ class _Collector:
         slow = self.state.slow_step_ms
         if not found and slow is not None and event.elapsed_ms >= slow:
             found.append(Violation.slow_step(event, slow))
+        sites = self.state.sites
         for violation in found:
+            if sites is not None and not observe(sites, violation, self.where):
+                continue  # listed in the baseline (or being written to it)
             if self.settings.mode == "warn":
                 _warn(violation, self.where, self.state)
             else:

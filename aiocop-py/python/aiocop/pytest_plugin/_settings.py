@@ -17,6 +17,7 @@ import pytest
 import aiocop
 from aiocop._rules import make_rule
 from aiocop._setup import DEFAULT_THRESHOLD_MS
+from aiocop.pytest_plugin._sites import SitesState
 from aiocop.pytest_plugin._violation import Violation
 
 _MODES = ("raise", "warn")
@@ -113,6 +114,8 @@ class _PluginState:
     marker_rules: dict[str, _MarkerRuleUse] = field(default_factory=dict)
     #: Tests deselected (``-k``, ``-m``): their rules' calls did not run.
     deselected: int = 0
+    #: The blocking sites seen, the baseline and the report (see ``_sites``); None when off.
+    sites: Optional[SitesState] = None
 
 
 _STATE_KEY = pytest.StashKey[_PluginState]()

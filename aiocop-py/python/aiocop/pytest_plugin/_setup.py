@@ -10,6 +10,7 @@ import pytest
 
 import aiocop
 from aiocop import _aiocop
+from aiocop.pytest_plugin import _default_rules
 from aiocop.pytest_plugin._settings import _state
 
 #: aiocop's logger, whose "called more than once" warnings the setup hides.
@@ -47,6 +48,7 @@ def _ensure_setup(config: pytest.Config) -> None:
         _LOG.removeFilter(quiet)
     # Suggested `path=` rules are relative to the project: pytest's rootdir.
     _aiocop._set_project_root(str(config.rootpath))
+    _default_rules.load(config)
 
 
 def _ensure_detection(config: pytest.Config) -> None:

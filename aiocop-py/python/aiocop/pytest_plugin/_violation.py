@@ -25,6 +25,20 @@ class Violation:
     suggested_rule: Optional[str]
     #: A loop step over the threshold (``slow_step``), not a blocking call (``call``).
     kind: str = "call"
+    #: The call site's key, stable across edits that move lines (``app.config:load``): see
+    #: ``BlockingEventInfo["site_key"]``.
+    site_key: Optional[str] = None
+    #: ``"first-party"``, ``"third-party"`` or ``"stdlib"``: who the call is attributed to.
+    origin: Optional[str] = None
+    #: The installed distribution the call is attributed to, and its version.
+    distribution: Optional[str] = None
+    distribution_version: Optional[str] = None
+
+    @property
+    def baseline_key(self) -> tuple[str, str]:
+        """The site as a baseline knows it: the audit event's name and the site's key (no line
+        numbers, no arguments, no absolute paths)."""
+        return (self.event_name, self.site_key or "unknown")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -45,6 +59,10 @@ class Violation:
             task_name=record.get("task_name"),
             elapsed_ms=elapsed_ms,
             suggested_rule=record.get("suggested_rule"),
+            site_key=record.get("site_key"),
+            origin=record.get("origin"),
+            distribution=record.get("distribution"),
+            distribution_version=record.get("distribution_version"),
         )
 
     @classmethod

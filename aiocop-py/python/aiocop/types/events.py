@@ -46,6 +46,18 @@ class BlockingEventInfo(_BlockingEventInfoBase, total=False):
     user_trace: str
     #: An allow rule that accepts this call and no broader (``None`` without frames).
     suggested_rule: Optional[str]
+    #: Who the call is attributed to: the innermost frame of the call that is not the standard
+    #: library's — ``"first-party"`` (the project's code), ``"third-party"`` (an installed
+    #: package) — or ``"stdlib"`` when every frame of the call is the standard library's.
+    origin: str
+    #: The installed distribution of that frame (third-party calls), from ``importlib.metadata``.
+    distribution: Optional[str]
+    #: Its installed version.
+    distribution_version: Optional[str]
+    #: The call site's key, stable across edits that move lines: the distribution (an installed
+    #: package's site) or the module, and the qualified function name (``app.config:load``);
+    #: ``None`` without frames. With ``event_name`` it keys a site in a pytest baseline.
+    site_key: Optional[str]
 
 
 class _CpuStackSampleBase(TypedDict):
