@@ -7,7 +7,7 @@ A drop-in replacement for the pure-Python ``aiocop`` 1.2.1 API, with the hot pat
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
     aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=print)
-    aiocop.activate()  # inside the running loop: also wraps that loop
+    aiocop.activate()  # inside the running loop (or trio.run): also monitors it
 
 By default events are assembled on a background thread and the callbacks run on the loop's
 own thread shortly after the slow handle; ``aiocop.flush()`` delivers everything pending now.
@@ -24,7 +24,6 @@ from typing import Any
 
 from aiocop import _aiocop
 from aiocop._aiocop import (
-    activate,
     calculate_io_severity_score,
     clear_context_providers,
     clear_slow_task_callbacks,
@@ -54,7 +53,12 @@ from aiocop._report import (
     report,
     reset_report,
 )
-from aiocop._setup import detect_slow_tasks, start_blocking_io_detection, start_cpu_sampling
+from aiocop._setup import (
+    activate,
+    detect_slow_tasks,
+    start_blocking_io_detection,
+    start_cpu_sampling,
+)
 from aiocop._rules import (
     AllowRule,
     _scoped_rules,

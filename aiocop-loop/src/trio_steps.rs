@@ -1,0 +1,184 @@
+//! Monitoring a trio run: `_TrioSteps`, the native base of `aiocop.trio.AiocopInstrument`.
+//! Trio calls an instrument's `before_task_step(task)` and `after_task_step(task)` around every
+//! step of every task; each step is one monitored handle, begun and ended by the same
+//! [`begin_handle`] / [`end_handle`] pair an asyncio handle runs between, so a step's events,
+//! severity, allow rules and raise-at-call are an asyncio handle's. Events are delivered on the
+//! run's thread through its token's `run_sync_soon` (or inline, as the dispatch mode says), and
+//! what is still pending when the run ends by `after_run`.
+//!
+//! An instrument that raises is removed by trio (with a logged error): no method here raises.
+//! A `HighSeverityBlockingIoException` decided at the end of a step (raise-on-violations without
+//! `at_call`) cannot reach the task, whose step is over: it is logged at WARNING instead; raising
+//! at the call itself works as on asyncio.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::dispatch;
+use crate::event::Identity;
+use crate::handle::{begin_handle, end_handle, HandleBegun};
+use crate::loop_state::LoopShared;
+
+/// The per-step hooks of a trio instrument (subclassed in Python by `AiocopInstrument`, which
+/// adds trio's `Instrument` base). Lives on the run's thread.
+#[pyclass(unsendable, subclass, module = "aiocop._aiocop", name = "_TrioSteps")]
+pub struct TrioSteps {
+    /// The run's delivery state, once bound to a run.
+    target: Option<Arc<LoopShared>>,
+    /// The step running now, if it is monitored.
+    step: Option<HandleBegun>,
+}
+
+impl std::fmt::Debug for TrioSteps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrioSteps")
+            .field("bound", &self.target.is_some())
+            .field("in_step", &self.step.is_some())
+            .finish()
+    }
+}
+
+#[pymethods]
+impl TrioSteps {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> Self {
+        Self {
+            target: None,
+            step: None,
+        }
+    }
+
+    /// Binds the instrument to the trio run of `token` (`trio.lowlevel.TrioToken`): its events
+    /// are delivered there. A token of another run starts a new delivery state.
+    fn _bind(&mut self, py: Python<'_>, token: &Bound<'_, PyAny>) -> PyResult<()> {
+        aiocop_hook::heaptype::guard_py(py, "trio instrument bind", || {
+            self.finish_step(py, None);
+            self.target = Some(LoopShared::for_trio(token)?);
+            Ok(())
+        })
+    }
+
+    /// Whether the instrument is bound to a run.
+    #[getter]
+    fn _bound(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Trio: the run starts. Binds the instrument to it.
+    fn before_run(&mut self, py: Python<'_>) {
+        aiocop_hook::heaptype::guard(
+            "trio before_run",
+            || (),
+            || {
+                let token = py
+                    .import("trio.lowlevel")
+                    .and_then(|m| m.call_method0("current_trio_token"));
+                match token {
+                    Ok(token) => {
+                        self.finish_step(py, None);
+                        match LoopShared::for_trio(&token) {
+                            Ok(target) => self.target = Some(target),
+                            Err(err) => log_error(py, "could not follow this trio run", &err),
+                        }
+                    }
+                    Err(err) => log_error(py, "could not follow this trio run", &err),
+                }
+            },
+        )
+    }
+
+    /// Trio: a task step starts (one monitored handle).
+    fn before_task_step(&mut self, py: Python<'_>, _task: &Bound<'_, PyAny>) {
+        aiocop_hook::heaptype::guard(
+            "trio before_task_step",
+            || (),
+            || {
+                if self.target.is_none() {
+                    return;
+                }
+                if self.step.is_some() {
+                    // A step whose end we never saw: close it first (the thread must not stay
+                    // marked as inside a handle).
+                    self.finish_step(py, None);
+                }
+                self.step = begin_handle(py);
+            },
+        )
+    }
+
+    /// Trio: the task step ends.
+    fn after_task_step(&mut self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        aiocop_hook::heaptype::guard(
+            "trio after_task_step",
+            || (),
+            || self.finish_step(py, Some(task)),
+        )
+    }
+
+    /// Trio: the run ends. Delivers what is still pending for it, here.
+    fn after_run(&mut self, py: Python<'_>) {
+        aiocop_hook::heaptype::guard(
+            "trio after_run",
+            || (),
+            || {
+                self.finish_step(py, None);
+                if let Some(target) = &self.target {
+                    dispatch::flush(py, Some(target));
+                }
+            },
+        )
+    }
+
+    fn __repr__(&self) -> &'static str {
+        if self.target.is_some() {
+            "<aiocop trio instrument (bound to a run)>"
+        } else {
+            "<aiocop trio instrument>"
+        }
+    }
+}
+
+impl TrioSteps {
+    /// Ends the step in progress, if any (`task` is the task it ran, when known).
+    fn finish_step(&mut self, py: Python<'_>, task: Option<&Bound<'_, PyAny>>) {
+        let (Some(begun), Some(target)) = (self.step.take(), self.target.as_ref()) else {
+            return;
+        };
+        let outcome = end_handle(begun, target, Ok(()), || (py, identity(py, task)));
+        if let Err(err) = outcome {
+            // The step is over: nothing can raise into the task any more.
+            crate::pylog::warning(
+                py,
+                &format!(
+                    "aiocop: a trio task step broke raise-on-violations; use \
+                     raise_on_violations(at_call=True) to raise inside the task: {}",
+                    err.value(py)
+                ),
+            );
+        }
+    }
+}
+
+/// The task's name and its coroutine's qualified name (slow path only).
+fn identity(py: Python<'_>, task: Option<&Bound<'_, PyAny>>) -> Identity {
+    use aiocop_hook::enforce::str_or_none;
+    let Some(task) = task else {
+        return Identity::default();
+    };
+    let name = str_or_none(task.getattr(pyo3::intern!(py, "name")));
+    let qualname = task
+        .getattr(pyo3::intern!(py, "coro"))
+        .and_then(|coro| coro.getattr(pyo3::intern!(py, "__qualname__")));
+    let qualname = str_or_none(qualname);
+    PyErr::take(py);
+    Identity::Names(name, qualname)
+}
+
+fn log_error(py: Python<'_>, what: &str, err: &PyErr) {
+    crate::pylog::warning(py, &format!("aiocop {what}: {}", err.value(py)));
+}
