@@ -75,10 +75,10 @@ def pytest_pyfunc_call(pyfuncitem):
     return None
 """
 
-TESTS = """
+#: anyio tests, parametrised over both backends.
+ANYIO_TESTS = """
 import anyio
 import pytest
-import trio
 
 from blocking_helpers import load_data
 
@@ -97,6 +97,14 @@ async def test_blocks():
 
 async def test_clean():
     await anyio.sleep(0)
+"""
+
+#: pytest-trio-like tests, and one on a loop the plugin does not know.
+TRIO_TESTS = """
+import pytest
+import trio
+
+from blocking_helpers import load_data
 
 
 @pytest.mark.trio
@@ -121,7 +129,9 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     monkeypatch.delenv("AIOCOP_ALLOW", raising=False)
     monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     pytester.makeini(INI)
-    pytester.makepyfile(blocking_helpers=HELPERS, conftest=CONFTEST, test_sample=TESTS)
+    pytester.makepyfile(
+        blocking_helpers=HELPERS, conftest=CONFTEST, test_anyio=ANYIO_TESTS, test_trio=TRIO_TESTS
+    )
     (pytester.path / "data.txt").write_text("data\n")
     return pytester
 
@@ -133,37 +143,47 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_anyio_on_both_backends_and_trio_run_are_checked(inner: pytest.Pytester) -> None:
-    result = run(inner, "--aiocop", "--log-level=INFO")
+    result = run(inner, "--aiocop")
     out = result.stdout.str()
-    outcomes = dict(re.findall(r"^(PASSED|FAILED) (\S+)", out, re.M))
-    by_test = {nodeid.split("::")[-1]: outcome for outcome, nodeid in re.findall(
-        r"^(PASSED|FAILED) (\S+)", out, re.M)}
-    assert by_test == {
-        "test_blocks[asyncio]": "FAILED",
-        "test_blocks[trio]": "FAILED",
-        "test_clean[asyncio]": "PASSED",
-        "test_clean[trio]": "PASSED",
-        "test_trio_run_blocks": "FAILED",
-        "test_trio_run_clean": "PASSED",
-        "test_other_loop": "PASSED",
+    outcomes = {
+        nodeid: outcome for outcome, nodeid in re.findall(r"^(PASSED|FAILED) (\S+)", out, re.M)
+    }
+    assert outcomes == {
+        "test_anyio.py::test_blocks[asyncio]": "FAILED",
+        "test_anyio.py::test_blocks[trio]": "FAILED",
+        "test_anyio.py::test_clean[asyncio]": "PASSED",
+        "test_anyio.py::test_clean[trio]": "PASSED",
+        "test_trio.py::test_trio_run_blocks": "FAILED",
+        "test_trio.py::test_trio_run_clean": "PASSED",
+        "test_trio.py::test_other_loop": "PASSED",
     }, out
-    assert outcomes
-    # The same blocking body is reported on both backends: the same call at the same site.
-    line = next(
-        n for n, text in enumerate(HELPERS.splitlines(), start=1) if "BLOCK:load_data" in text
-    )
+    # The same blocking body is reported on both backends: the same call, site and trace.
+    helpers = (inner.path / "blocking_helpers.py").read_text().splitlines()
+    line = next(n for n, text in enumerate(helpers, start=1) if "BLOCK:load_data" in text)
     sections = re.split(r"^_{3,} (\S+) _{3,}$", out, flags=re.M)
     reports = {sections[i]: sections[i + 1] for i in range(1, len(sections) - 1, 2)}
-    for name in ("test_blocks[asyncio]", "test_blocks[trio]", "test_trio_run_blocks"):
-        report = reports[name]
-        assert f"blocking_helpers.py:{line}" in report, report
-        assert "open(" in report, report
+
+    def shown(name: str) -> list[str]:
+        lines = reports[name].splitlines()
+        return [ln.strip() for ln in lines if ln.strip().startswith(("1. open(", "at:", "trace:", "allow:"))]
+
+    assert len(shown("test_blocks[asyncio]")) == 4, reports["test_blocks[asyncio]"]
+    assert shown("test_blocks[asyncio]") == shown("test_blocks[trio]")
+    assert f"blocking_helpers.py:{line}:load_data" in reports["test_blocks[trio]"]
+    # trio.run: the trace ends at the test, not at the conftest that ran trio.run.
+    trace = next(ln for ln in shown("test_trio_run_blocks") if ln.startswith("trace:"))
+    written = (inner.path / "test_trio.py").read_text().splitlines()
+    call = 1 + next(
+        n for n, text in enumerate(written) if text.strip() == "load_data()" and
+        written[n - 2].startswith("async def test_trio_run_blocks")
+    )
+    assert trace.endswith(f"test_trio.py:{call}:test_trio_run_blocks"), trace
     # Never a warning (the session runs with -W error), and the test not checked is listed.
-    assert "PytestWarning" not in out
+    assert "Warning" not in out
     assert "aiocop: tests not checked" in out
-    summary = out.split("aiocop: tests not checked", 1)[1]
-    assert "test_sample.py::test_other_loop" in summary
-    assert "test_sample.py::test_blocks" not in summary
+    summary = out.split("aiocop: tests not checked", 1)[1].split("short test summary")[0]
+    assert "test_trio.py::test_other_loop" in summary
+    assert "test_blocks" not in summary
     assert result.ret == 1
 
 
