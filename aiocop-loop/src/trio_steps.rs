@@ -19,6 +19,7 @@ use crate::dispatch;
 use crate::event::Identity;
 use crate::handle::{begin_handle, end_handle, HandleBegun};
 use crate::loop_state::LoopShared;
+use crate::registry;
 
 /// The per-step hooks of a trio instrument (subclassed in Python by `AiocopInstrument`, which
 /// adds trio's `Instrument` base). Lives on the run's thread.
@@ -93,7 +94,7 @@ impl TrioSteps {
     }
 
     /// Trio: a task step starts (one monitored handle).
-    fn before_task_step(&mut self, py: Python<'_>, _task: &Bound<'_, PyAny>) {
+    fn before_task_step(&mut self, py: Python<'_>, task: &Bound<'_, PyAny>) {
         aiocop_hook::heaptype::guard(
             "trio before_task_step",
             || (),
@@ -106,7 +107,11 @@ impl TrioSteps {
                     // marked as inside a handle).
                     self.finish_step(py, None);
                 }
-                self.step = begin_handle(py);
+                self.step = if registry::has_providers() {
+                    in_task_context(task, || begin_handle(py))
+                } else {
+                    begin_handle(py)
+                };
             },
         )
     }
@@ -116,7 +121,13 @@ impl TrioSteps {
         aiocop_hook::heaptype::guard(
             "trio after_task_step",
             || (),
-            || self.finish_step(py, Some(task)),
+            || {
+                if registry::has_providers() {
+                    in_task_context(task, || self.finish_step(py, Some(task)));
+                } else {
+                    self.finish_step(py, Some(task));
+                }
+            },
         )
     }
 
@@ -160,6 +171,44 @@ impl TrioSteps {
                     err.value(py)
                 ),
             );
+        }
+    }
+}
+
+/// Runs `f` inside `task.context`, the task's `contextvars` context, as trio runs the step
+/// itself (and as an asyncio handle's end runs inside its handle's context): context providers
+/// read the task's variables. Trio enters that context only after `before_task_step` and leaves
+/// it before `after_task_step`, so it is free to enter here; `f` runs anyway if it cannot be.
+fn in_task_context<R>(task: &Bound<'_, PyAny>, f: impl FnOnce() -> R) -> R {
+    let py = task.py();
+    let Ok(context) = task.getattr(pyo3::intern!(py, "context")) else {
+        PyErr::take(py);
+        return f();
+    };
+    // SAFETY: GIL held; `context` is a valid object.
+    let is_context = unsafe { pyo3::ffi::PyContext_CheckExact(context.as_ptr()) } != 0;
+    if !is_context {
+        return f();
+    }
+    // SAFETY: GIL held; `context` is a `contextvars.Context` (checked above).
+    if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        PyErr::take(py); // entered already: run outside it
+        return f();
+    }
+    // Left on the way out, also if `f` panics (trio enters this context right after).
+    let _entered = Entered(context);
+    f()
+}
+
+/// A context this thread entered, exited on drop.
+struct Entered<'py>(Bound<'py, PyAny>);
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        // SAFETY: GIL held (the `Bound`); the context this thread entered in
+        // `in_task_context`, still current: what ran since leaves the stack as it found it.
+        if unsafe { pyo3::ffi::PyContext_Exit(self.0.as_ptr()) } != 0 {
+            PyErr::take(self.0.py());
         }
     }
 }
