@@ -29,6 +29,8 @@ const PENDING_CAPACITY: usize = 16_384;
 pub struct LoopShared {
     /// How the delivery handle is scheduled on the loop.
     scheduler: Scheduler,
+    /// A trio run: its end (the instrument's `after_run`) has delivered its events.
+    run_over: std::sync::atomic::AtomicBool,
     /// The events waiting for delivery and the marks of their state.
     queue: DeliveryQueue<Pending>,
     thread: ThreadId,
@@ -98,6 +100,7 @@ impl LoopShared {
     fn register(scheduler: Scheduler) -> Arc<Self> {
         let shared = Arc::new(Self {
             scheduler,
+            run_over: std::sync::atomic::AtomicBool::new(false),
             queue: DeliveryQueue::new(PENDING_CAPACITY),
             thread: std::thread::current().id(),
             delivery: std::sync::OnceLock::new(),
@@ -166,7 +169,7 @@ impl LoopShared {
                     // The loop is closed or gone: nobody will run the delivery.
                     PyErr::take(py);
                     self.queue.schedule_failed();
-                    self.discard_pending();
+                    self.discard_unless_run_ends();
                 }
             }
         }
@@ -272,6 +275,23 @@ impl LoopShared {
         }
     }
 
+    /// A delivery could not be scheduled. On a trio run whose end has not been seen yet the
+    /// events stay for it: trio refuses `run_sync_soon` from the moment its system tasks end,
+    /// before the instrument's `after_run`, which delivers them ([`Self::mark_run_over`] after).
+    /// Anywhere else they are discarded (counted as undelivered).
+    fn discard_unless_run_ends(&self) {
+        if self.is_trio() && !self.run_over.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.discard_pending();
+    }
+
+    /// A trio run's end has delivered its events: what is scheduled later cannot be.
+    pub(crate) fn mark_run_over(&self) {
+        self.run_over
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     pub(crate) fn discard_pending(&self) {
         for p in self.queue.drain() {
             count(&UNDELIVERED);
@@ -332,7 +352,7 @@ impl LoopShared {
         } else {
             // The loop is closed or gone: nobody will run the delivery.
             PyErr::take(py);
-            self.discard_pending();
+            self.discard_unless_run_ends();
         }
     }
 }

@@ -22,20 +22,29 @@ use crate::loop_state::LoopShared;
 use crate::registry;
 
 /// The per-step hooks of a trio instrument (subclassed in Python by `AiocopInstrument`, which
-/// adds trio's `Instrument` base). Lives on the run's thread.
-#[pyclass(unsendable, subclass, module = "aiocop._aiocop", name = "_TrioSteps")]
+/// adds trio's `Instrument` base). Made on any thread, used on the thread of the run it is
+/// added to.
+#[pyclass(subclass, module = "aiocop._aiocop", name = "_TrioSteps")]
 pub struct TrioSteps {
     /// The run's delivery state, once bound to a run.
     target: Option<Arc<LoopShared>>,
-    /// The step running now, if it is monitored.
-    step: Option<HandleBegun>,
+}
+
+/// A step begun on this thread and not ended yet, with the instrument that began it (its
+/// address): a handle begins and ends on one thread, and one thread is in at most one handle.
+struct Step {
+    owner: usize,
+    begun: HandleBegun,
+}
+
+thread_local! {
+    static STEP: std::cell::RefCell<Option<Step>> = const { std::cell::RefCell::new(None) };
 }
 
 impl std::fmt::Debug for TrioSteps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrioSteps")
             .field("bound", &self.target.is_some())
-            .field("in_step", &self.step.is_some())
             .finish()
     }
 }
@@ -48,10 +57,7 @@ impl TrioSteps {
         _args: &Bound<'_, pyo3::types::PyTuple>,
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> Self {
-        Self {
-            target: None,
-            step: None,
-        }
+        Self { target: None }
     }
 
     /// Binds the instrument to the trio run of `token` (`trio.lowlevel.TrioToken`): its events
@@ -102,16 +108,18 @@ impl TrioSteps {
                 if self.target.is_none() {
                     return;
                 }
-                if self.step.is_some() {
-                    // A step whose end we never saw: close it first (the thread must not stay
-                    // marked as inside a handle).
-                    self.finish_step(py, None);
-                }
-                self.step = if registry::has_providers() {
+                // A step of ours whose end we never saw: close it first (the thread must not
+                // stay marked as inside a handle).
+                self.finish_step(py, None);
+                let begun = if registry::has_providers() {
                     in_task_context(task, || begin_handle(py))
                 } else {
                     begin_handle(py)
                 };
+                if let Some(begun) = begun {
+                    let owner = self.owner();
+                    STEP.with(|step| *step.borrow_mut() = Some(Step { owner, begun }));
+                }
             },
         )
     }
@@ -140,6 +148,7 @@ impl TrioSteps {
                 self.finish_step(py, None);
                 if let Some(target) = &self.target {
                     dispatch::flush(py, Some(target));
+                    target.mark_run_over();
                 }
             },
         )
@@ -155,9 +164,28 @@ impl TrioSteps {
 }
 
 impl TrioSteps {
+    /// This instrument's identity for [`STEP`].
+    fn owner(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// Ends the step in progress, if any (`task` is the task it ran, when known).
     fn finish_step(&mut self, py: Python<'_>, task: Option<&Bound<'_, PyAny>>) {
-        let (Some(begun), Some(target)) = (self.step.take(), self.target.as_ref()) else {
+        // A step begins only on a bound instrument, which stays bound.
+        let Some(target) = self.target.as_ref() else {
+            return;
+        };
+        let owner = self.owner();
+        let Some(begun) = STEP.with(|step| {
+            let mut step = step.borrow_mut();
+            match step.take() {
+                Some(mine) if mine.owner == owner => Some(mine.begun),
+                other => {
+                    *step = other; // another instrument's step (or none)
+                    None
+                }
+            }
+        }) else {
             return;
         };
         let outcome = end_handle(begun, target, Ok(()), || (py, identity(py, task)));

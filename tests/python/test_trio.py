@@ -225,19 +225,21 @@ def test_without_activation_nothing_is_monitored() -> None:
 def test_raise_at_call_inside_a_trio_task() -> None:
     aiocop.activate()
     caught: list[BaseException] = []
+    took: list[float] = []
 
     async def main() -> None:
         await trio.lowlevel.checkpoint()
         with aiocop.raise_on_violations(at_call=True):
+            started = time.perf_counter()
             try:
-                time.sleep(0.05)  # at-call:trio
+                time.sleep(1.0)  # at-call:trio
             except aiocop.BlockingCallError as exc:
                 caught.append(exc)
+            took.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
     trio.run(main, instruments=[AiocopInstrument()])
-    assert time.perf_counter() - started < 0.05, "the call was made"
     assert len(caught) == 1
+    assert took[0] < 0.5, "the call was made"
     exc = caught[0]
     assert exc.event_name == "time.sleep"
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == __file__]
@@ -293,3 +295,117 @@ def test_anyio_code_reports_the_same_blocking_calls_on_both_backends(backend: st
     anyio.run(main, backend=backend)
     aiocop.flush()
     assert sorted(set(event_names(events))) == ["os.listdir", "time.sleep"]
+
+
+# --------------------------------------------------------------------------- context, threads
+
+
+def test_context_providers_read_the_task_context() -> None:
+    import contextvars
+
+    request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+    aiocop.register_context_provider(lambda: {"request_id": request_id.get()})
+    events = collecting()
+    aiocop.activate()
+
+    async def handler(rid: str) -> None:
+        request_id.set(rid)
+        await trio.lowlevel.checkpoint()
+        end = time.perf_counter() + 2 * THRESHOLD_MS / 1000  # a CPU-bound step: no record
+        while time.perf_counter() < end:
+            pass
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(handler, "r-1")
+            nursery.start_soon(handler, "r-2")
+
+    trio.run(main, instruments=[AiocopInstrument()])
+    seen = sorted(e.context.get("request_id") for e in events if e.reason == "cpu_blocking")
+    assert seen == ["r-1", "r-2"], [(e.reason, e.context) for e in events]
+
+
+def test_a_trio_run_in_a_worker_thread_is_monitored_there() -> None:
+    import threading
+
+    events: list[tuple[Any, int]] = []
+    aiocop.register_slow_task_callback(lambda e: events.append((e, threading.get_ident())))
+    aiocop.activate()
+    worker: list[int] = []
+
+    async def main() -> None:
+        worker.append(threading.get_ident())
+        await trio.lowlevel.checkpoint()
+        time.sleep(0.001)
+
+    thread = threading.Thread(target=trio.run, args=(main,), kwargs={"instruments": [AiocopInstrument()]})
+    thread.start()
+    thread.join(10)
+    names = [b["event"] for e, _ in events for b in e.blocking_events]
+    assert names == ["time.sleep(0.001)"], names
+    assert {tid for _, tid in events} == set(worker)
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+def test_blocking_calls_in_callbacks_are_not_reported_back() -> None:
+    """The delivery runs inside trio's own run_sync_soon step: what callbacks do there is not
+    the run's (no event feeding the next)."""
+    events: list[Any] = []
+
+    def callback(event: Any) -> None:
+        events.append(event)
+        os.stat(".")
+        with open(__file__, "rb") as f:
+            f.read(10)
+
+    aiocop.register_slow_task_callback(callback)
+    aiocop.activate()
+
+    async def main() -> None:
+        await trio.lowlevel.checkpoint()
+        time.sleep(0.001)
+        for _ in range(20):
+            await trio.sleep(0.005)
+
+    trio.run(main, instruments=[AiocopInstrument()])
+    assert [b["event"] for e in events for b in e.blocking_events] == ["time.sleep(0.001)"]
+
+
+def test_raise_at_the_end_of_a_step_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="aiocop")
+    aiocop.activate()
+
+    async def main() -> str:
+        await trio.lowlevel.checkpoint()
+        aiocop.enable_raise_on_violations()
+        time.sleep(2 * THRESHOLD_MS / 1000)  # high severity, over the threshold
+        await trio.lowlevel.checkpoint()
+        return "ran on"
+
+    assert trio.run(main, instruments=[AiocopInstrument()]) == "ran on"
+    logged = [r.getMessage() for r in caplog.records if r.name == "aiocop"]
+    assert any("trio task step" in m and "at_call=True" in m for m in logged), logged
+
+
+def test_events_of_the_last_steps_reach_the_end_of_the_run() -> None:
+    """Trio refuses run_sync_soon from the moment its system tasks end, before the instruments'
+    after_run: a delivery the background thread tries then is not lost, after_run makes it."""
+    events = collecting()
+    aiocop.activate()
+    undelivered = aiocop.stats()["undelivered_events"]
+
+    class SlowEnd(trio.abc.Instrument):
+        def after_run(self) -> None:
+            time.sleep(0.05)  # the background thread's idle wake-up (2 ms) comes meanwhile
+
+    async def main() -> None:
+        await trio.lowlevel.checkpoint()
+        os.listdir("/")  # a call site never seen before: formatted on the background thread
+
+    trio.run(main, instruments=[SlowEnd(), AiocopInstrument()])
+    assert "os.listdir" in event_names(events)
+    assert aiocop.stats()["undelivered_events"] == undelivered
