@@ -409,3 +409,33 @@ def test_events_of_the_last_steps_reach_the_end_of_the_run() -> None:
     trio.run(main, instruments=[SlowEnd(), AiocopInstrument()])
     assert "os.listdir" in event_names(events)
     assert aiocop.stats()["undelivered_events"] == undelivered
+
+
+def test_inline_dispatch_delivers_right_after_the_step() -> None:
+    from conftest import describe, run_python
+
+    proc = run_python(
+        """
+        import time, trio, aiocop
+        from aiocop.trio import AiocopInstrument
+
+        aiocop.patch_audit_functions()
+        aiocop.start_blocking_io_detection()
+        aiocop.detect_slow_tasks(threshold_ms=10, dispatch="inline")
+        seen = []
+        aiocop.register_slow_task_callback(
+            lambda e: seen.append((e.blocking_events[0]["event"], trio.lowlevel.in_trio_run()))
+        )
+
+        async def main():
+            aiocop.activate()
+            await trio.lowlevel.checkpoint()
+            time.sleep(0.001)
+            await trio.lowlevel.checkpoint()
+            print("next step", seen)
+
+        trio.run(main)
+        """
+    )
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.strip() == "next step [('time.sleep(0.001)', True)]", describe(proc)
