@@ -439,3 +439,8 @@ def test_inline_dispatch_delivers_right_after_the_step() -> None:
     )
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout.strip() == "next step [('time.sleep(0.001)', True)]", describe(proc)
+
+
+def test_the_instrument_takes_no_arguments() -> None:
+    with pytest.raises(TypeError):
+        AiocopInstrument(5)  # type: ignore[call-arg]

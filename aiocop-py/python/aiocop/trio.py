@@ -17,7 +17,7 @@ instrument's ``after_run``. This module imports trio; ``import aiocop`` does not
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import trio
 import trio.lowlevel
@@ -30,7 +30,7 @@ __all__ = ["AiocopInstrument", "attach_to_current_run"]
 class AiocopInstrument(_aiocop._TrioSteps):
     """A trio instrument that monitors every task step of the run it is added to."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self) -> None:
         super().__init__()
         if trio.lowlevel.in_trio_run():
             self._bind(trio.lowlevel.current_trio_token())
