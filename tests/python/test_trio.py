@@ -444,3 +444,19 @@ def test_inline_dispatch_delivers_right_after_the_step() -> None:
 def test_the_instrument_takes_no_arguments() -> None:
     with pytest.raises(TypeError):
         AiocopInstrument(5)  # type: ignore[call-arg]
+
+
+def test_activate_inside_a_run_with_the_instrument_adds_no_second_one() -> None:
+    events = collecting()
+    given = AiocopInstrument()
+    attached: list[Any] = []
+
+    async def main() -> None:
+        aiocop.activate()
+        attached.append(aiocop.trio.attach_to_current_run())
+        await trio.lowlevel.checkpoint()
+        time.sleep(0.001)
+
+    trio.run(main, instruments=[given])
+    assert attached == [given]
+    assert event_names(events).count("time.sleep") == 1
