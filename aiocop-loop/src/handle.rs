@@ -34,8 +34,8 @@ pub(crate) fn run_monitored(
         return invoke();
     };
     let result = invoke();
-    end_handle(begun, target, result, || {
-        (callback.py(), Identity::of_callback(callback))
+    end_handle(begun, target, result, py, || {
+        Identity::of_callback(callback)
     })
 }
 
@@ -82,14 +82,15 @@ pub(crate) fn begin_handle(py: Python<'_>) -> Option<HandleBegun> {
 /// The end of a handle begun with [`begin_handle`], whose own outcome is `result`: the fast
 /// path (nothing recorded, under the threshold) returns it as it is; the slow path counts the
 /// handle, makes its event for `target`'s delivery, and may replace `result` by the
-/// `HighSeverityBlockingIoException` of raise-on-violations. `identity` (the GIL token and who
-/// the handle ran for) is asked for on the slow path only.
+/// `HighSeverityBlockingIoException` of raise-on-violations. `identity` (who the handle ran
+/// for) is asked for only when an event is made.
 #[inline(always)]
-pub(crate) fn end_handle<'py, T>(
+pub(crate) fn end_handle<T>(
     begun: HandleBegun,
     target: &Arc<LoopShared>,
     result: PyResult<T>,
-    identity: impl FnOnce() -> (Python<'py>, Identity),
+    py: Python<'_>,
+    identity: impl FnOnce() -> Identity,
 ) -> PyResult<T> {
     let HandleBegun {
         token,
@@ -117,7 +118,7 @@ pub(crate) fn end_handle<'py, T>(
         watched,
         pre_context,
     };
-    after_slow_handle(identity, target, end, result)
+    after_slow_handle(py, identity, target, end, result)
 }
 
 /// What a handle that recorded a blocking call or ran over the threshold leaves for the slow
@@ -190,8 +191,9 @@ fn pick_up(target: &Arc<LoopShared>) {
 /// per-call-site totals; made into a slow-task event only for the callbacks or enforcement.
 #[cold]
 #[inline(never)]
-fn after_slow_handle<'py, T>(
-    identity: impl FnOnce() -> (Python<'py>, Identity),
+fn after_slow_handle<T>(
+    py: Python<'_>,
+    identity: impl FnOnce() -> Identity,
     target: &Arc<LoopShared>,
     end: HandleEnd,
     result: PyResult<T>,
@@ -204,7 +206,6 @@ fn after_slow_handle<'py, T>(
     // delivery, under pyo3's own count) and, in the usual case, drops none here. One that it
     // does drop (context providers' dicts merged, an error's value) waits in pyo3's pool until
     // the next call into the module.
-    let (py, identity) = identity();
     if target.has_ready() {
         target.pick_up(py);
     }
@@ -213,7 +214,7 @@ fn after_slow_handle<'py, T>(
         end.release(py);
         return result;
     }
-    slow_path(py, target, end, identity, result)
+    slow_path(py, target, end, identity(), result)
 }
 
 fn slow_path<T>(

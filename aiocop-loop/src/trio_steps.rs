@@ -188,7 +188,7 @@ impl TrioSteps {
         }) else {
             return;
         };
-        let outcome = end_handle(begun, target, Ok(()), || (py, identity(py, task)));
+        let outcome = end_handle(begun, target, Ok(()), py, || identity(py, task));
         if let Err(err) = outcome {
             // The step is over: nothing can raise into the task any more.
             crate::pylog::warning(
