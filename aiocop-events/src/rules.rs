@@ -519,8 +519,9 @@ pub fn project_root() -> Option<String> {
 /// handle end and those of whoever runs the loop begin (what lies beyond is not the call's
 /// context: a server's start-up, a test runner, a script's `asyncio.run`). uvloop's loop has
 /// no Python frames: its handles' frames follow straight on the frame that started the loop
-/// (`asyncio.Runner.run`, `uvloop.run`).
-const LOOP_FRAMES: [(&str, &str); 7] = [
+/// (`asyncio.Runner.run`, `uvloop.run`). A trio task's frames follow on its run loop's
+/// `unrolled_run` (under `trio.run`, and in guest mode alike).
+const LOOP_FRAMES: [(&str, &str); 8] = [
     ("asyncio.events", "Handle._run"),
     ("asyncio.base_events", "BaseEventLoop._run_once"),
     ("asyncio.base_events", "BaseEventLoop.run_forever"),
@@ -528,6 +529,7 @@ const LOOP_FRAMES: [(&str, &str); 7] = [
     ("asyncio.runners", "Runner.run"),
     ("asyncio.runners", "run"),
     ("uvloop", "run"),
+    ("trio._core._run", "unrolled_run"),
 ];
 
 fn is_loop_frame(frame: &FrameFacts<'_>) -> bool {
@@ -549,7 +551,7 @@ fn call_frames(frames: &[FrameFacts<'_>]) -> usize {
 }
 
 /// The index of the user's call site in `frames` (innermost first): among the frames of the
-/// call (before asyncio's loop frames), the innermost one of the user's own code, else of an
+/// call (before the loop's own frames), the innermost one of the user's own code, else of an
 /// installed package, else of a standard library file (not the import machinery's frozen
 /// code), else the innermost frame; `None` without frames.
 ///
@@ -633,7 +635,7 @@ pub fn site_key(frames: &[FrameFacts<'_>]) -> Option<String> {
 }
 
 /// How many of `frames` (innermost first) a trace shown to the user keeps: the frames of the
-/// call (before asyncio's loop frames) up to the outermost one of the user's own code, or all
+/// call (before the loop's own frames) up to the outermost one of the user's own code, or all
 /// the call's frames when none is the user's (what called the user's code — a framework's
 /// routing, the loop, a test runner — is left out; a test's trace ends at the test).
 pub fn user_trace_len(frames: &[FrameFacts<'_>]) -> usize {
@@ -880,6 +882,42 @@ mod tests {
                 event: "open",
                 frames: &[]
             }));
+    }
+
+    #[test]
+    fn a_trio_task_ends_at_its_run_loop() {
+        let f = |filename, module, function, origin| FrameFacts {
+            filename,
+            module: Some(module),
+            function,
+            origin,
+        };
+        // A pytest-trio-like runner: the task's frames, trio's run loop, then the project's
+        // conftest that called trio.run.
+        let frames = [
+            f("/srv/app/helpers.py", "helpers", "load_data", Origin::User),
+            f("/srv/app/test_x.py", "test_x", "test_body", Origin::User),
+            f(
+                "/venv/lib/python3.11/site-packages/trio/_core/_run.py",
+                "trio._core._run",
+                "unrolled_run",
+                Origin::Package,
+            ),
+            f(
+                "/venv/lib/python3.11/site-packages/trio/_core/_run.py",
+                "trio._core._run",
+                "run",
+                Origin::Package,
+            ),
+            f(
+                "/srv/app/conftest.py",
+                "conftest",
+                "pytest_pyfunc_call",
+                Origin::User,
+            ),
+        ];
+        assert_eq!(site_index(&frames), Some(0));
+        assert_eq!(user_trace_len(&frames), 2);
     }
 }
 

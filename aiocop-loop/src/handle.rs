@@ -1,6 +1,7 @@
-//! One monitored handle: [`run_monitored`] times it, marks the thread as "inside a monitored
-//! handle" for the audit hook, and on the fast path (nothing recorded, under the threshold)
-//! is done; on the slow path it builds the event (in place for call sites formatted before) or
+//! One monitored handle: [`begin_handle`] and [`end_handle`] (the pair [`run_monitored`] runs
+//! an asyncio or uvloop handle between, and `trio_steps` a trio task step) time it, mark the
+//! thread as "inside a monitored handle" for the audit hook, and on the fast path (nothing
+//! recorded, under the threshold) are done; on the slow path it builds the event (in place for call sites formatted before) or
 //! the slice for the background thread, and decides raise/warn at the end of the handle.
 
 use std::sync::Arc;
@@ -29,25 +30,74 @@ pub(crate) fn run_monitored(
     invoke: impl FnOnce() -> PyResult<Py<PyAny>>,
     target: &Arc<LoopShared>,
 ) -> PyResult<Py<PyAny>> {
-    if !config::is_active() {
+    let Some(begun) = begin_handle(py) else {
         return invoke();
+    };
+    let result = invoke();
+    end_handle(begun, target, result, py, || {
+        Identity::of_callback(callback)
+    })
+}
+
+/// A handle begun ([`begin_handle`]) and not ended yet: what its end needs. Not `Send`: a
+/// handle begins and ends on one thread.
+pub(crate) struct HandleBegun {
+    token: aiocop_hook::HandleToken,
+    started_ns: u64,
+    sampling: Option<u64>,
+    /// The context providers' dict at the start of the handle.
+    pre_context: Option<Py<PyDict>>,
+}
+
+/// The start of a monitored handle (an asyncio or uvloop handle, a trio task step): the thread
+/// marked as inside a handle for the audit hook, the clock read, the sampler told. `None` when
+/// the handle is not to be monitored: monitoring is off, or (with context providers) the
+/// thread is inside a handle already.
+#[inline(always)]
+pub(crate) fn begin_handle(py: Python<'_>) -> Option<HandleBegun> {
+    if !config::is_active() {
+        return None;
     }
     // Context providers run before the handle is entered, so their own IO is not recorded; a
     // nested run (already inside a handle) is left to the outer one.
     let pre_context = if registry::has_providers() {
         if aiocop_hook::in_handle() {
-            return invoke();
+            return None;
         }
         capture_context(py)
     } else {
         None
     };
-    let Some(token) = aiocop_hook::enter_handle() else {
-        return invoke();
-    };
+    let token = aiocop_hook::enter_handle()?;
     let started_ns = aiocop_clock::now_ns();
     let sampling = sampler::slice_start(started_ns);
-    let result = invoke();
+    Some(HandleBegun {
+        token,
+        started_ns,
+        sampling,
+        pre_context,
+    })
+}
+
+/// The end of a handle begun with [`begin_handle`], whose own outcome is `result`: the fast
+/// path (nothing recorded, under the threshold) returns it as it is; the slow path counts the
+/// handle, makes its event for `target`'s delivery, and may replace `result` by the
+/// `HighSeverityBlockingIoException` of raise-on-violations. `identity` (who the handle ran
+/// for) is asked for only when an event is made.
+#[inline(always)]
+pub(crate) fn end_handle<T>(
+    begun: HandleBegun,
+    target: &Arc<LoopShared>,
+    result: PyResult<T>,
+    py: Python<'_>,
+    identity: impl FnOnce() -> Identity,
+) -> PyResult<T> {
+    let HandleBegun {
+        token,
+        started_ns,
+        sampling,
+        pre_context,
+    } = begun;
     let elapsed_ns = aiocop_clock::now_ns().saturating_sub(started_ns);
     let (samples, watched) = sampler::slice_end(sampling);
     let recorded = aiocop_hook::exit_handle(token);
@@ -68,7 +118,7 @@ pub(crate) fn run_monitored(
         watched,
         pre_context,
     };
-    after_slow_handle(callback, target, end, result)
+    after_slow_handle(py, identity, target, end, result)
 }
 
 /// What a handle that recorded a blocking call or ran over the threshold leaves for the slow
@@ -141,12 +191,13 @@ fn pick_up(target: &Arc<LoopShared>) {
 /// per-call-site totals; made into a slow-task event only for the callbacks or enforcement.
 #[cold]
 #[inline(never)]
-fn after_slow_handle(
-    callback: &Bound<'_, PyAny>,
+fn after_slow_handle<T>(
+    py: Python<'_>,
+    identity: impl FnOnce() -> Identity,
     target: &Arc<LoopShared>,
     end: HandleEnd,
-    result: PyResult<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
+    result: PyResult<T>,
+) -> PyResult<T> {
     end.count_in_totals();
     // Now and then: refine the clock's rate (the background threads do it too, when awake).
     aiocop_clock::recalibrate();
@@ -155,7 +206,6 @@ fn after_slow_handle(
     // delivery, under pyo3's own count) and, in the usual case, drops none here. One that it
     // does drop (context providers' dicts merged, an error's value) waits in pyo3's pool until
     // the next call into the module.
-    let py = callback.py();
     if target.has_ready() {
         target.pick_up(py);
     }
@@ -164,17 +214,16 @@ fn after_slow_handle(
         end.release(py);
         return result;
     }
-    let identity = Identity::of_callback(callback);
-    slow_path(py, target, end, identity, result)
+    slow_path(py, target, end, identity(), result)
 }
 
-fn slow_path(
+fn slow_path<T>(
     py: Python<'_>,
     target: &Arc<LoopShared>,
     end: HandleEnd,
     identity: Identity,
-    result: PyResult<Py<PyAny>>,
-) -> PyResult<Py<PyAny>> {
+    result: PyResult<T>,
+) -> PyResult<T> {
     let HandleEnd {
         started_ns,
         elapsed_ns,

@@ -26,7 +26,9 @@
 //!   (asyncio's `_add_reader` / `_add_writer`); `protocols`: protocol instances' callback
 //!   methods; `loop_methods`: a uvloop loop's protocol-factory methods and `add_reader` /
 //!   `add_writer`; `binding`: those callables binding as methods; `patching`: installing all
-//!   of it on a loop.
+//!   of it on a loop;
+//! - `trio_steps`: a trio run's task steps, monitored through trio's instrument API with the
+//!   same begin/end pair as a handle.
 //!
 //! Architecture invariant: the loop thread never waits on another thread (except in the
 //! explicit `flush`), and the background threads run no Python code beyond scheduling delivery
@@ -59,6 +61,7 @@ pub mod sampler;
 mod scheduling;
 pub mod stuck;
 mod thread_watch;
+mod trio_steps;
 
 pub use config::Dispatch;
 pub use event::SlowTaskEvent;
@@ -66,6 +69,7 @@ pub use flush::flush_here;
 pub use loop_patch::{loop_patch, LoopPatch};
 pub use loop_state::LoopShared;
 pub use patching::{patch_loop, running_loop};
+pub use trio_steps::TrioSteps;
 
 /// Creates the native types (call once from the module's init).
 pub fn init(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {

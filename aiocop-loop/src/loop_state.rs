@@ -2,7 +2,8 @@
 //! background thread: the queue of events waiting for delivery, the marks that say whether a
 //! delivery is due or scheduled, the count of slices still with the background thread, and the
 //! scheduling of the delivery handle on the loop (by the loop thread itself with `call_soon`,
-//! or by the background thread with `call_soon_threadsafe` for an idle loop).
+//! or by the background thread with `call_soon_threadsafe` for an idle loop; on a trio run,
+//! `TrioToken.run_sync_soon` for both).
 //!
 //! The marks form a small state machine, free of Python and tested on its own:
 //! `aiocop_delivery`. This module does the Python side of its transitions.
@@ -26,16 +27,32 @@ const PENDING_CAPACITY: usize = 16_384;
 /// strong reference to the loop (only a weak one), so it never keeps a loop alive.
 #[derive(Debug)]
 pub struct LoopShared {
-    loop_ref: Py<PyAny>,
-    weak: bool,
-    call_soon: Py<PyAny>,
-    call_soon_threadsafe: Py<PyAny>,
+    /// How the delivery handle is scheduled on the loop.
+    scheduler: Scheduler,
+    /// A trio run: its end (the instrument's `after_run`) has delivered its events.
+    run_over: std::sync::atomic::AtomicBool,
     /// The events waiting for delivery and the marks of their state.
     queue: DeliveryQueue<Pending>,
     thread: ThreadId,
     /// The callable scheduled to deliver this loop's events, made on first use and reused
     /// (it refers back to this state weakly, so it keeps nothing alive).
     delivery: std::sync::OnceLock<Py<Delivery>>,
+}
+
+/// How a loop runs a callable on its own thread.
+#[derive(Debug)]
+enum Scheduler {
+    /// An asyncio (or uvloop) loop: its class's `call_soon` and `call_soon_threadsafe`, called
+    /// with the loop, held weakly where the loop allows it.
+    Loop {
+        loop_ref: Py<PyAny>,
+        weak: bool,
+        call_soon: Py<PyAny>,
+        call_soon_threadsafe: Py<PyAny>,
+    },
+    /// A trio run: its token's `run_sync_soon` (from the run's own thread and from any other
+    /// alike). The token keeps no finished run alive: it fails with `RunFinishedError`.
+    Trio { run_sync_soon: Py<PyAny> },
 }
 
 #[derive(Debug)]
@@ -60,11 +77,30 @@ impl LoopShared {
             .get_type()
             .getattr("call_soon_threadsafe")?
             .unbind();
-        let shared = Arc::new(Self {
+        Ok(Self::register(Scheduler::Loop {
             loop_ref,
             weak,
             call_soon,
             call_soon_threadsafe,
+        }))
+    }
+
+    /// Describes the trio run of `token` (a `trio.lowlevel.TrioToken`), running on the current
+    /// thread.
+    pub(crate) fn for_trio(token: &Bound<'_, PyAny>) -> PyResult<Arc<Self>> {
+        let run_sync_soon = token.getattr("run_sync_soon")?.unbind();
+        Ok(Self::register(Scheduler::Trio { run_sync_soon }))
+    }
+
+    /// Whether this is a trio run's state.
+    pub(crate) fn is_trio(&self) -> bool {
+        matches!(self.scheduler, Scheduler::Trio { .. })
+    }
+
+    fn register(scheduler: Scheduler) -> Arc<Self> {
+        let shared = Arc::new(Self {
+            scheduler,
+            run_over: std::sync::atomic::AtomicBool::new(false),
             queue: DeliveryQueue::new(PENDING_CAPACITY),
             thread: std::thread::current().id(),
             delivery: std::sync::OnceLock::new(),
@@ -74,15 +110,7 @@ impl LoopShared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loops.retain(|l| l.strong_count() > 0);
         loops.push(Arc::downgrade(&shared));
-        Ok(shared)
-    }
-
-    fn event_loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        let obj = self.loop_ref.bind(py);
-        if !self.weak {
-            return Some(obj.clone());
-        }
-        obj.call0().ok().filter(|l| !l.is_none())
+        shared
     }
 
     /// Delivers every pending event now, on the calling thread.
@@ -135,13 +163,13 @@ impl LoopShared {
                 drop(rejected);
             }
             Queued::Schedule => {
-                if self.schedule_with(py, &self.call_soon).is_ok() {
+                if self.schedule(py, Via::LoopThread).is_ok() {
                     count(&PICKED_UP);
                 } else {
                     // The loop is closed or gone: nobody will run the delivery.
                     PyErr::take(py);
                     self.queue.schedule_failed();
-                    self.discard_pending();
+                    self.discard_unless_run_ends();
                 }
             }
         }
@@ -153,7 +181,7 @@ impl LoopShared {
         if !self.queue.take_ready() {
             return;
         }
-        if self.schedule_with(py, &self.call_soon).is_ok() {
+        if self.schedule(py, Via::LoopThread).is_ok() {
             count(&PICKED_UP);
         } else {
             PyErr::take(py);
@@ -162,13 +190,33 @@ impl LoopShared {
         }
     }
 
-    /// Schedules the delivery handle: `method(loop, delivery, context=<new empty context>)`,
-    /// with `method` a class-level (unpatched) `call_soon` or `call_soon_threadsafe`, as one
-    /// vectorcall (no argument tuple or keyword dict).
-    fn schedule_with(self: &Arc<Self>, py: Python<'_>, method: &Py<PyAny>) -> PyResult<()> {
-        let event_loop = self
-            .event_loop(py)
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the loop is gone"))?;
+    /// Schedules the delivery handle: on an asyncio loop `method(loop, delivery,
+    /// context=<new empty context>)`, with `method` the class-level (unpatched) `call_soon`
+    /// (`via` the loop's thread) or `call_soon_threadsafe`, as one vectorcall (no argument tuple
+    /// or keyword dict); on a trio run `run_sync_soon(delivery)` either way.
+    fn schedule(self: &Arc<Self>, py: Python<'_>, via: Via) -> PyResult<()> {
+        let (loop_ref, weak, method) = match &self.scheduler {
+            Scheduler::Trio { run_sync_soon } => {
+                let delivery = self.delivery(py)?;
+                run_sync_soon.bind(py).call1((delivery,))?;
+                return Ok(());
+            }
+            Scheduler::Loop {
+                loop_ref,
+                weak,
+                call_soon,
+                call_soon_threadsafe,
+            } => match via {
+                Via::LoopThread => (loop_ref, *weak, call_soon),
+                Via::OtherThread => (loop_ref, *weak, call_soon_threadsafe),
+            },
+        };
+        let event_loop = if weak {
+            loop_ref.bind(py).call0().ok().filter(|l| !l.is_none())
+        } else {
+            Some(loop_ref.bind(py).clone())
+        }
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the loop is gone"))?;
         let delivery = self.delivery(py)?;
         // Deliver in a fresh, empty context: not in a copy of whichever task's context was
         // current when the delivery was scheduled.
@@ -227,6 +275,23 @@ impl LoopShared {
         }
     }
 
+    /// A delivery could not be scheduled. On a trio run whose end has not been seen yet the
+    /// events stay for it: trio refuses `run_sync_soon` from the moment its system tasks end,
+    /// before the instrument's `after_run`, which delivers them ([`Self::mark_run_over`] after).
+    /// Anywhere else they are discarded (counted as undelivered).
+    fn discard_unless_run_ends(&self) {
+        if self.is_trio() && !self.run_over.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.discard_pending();
+    }
+
+    /// A trio run's end has delivered its events: what is scheduled later cannot be.
+    pub(crate) fn mark_run_over(&self) {
+        self.run_over
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
     pub(crate) fn discard_pending(&self) {
         for p in self.queue.drain() {
             count(&UNDELIVERED);
@@ -282,14 +347,23 @@ impl LoopShared {
     /// `call_soon_threadsafe` (the loop ran no monitored handle for the pick-up grace); a
     /// loop that is closed or gone has its events discarded (counted as undelivered).
     pub(crate) fn wake_for_delivery(self: &Arc<Self>, py: Python<'_>) {
-        if self.schedule_with(py, &self.call_soon_threadsafe).is_ok() {
+        if self.schedule(py, Via::OtherThread).is_ok() {
             count(&WOKEN);
         } else {
             // The loop is closed or gone: nobody will run the delivery.
             PyErr::take(py);
-            self.discard_pending();
+            self.discard_unless_run_ends();
         }
     }
+}
+
+/// From which thread a delivery is scheduled.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    /// The loop's own (`call_soon`).
+    LoopThread,
+    /// Any other (`call_soon_threadsafe`).
+    OtherThread,
 }
 
 /// The callable scheduled on the loop to deliver its pending events.
@@ -308,6 +382,11 @@ impl Delivery {
             || {
                 if let Some(target) = self.target.upgrade() {
                     target.deliver_pending(py);
+                    if target.is_trio() {
+                        // Trio runs `run_sync_soon` callables inside a task step of its own,
+                        // which is monitored: what the user's callbacks did is not the run's.
+                        aiocop_hook::reset_records();
+                    }
                 }
             },
         )

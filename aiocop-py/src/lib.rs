@@ -781,6 +781,7 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aiocop_loop::stuck::StuckLoopEvent>()?;
     m.add_class::<aiocop_loop::stuck::StuckFrame>()?;
     m.add_class::<aiocop_loop::LoopPatch>()?;
+    m.add_class::<aiocop_loop::TrioSteps>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // aiocop-severity's weights and thresholds: the Python package's constants are these.
     m.add("WEIGHT_HEAVY", aiocop_severity::WEIGHT_HEAVY)?;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import subprocess
 import sys
 import typing
 
@@ -179,6 +180,27 @@ def test_submodule_imports():
     assert IoSeverityLevel is aiocop.IoSeverityLevel
     assert (WEIGHT_HEAVY, WEIGHT_MODERATE, WEIGHT_LIGHT, WEIGHT_TRIVIAL) == (50, 10, 1, 0)
     assert (THRESHOLD_HIGH, THRESHOLD_MEDIUM, THRESHOLD_LOW) == (50, 10, 1)
+
+
+def test_trio_submodule():
+    """``aiocop.trio`` (imported on its own: ``import aiocop`` does not import trio)."""
+    pytest.importorskip("trio")
+    import aiocop.trio
+
+    assert aiocop.trio.__all__ == ["AiocopInstrument", "attach_to_current_run"]
+    assert callable(aiocop.trio.attach_to_current_run)
+    assert aiocop.trio.attach_to_current_run() is None  # outside a trio run
+    instrument = aiocop.trio.AiocopInstrument()
+    for hook in ("before_run", "before_task_step", "after_task_step", "after_run"):
+        assert callable(getattr(instrument, hook)), hook
+
+
+def test_import_does_not_import_trio():
+    code = "import sys, aiocop; print('trio' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False"]
 
 
 def test_types_package_exports():

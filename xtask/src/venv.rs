@@ -9,7 +9,8 @@ use std::process::Command;
 use crate::{display, exec, step, Result};
 
 /// What the venv needs from PyPI: the build tool, the test runner, the async test plugins the
-/// pytest plugin is tested with (`pytest-asyncio`, `anyio`) and what the tests, the example and
+/// pytest plugin is tested with (`pytest-asyncio`, `anyio`), `trio` (its runs, and anyio's
+/// trio backend, are monitored by `aiocop.trio`) and what the tests, the example and
 /// the benches (`uvicorn`, `httptools`) import, and the libraries the exporters are tested
 /// against (`prometheus-client`, `opentelemetry-sdk`). Changing this list changes the stamp, so the
 /// next run reinstalls.
@@ -18,6 +19,7 @@ const TOOLS: &[&str] = &[
     "pytest",
     "pytest-asyncio",
     "anyio",
+    "trio",
     "uvloop",
     "starlette",
     "httpx",

@@ -7,7 +7,7 @@ A drop-in replacement for the pure-Python ``aiocop`` 1.2.1 API, with the hot pat
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection(trace_depth=20)
     aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=print)
-    aiocop.activate()  # inside the running loop: also wraps that loop
+    aiocop.activate()  # inside the running loop (or trio.run): also monitors it
 
 By default events are assembled on a background thread and the callbacks run on the loop's
 own thread shortly after the slow handle; ``aiocop.flush()`` delivers everything pending now.
@@ -28,7 +28,6 @@ _require_supported_interpreter()
 
 from aiocop import _aiocop  # noqa: E402  (after the interpreter check, on purpose)
 from aiocop._aiocop import (
-    activate,
     calculate_io_severity_score,
     clear_context_providers,
     clear_slow_task_callbacks,
@@ -61,6 +60,7 @@ from aiocop._report import (
     reset_report,
 )
 from aiocop._setup import (
+    activate,
     detect_slow_tasks,
     detect_stuck_loops,
     start_blocking_io_detection,

@@ -4,6 +4,7 @@ happen natively (a bad argument is a TypeError/ValueError naming it)."""
 from __future__ import annotations
 
 import os
+import sys
 
 from typing import Literal, Optional, Union
 
@@ -77,6 +78,22 @@ def detect_slow_tasks(
     if dispatch is None:
         dispatch = _default_dispatch
     _aiocop.detect_slow_tasks(threshold_ms, on_slow_task, cpu_sampling, dispatch, mode)
+    _follow_trio_run()
+
+
+def activate() -> None:
+    """Turn monitoring on. Inside a running asyncio/uvloop loop, also wrap that loop; inside
+    ``trio.run``, also add an :class:`aiocop.trio.AiocopInstrument` to the run (once)."""
+    _aiocop.activate()
+    _follow_trio_run()
+
+
+def _follow_trio_run() -> None:
+    """Inside a trio run (trio imported, and detection configured): monitor it."""
+    if "trio" in sys.modules and _aiocop._detection_configured():
+        from aiocop.trio import attach_to_current_run
+
+        attach_to_current_run()
 
 
 def start_cpu_sampling(

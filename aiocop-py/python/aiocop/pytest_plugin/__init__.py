@@ -8,8 +8,10 @@ on with ``--aiocop`` or ``aiocop = true`` in the ini file::
     pytest --aiocop --aiocop-mode=warn      # log each blocking call site once instead
     pytest --aiocop --aiocop-threshold-ms=50  # also fail loop steps of 50 ms or more
 
-When on, the body of every async test (pytest-asyncio, anyio on asyncio) runs with aiocop
-monitoring the test's own loop; fixture setup and teardown, and sync tests, are not checked.
+When on, the body of every async test (pytest-asyncio, anyio on asyncio or trio, trio tests)
+runs with aiocop monitoring the test's own loop; fixture setup and teardown, and sync tests,
+are not checked. A test on a loop aiocop cannot check is listed at the end ("aiocop: tests not
+checked"), never failed or warned about.
 A test that made a blocking call of weight ``WEIGHT_MODERATE`` or more fails with a report of
 each call: what it was, where, how heavy, and the allow rule that would accept it.
 
@@ -34,9 +36,10 @@ The hooks and the fixture are here (pytest reads them from the module the entry 
 the work is in the package's modules, one job each: ``_settings`` (options, ini values,
 markers, their checks, the session state), ``_setup`` (setting aiocop up), ``_violation``
 (a blocking call found), ``_report`` (the failure report, warn-mode logs, the terminal
-summary), ``_collect`` (collecting a test's blocking calls), ``_strict``
-(:class:`AiocopStrict`), ``_sites`` (the session's blocking sites: report and baseline) and
-``_default_rules`` (the shipped rules' switch).
+summary), ``_collect`` (collecting a test's blocking calls), ``_loops`` (the loop kinds it
+checks, and the tests it cannot), ``_strict`` (:class:`AiocopStrict`), ``_sites`` (the
+session's blocking sites: report and baseline) and ``_default_rules`` (the shipped rules'
+switch).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ import aiocop
 from aiocop import _setup as _library_setup
 from aiocop.pytest_plugin import _default_rules, _sites
 from aiocop.pytest_plugin._collect import _monitored, _monitoring_target
+from aiocop.pytest_plugin._loops import write_section as _write_not_checked
 from aiocop.pytest_plugin._report import _summary_sections, format_report
 from aiocop.pytest_plugin._settings import (
     _MARKERS,
@@ -167,6 +171,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """List the allow rules that never matched (and, in warn mode, how many sites were logged)."""
     if _STATE_KEY not in config.stash:
         return
+    _write_not_checked(terminalreporter, config)
     state = _state(config)
     if not state.enabled:
         return

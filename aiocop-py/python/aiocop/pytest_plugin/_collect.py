@@ -3,7 +3,6 @@ at the call, and the wrapper that runs an async test's body monitored on its own
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -15,6 +14,7 @@ import pytest
 
 import aiocop
 from aiocop import _aiocop
+from aiocop.pytest_plugin._loops import exiting_hard, next_step, note_not_checked, running_kind
 from aiocop.pytest_plugin._report import _warn, format_report
 from aiocop.pytest_plugin._sites import observe
 from aiocop.pytest_plugin._settings import (
@@ -32,7 +32,8 @@ _T = TypeVar("_T")
 class _Collector:
     """Monitoring of the running loop, and the blocking calls of the handles it delivers.
 
-    ``start()`` (inside the loop) activates aiocop, which wraps the running loop; after the
+    ``start()`` (inside the loop) activates aiocop, which wraps the running loop (or adds its
+    instrument to the running trio run); after the
     current loop step has ended, ``collect()`` registers a slow-task callback that keeps the
     ``io_blocking`` records of weight ``min_weight`` or more reaching this loop's thread (in
     warn mode it logs them instead). ``stop()`` delivers what is pending (``aiocop.flush()``),
@@ -47,12 +48,13 @@ class _Collector:
         self._thread: Optional[int] = None
         self._was_active = False
         self._collecting = False
+        #: The running loop's kind (``"asyncio"`` or ``"trio"``), once started.
+        self.kind: Optional[str] = None
 
     def start(self) -> bool:
-        """Start on the running asyncio loop; False when there is none (trio, no loop)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        """Start on the running asyncio loop or trio run; False on any other (or none)."""
+        self.kind = running_kind()
+        if self.kind is None:
             return False
         self._thread = threading.get_ident()
         self._was_active = aiocop.is_monitoring_active()
@@ -141,11 +143,6 @@ def _at_call(settings: _Settings, default: bool) -> contextlib.AbstractContextMa
     return contextlib.nullcontext()
 
 
-async def _next_handle() -> None:
-    """End the current loop step: what follows runs in a new (monitored) handle."""
-    await asyncio.sleep(0)
-
-
 def _monitored(
     original: Callable[..., Awaitable[_T]],
     item: pytest.Function,
@@ -168,16 +165,11 @@ def _monitored(
         collector = _Collector(settings, where, state)
         if not collector.start():
             if check:
-                item.warn(
-                    pytest.PytestWarning(
-                        "aiocop checks asyncio loops only: this test ran without a running "
-                        "asyncio loop and was not checked"
-                    )
-                )
+                note_not_checked(item)
             return await original(*args, **kwargs)
         raised: Optional[BaseException] = None
         try:
-            await _next_handle()  # the body starts in a monitored handle
+            await next_step(collector.kind)  # the body starts in a monitored handle
             if not check:  # its aiocop_strict blocks do the checking
                 return await original(*args, **kwargs)
             collector.collect()
@@ -188,8 +180,8 @@ def _monitored(
             raise
         finally:
             try:
-                if not _exiting_hard(raised):
-                    await _next_handle()  # the body's last handle ends, its events are sent
+                if not exiting_hard(raised):
+                    await next_step(collector.kind)  # the body's last step ends, events sent
             finally:
                 collector.stop()
             report = collector.report()
@@ -202,9 +194,13 @@ def _monitored(
     return _aiocop_monitored_test
 
 
-def _exiting_hard(exc: Optional[BaseException]) -> bool:
-    """Whether ``exc`` forbids awaiting on the way out (cancellation, interpreter exit)."""
-    return isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit))
+async def _next_handle() -> None:
+    """End the current asyncio loop step (``aiocop_strict``'s blocks run on asyncio only)."""
+    await next_step("asyncio")
+
+
+#: Whether an exception forbids awaiting on the way out (``aiocop_strict``'s too).
+_exiting_hard = exiting_hard
 
 
 def _monitoring_target(item: pytest.Item) -> Optional[Callable[..., Awaitable[Any]]]:
