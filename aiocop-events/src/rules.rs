@@ -891,6 +891,7 @@ mod tests {
             module: Some(module),
             function,
             origin,
+            distribution: None,
         };
         // A pytest-trio-like runner: the task's frames, trio's run loop, then the project's
         // conftest that called trio.run.
