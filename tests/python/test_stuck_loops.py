@@ -388,13 +388,38 @@ def test_a_plain_callback_is_named_by_its_qualname(stuck, loop_kind):
         loop.call_soon(stalling_callback)
         await done
 
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
+    run_in_runner(factory, main())
     events = stuck.wait_for(1)
     assert events
     assert events[0].task_name is None
-    assert events[0].coroutine and events[0].coroutine.endswith("main.<locals>.stalling_callback")
+    # The qualified name where the interpreter has one (co_qualname, 3.11+).
+    expected = "main.<locals>.stalling_callback" if sys.version_info >= (3, 11) else "stalling_callback"
+    assert events[0].coroutine and events[0].coroutine.endswith(expected)
     assert "stalling_callback" in frame_names(events[0])
+
+
+def run_in_runner(factory: Any, coro: Any) -> None:
+    """Runs `coro` the way applications do: ``asyncio.Runner`` (3.11+), else ``asyncio.run``
+    with a policy whose new loops come from `factory` (3.10)."""
+    if hasattr(asyncio, "Runner"):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(coro)
+        return
+
+    if factory is asyncio.new_event_loop:
+        asyncio.run(coro)
+        return
+
+    class Policy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            return factory()
+
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(Policy())
+    try:
+        asyncio.run(coro)
+    finally:
+        asyncio.set_event_loop_policy(previous)
 
 
 def new_loop_factory(loop_kind: str) -> Any:
