@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use aiocop_events::Frame;
+use aiocop_hook::native::{NativeSampler, Target};
 use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -82,6 +83,8 @@ struct Slot {
     samples: Mutex<(u64, Vec<Vec<Frame>>)>,
     /// The thread's CPU time, waits and state, read by the watchdog (`thread_watch`).
     watch: Watch,
+    /// The thread, for its native frames (`aiocop_hook::native`).
+    native: Target,
 }
 
 struct Sampler {
@@ -192,6 +195,7 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
         has_samples: AtomicBool::new(false),
         samples: Mutex::new((0, Vec::new())),
         watch: Watch::current_thread(),
+        native: Target::current(),
     });
     sampler
         .slots
@@ -246,6 +250,8 @@ fn watchdog(sampler: &'static Sampler) {
     // The GIL-free reader and its cache of code objects, this thread's alone; made once
     // `aiocop_hook::remote::settle` turned GIL-free sampling on.
     let mut reader: Option<Reader> = None;
+    // Native frames under the GIL-free samples (made with the reader, `None` when off).
+    let mut native: Option<Option<NativeSampler>> = None;
     loop {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
@@ -272,7 +278,7 @@ fn watchdog(sampler: &'static Sampler) {
             slot.watch.running(start, &slot.start_ns);
             if now.saturating_sub(start) >= arm {
                 let on_cpu = slot.watch.armed(start, &slot.start_ns);
-                sample(slot, start, config, on_cpu, &mut reader);
+                sample(slot, start, config, on_cpu, (&mut reader, &mut native));
             }
         }
         let sleep = if any_running {
@@ -291,7 +297,7 @@ fn sample(
     start: u64,
     config: SamplerConfig,
     on_cpu: Option<bool>,
-    reader: &mut Option<Reader>,
+    (reader, native): (&mut Option<Reader>, &mut Option<Option<NativeSampler>>),
 ) {
     {
         let guard = slot
@@ -310,8 +316,13 @@ fn sample(
         *reader = aiocop_hook::remote::reader();
     }
     if let Some(gil_free) = reader.as_mut() {
+        // Native frames only for a thread on CPU: one waiting in a system call is not signalled.
+        let native = match on_cpu {
+            Some(true) => native.get_or_insert_with(NativeSampler::new).as_mut(),
+            _ => None,
+        };
         let capture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            capture_without_gil(gil_free, slot, start, config)
+            capture_without_gil(gil_free, slot, start, config, native)
         }));
         match capture {
             Ok(Capture::Frames(frames)) => return store(slot, start, frames, config, on_cpu),
@@ -364,13 +375,15 @@ enum Capture {
     UnderTheGil,
 }
 
-/// Reads the stack of `slot`'s thread without the GIL; a sample counts only if the slice
-/// started at `start` was still running once it was read.
+/// Reads the stack of `slot`'s thread without the GIL, with its native frames under it when
+/// `native` is given; a sample counts only if the slice started at `start` was still running
+/// once it was read.
 fn capture_without_gil(
     reader: &mut Reader,
     slot: &Slot,
     start: u64,
     config: SamplerConfig,
+    native: Option<&mut NativeSampler>,
 ) -> Capture {
     let tstate = slot.tstate.load(Ordering::Acquire) as usize;
     let read = reader.sample(tstate, config.trace_depth);
@@ -379,7 +392,14 @@ fn capture_without_gil(
     }
     match read {
         Ok(frames) if !frames.is_empty() => {
-            Capture::Frames(frames.iter().map(RemoteFrame::to_frame).collect())
+            let natives = native.and_then(|native| {
+                crate::native_frames::under(native, slot.native, || {
+                    slot.start_ns.load(Ordering::Acquire) == start
+                        && reader.sample(tstate, config.trace_depth).as_ref() == Ok(&frames)
+                })
+            });
+            let python = frames.iter().map(RemoteFrame::to_frame);
+            Capture::Frames(natives.into_iter().flatten().chain(python).collect())
         }
         _ => Capture::UnderTheGil,
     }

@@ -1,0 +1,169 @@
+//! Names of captured instruction pointers, found on the watchdog thread (never in the signal
+//! handler): the function from the library's symbols and debug information
+//! ([`backtrace::resolve`], which looks up `address - 1`: the call of a return address), demangled with `rustc-demangle` (C names pass through), and the
+//! library's file name from `dladdr`; cached by address.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use aiocop_events::Frame;
+
+/// Native frames kept per sample at most (innermost first).
+pub(crate) const MAX_NATIVE_FRAMES: usize = 16;
+/// Addresses remembered at most (then all are forgotten).
+const CACHE_CAP: usize = 8192;
+
+/// CPython's eval loop: the first frame of it ends the native frames of a sample (the Python
+/// frames take over from there).
+pub(crate) fn is_eval_loop(function: &str) -> bool {
+    function.starts_with("_PyEval_EvalFrame") || function.starts_with("PyEval_EvalFrame")
+}
+
+/// How many of `functions` (innermost first) are shown: up to the first eval-loop frame,
+/// excluded, and at most [`MAX_NATIVE_FRAMES`].
+pub(crate) fn kept<'a>(functions: impl IntoIterator<Item = &'a str>) -> usize {
+    functions
+        .into_iter()
+        .take(MAX_NATIVE_FRAMES)
+        .take_while(|f| !is_eval_loop(f))
+        .count()
+}
+
+/// A demangled name: Rust symbols without their hash, C names as they are.
+pub(crate) fn demangle(raw: &str) -> String {
+    match rustc_demangle::try_demangle(raw) {
+        Ok(demangled) => format!("{demangled:#}"),
+        Err(_) => raw.to_owned(),
+    }
+}
+
+/// The file name of a path (`/usr/lib/libpython3.11.so.1.0` → `libpython3.11.so.1.0`).
+pub(crate) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The resolver and its cache, the watchdog thread's alone.
+#[derive(Debug, Default)]
+pub(crate) struct Symbols {
+    cache: HashMap<usize, (Arc<str>, Arc<str>)>,
+}
+
+impl Symbols {
+    /// The native frames of `ips` (innermost first, the first one the interrupted instruction),
+    /// cut at the eval loop.
+    pub(crate) fn frames(&mut self, ips: &[usize]) -> Vec<Frame> {
+        let names: Vec<(Arc<str>, Arc<str>)> = ips
+            .iter()
+            .take(MAX_NATIVE_FRAMES + 1)
+            .enumerate()
+            .map(|(i, &ip)| {
+                // A return address points after the call: the call itself is looked up
+                // (ip - 1, which `backtrace::resolve` does); the interrupted instruction is
+                // looked up as it is.
+                let lookup = if i == 0 { ip.saturating_add(1) } else { ip };
+                self.name(lookup)
+            })
+            .collect();
+        let keep = kept(names.iter().map(|(function, _)| &**function));
+        names
+            .into_iter()
+            .take(keep)
+            .map(|(function, library)| Frame::native(function, library))
+            .collect()
+    }
+
+    fn name(&mut self, ip: usize) -> (Arc<str>, Arc<str>) {
+        if let Some(found) = self.cache.get(&ip) {
+            return found.clone();
+        }
+        if self.cache.len() >= CACHE_CAP {
+            self.cache.clear();
+        }
+        let found = (Arc::from(function_at(ip)), Arc::from(library_at(ip)));
+        self.cache.insert(ip, found.clone());
+        found
+    }
+}
+
+/// The function containing `ip - 1` (`backtrace::resolve` looks there), or `0x…` when no
+/// symbol covers it.
+fn function_at(ip: usize) -> String {
+    let mut name: Option<String> = None;
+    // `resolve` (not `_unsynchronized`): it takes backtrace's own lock, on this thread only.
+    backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
+        if name.is_none() {
+            name = symbol
+                .name()
+                .and_then(|n| n.as_str().map(demangle).or_else(|| Some(n.to_string())));
+        }
+    });
+    name.unwrap_or_else(|| format!("{ip:#x}"))
+}
+
+/// The file name of the library (or executable) mapping `ip`, `?` when none.
+fn library_at(ip: usize) -> String {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: `dladdr` only reads the loader's tables and fills `info`, which is writable and
+    // zeroed; it accepts any address.
+    let found = unsafe { libc::dladdr(ip as *const libc::c_void, info.as_mut_ptr()) };
+    // SAFETY: zero-initialised, then filled by `dladdr`: every field is initialised.
+    let info = unsafe { info.assume_init() };
+    if found == 0 || info.dli_fname.is_null() {
+        return "?".to_owned();
+    }
+    // SAFETY: a non-null `dli_fname` is a NUL-terminated path owned by the loader, valid while
+    // the object stays loaded (it is: we are reading it now, under no unload).
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    file_name(&path).to_owned()
+}
+
+/// Resolves one address of this library and one of CPython's, so that the first sample does
+/// not pay for loading their symbols.
+pub(crate) fn warm_up(symbols: &mut Symbols) {
+    symbols.name(warm_up as *const () as usize);
+    symbols.name(pyo3::ffi::PyObject_Repr as *const () as usize);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_frames_stop_at_the_eval_loop() {
+        let cases: &[(&[&str], usize)] = &[
+            (&[], 0),
+            (&["sre_ucs1_match", "sre_search", "_PyEval_EvalFrameDefault", "main"], 2),
+            (&["_PyEval_EvalFrameDefault"], 0),
+            (&["a", "_PyEval_EvalFrame", "b"], 1),
+            (&["a", "PyEval_EvalFrameEx"], 1),
+            (&["a", "b", "c"], 3),
+            (&["x"; 40], MAX_NATIVE_FRAMES),
+        ];
+        for (names, expected) in cases {
+            assert_eq!(kept(names.iter().copied()), *expected, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_demangled_and_c_names_pass_through() {
+        assert_eq!(demangle("sre_ucs1_match"), "sre_ucs1_match");
+        assert_eq!(
+            demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
+            "core::fmt::write"
+        );
+        assert_eq!(file_name("/usr/lib/libpython3.11.so.1.0"), "libpython3.11.so.1.0");
+        assert_eq!(file_name("python3"), "python3");
+    }
+
+    #[test]
+    fn an_address_of_this_library_is_named() {
+        let mut symbols = Symbols::default();
+        let (function, library) = symbols.name(function_at as *const () as usize + 1);
+        assert!(function.contains("function_at"), "{function}");
+        assert_ne!(&*library, "?");
+        let frames = symbols.frames(&[function_at as *const () as usize]);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].native);
+    }
+}

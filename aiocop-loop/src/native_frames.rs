@@ -1,0 +1,39 @@
+//! Native frames under a CPU sample's Python frames: asked of the loop thread
+//! ([`aiocop_hook::native`]) after its Python frames were read without the GIL, and kept only
+//! if the Python stack did not move meanwhile, so that a sample never joins the native frames
+//! of one moment with the Python frames of another.
+
+use aiocop_events::Frame;
+use aiocop_hook::native::{NativeSampler, Target};
+
+/// The native frames `target` is running, if the Python frames read just before are still
+/// the same once they were taken (`unchanged`: same slice, same stack, read again).
+pub(crate) fn under(
+    native: &mut NativeSampler,
+    target: Target,
+    unchanged: impl FnOnce() -> bool,
+) -> Option<Vec<Frame>> {
+    let frames = native.capture(target)?;
+    keep_if(frames, unchanged)
+}
+
+/// `frames`, unless the stack moved (`unchanged` false): then none, never a torn combination.
+fn keep_if(frames: Vec<Frame>, unchanged: impl FnOnce() -> bool) -> Option<Vec<Frame>> {
+    if frames.is_empty() || !unchanged() {
+        return None;
+    }
+    Some(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_combination_is_dropped() {
+        let sre = || vec![Frame::native("sre_ucs1_match", "python3.11")];
+        assert_eq!(keep_if(sre(), || true), Some(sre()));
+        assert_eq!(keep_if(sre(), || false), None);
+        assert_eq!(keep_if(Vec::new(), || true), None);
+    }
+}
