@@ -6,6 +6,32 @@
 use aiocop_events::Frame;
 use aiocop_hook::native::{NativeSampler, Target};
 
+/// The watchdog's native-frame sampler, taken once native frames are decided (when GIL-free
+/// sampling turned on: `aiocop_hook::remote::settle`).
+#[derive(Debug, Default)]
+pub(crate) struct Natives {
+    sampler: Option<NativeSampler>,
+    decided: bool,
+}
+
+impl Natives {
+    /// Watchdog, at each wake-up: takes the sampler once decided (its warm-up, a few ms the
+    /// first time, then happens before any slice is sampled).
+    pub(crate) fn poll(&mut self) {
+        if !self.decided {
+            if let Some(made) = NativeSampler::ready() {
+                self.sampler = made;
+                self.decided = true;
+            }
+        }
+    }
+
+    /// The sampler, when native frames are on.
+    pub(crate) fn sampler(&mut self) -> Option<&mut NativeSampler> {
+        self.sampler.as_mut()
+    }
+}
+
 /// The native frames `target` is running, if the Python frames read just before are still
 /// the same once they were taken (`unchanged`: same slice, same stack, read again).
 pub(crate) fn under(

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use aiocop_events::Frame;
 use aiocop_hook::native::{NativeSampler, Target};
+
+use crate::native_frames::Natives;
 use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -250,13 +252,14 @@ fn watchdog(sampler: &'static Sampler) {
     // The GIL-free reader and its cache of code objects, this thread's alone; made once
     // `aiocop_hook::remote::settle` turned GIL-free sampling on.
     let mut reader: Option<Reader> = None;
-    // Native frames under the GIL-free samples (made with the reader, `None` when off).
-    let mut native: Option<Option<NativeSampler>> = None;
+    // Native frames under the GIL-free samples, once decided.
+    let mut natives = Natives::default();
     loop {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
         }
         aiocop_clock::recalibrate();
+        natives.poll();
         let threshold = config::threshold_ns();
         let arm = config.effective_arm_after_ns(threshold);
         let slots: Vec<Arc<Slot>> = {
@@ -278,7 +281,7 @@ fn watchdog(sampler: &'static Sampler) {
             slot.watch.running(start, &slot.start_ns);
             if now.saturating_sub(start) >= arm {
                 let on_cpu = slot.watch.armed(start, &slot.start_ns);
-                sample(slot, start, config, on_cpu, (&mut reader, &mut native));
+                sample(slot, start, config, on_cpu, (&mut reader, &mut natives));
             }
         }
         let sleep = if any_running {
@@ -297,7 +300,7 @@ fn sample(
     start: u64,
     config: SamplerConfig,
     on_cpu: Option<bool>,
-    (reader, native): (&mut Option<Reader>, &mut Option<Option<NativeSampler>>),
+    (reader, natives): (&mut Option<Reader>, &mut Natives),
 ) {
     {
         let guard = slot
@@ -318,7 +321,7 @@ fn sample(
     if let Some(gil_free) = reader.as_mut() {
         // Native frames only for a thread on CPU: one waiting in a system call is not signalled.
         let native = match on_cpu {
-            Some(true) => native.get_or_insert_with(NativeSampler::new).as_mut(),
+            Some(true) => natives.sampler(),
             _ => None,
         };
         let capture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

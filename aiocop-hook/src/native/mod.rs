@@ -28,6 +28,17 @@ use aiocop_events::Frame;
 
 pub use platform::{NativeSampler, Target};
 
+/// Installs the signal handler, once per process, when GIL-free sampling turns on (native
+/// frames go under GIL-free samples only); a signal that already has a handler leaves native
+/// frames off, with one warning (`tracing` and the `aiocop` logger).
+pub(crate) fn settle(py: pyo3::Python<'_>) {
+    if let Err(why) = platform::install() {
+        let message = format!("aiocop: CPU samples get no native frames: {why}");
+        tracing::warn!("{message}");
+        crate::pylog::warning(py, &message);
+    }
+}
+
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod platform {
     use std::ffi::{c_int, c_void};
@@ -41,8 +52,8 @@ mod platform {
 
     /// The one capture in flight (there is one watchdog).
     static CAPTURE: Handshake = Handshake::new();
-    /// The signal installed, or `None` when native frames are off.
-    static SIGNAL: OnceLock<Option<c_int>> = OnceLock::new();
+    /// The signal installed, or why native frames are off; unset before [`super::settle`].
+    static SIGNAL: OnceLock<Result<c_int, String>> = OnceLock::new();
     /// Set when a handler never finished: native frames are off from then on.
     static BROKEN: AtomicBool = AtomicBool::new(false);
 
@@ -75,13 +86,14 @@ mod platform {
     }
 
     impl NativeSampler {
-        /// Installs the signal handler (once per process) and warms the unwinder and the
-        /// resolver up on this thread; `None` when native frames are off.
-        pub fn new() -> Option<Self> {
-            if BROKEN.load(Ordering::Acquire) {
-                return None;
-            }
-            let signal = (*SIGNAL.get_or_init(install))?;
+        /// Once the signal handler is installed ([`super::settle`]): a sampler, with the
+        /// unwinder and the resolver warmed up on this thread, or `Some(None)` when native
+        /// frames are off; `None` while that is undecided (ask again later).
+        pub fn ready() -> Option<Option<Self>> {
+            let signal = match SIGNAL.get()? {
+                Ok(signal) if !BROKEN.load(Ordering::Acquire) => *signal,
+                _ => return Some(None),
+            };
             // The unwinder's first use (lazy binding of its entry points, its own setup) happens
             // here, not in a signal handler.
             let mut frames = 0usize;
@@ -95,11 +107,11 @@ mod platform {
             let mut symbols = Symbols::default();
             symbols::warm_up(&mut symbols);
             tracing::debug!(signal, frames, "aiocop native frames on");
-            Some(NativeSampler {
+            Some(Some(NativeSampler {
                 signal,
                 symbols,
                 ips: Vec::with_capacity(super::handshake::CAPACITY),
-            })
+            }))
         }
 
         /// The native frames `target` is running, innermost first, down to (not including)
@@ -134,6 +146,7 @@ mod platform {
                 match CAPTURE.poll(give_up) {
                     Some(Waited::Writing) if elapsed < WAIT + WAIT_WRITING => {}
                     Some(Waited::Writing) => {
+                        // Logged through `tracing` only: this thread does not take the GIL.
                         BROKEN.store(true, Ordering::Release);
                         tracing::warn!(
                             "aiocop: a native-frame capture did not finish in time; native frames are off"
@@ -156,25 +169,35 @@ mod platform {
         }
     }
 
+    /// Installs the handler once per process; the error (why native frames are off) is
+    /// returned the first time only.
+    pub(super) fn install() -> Result<(), String> {
+        let mut first = None;
+        SIGNAL.get_or_init(|| {
+            let installed = install_handler();
+            first = installed.as_ref().err().cloned();
+            installed
+        });
+        first.map_or(Ok(()), Err)
+    }
+
     /// The real-time signal used, installed if it has no handler yet.
-    fn install() -> Option<c_int> {
+    fn install_handler() -> Result<c_int, String> {
         let signal = libc::SIGRTMIN() + 4;
         if signal > libc::SIGRTMAX() {
-            return None;
+            return Err("no real-time signal SIGRTMIN+4 on this system".to_owned());
         }
         let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
         // SAFETY: a query (no new action) into a writable, zeroed struct.
         if unsafe { libc::sigaction(signal, std::ptr::null(), old.as_mut_ptr()) } != 0 {
-            return None;
+            return Err(format!("signal {signal} cannot be queried"));
         }
         // SAFETY: zeroed, then filled by a successful `sigaction`.
         let old = unsafe { old.assume_init() };
         if old.sa_sigaction != libc::SIG_DFL {
-            tracing::warn!(
-                signal,
-                "aiocop: signal SIGRTMIN+4 already has a handler; CPU samples get no native frames"
-            );
-            return None;
+            return Err(format!(
+                "signal SIGRTMIN+4 ({signal}) already has a handler, aiocop leaves it alone"
+            ));
         }
         let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
         let action = action.as_mut_ptr();
@@ -186,7 +209,10 @@ mod platform {
             libc::sigemptyset(&raw mut (*action).sa_mask);
             libc::sigaction(signal, action, std::ptr::null_mut())
         };
-        (installed == 0).then_some(signal)
+        if installed != 0 {
+            return Err(format!("signal {signal} cannot be installed"));
+        }
+        Ok(signal)
     }
 
     /// Whether `signal`'s handler is still ours (someone may have replaced it since).
@@ -279,10 +305,15 @@ mod platform {
     #[derive(Debug)]
     pub struct NativeSampler;
 
+    /// Nothing to install: native frames are off on this platform (no warning: documented).
+    pub(super) fn install() -> Result<(), String> {
+        Ok(())
+    }
+
     impl NativeSampler {
-        /// Always `None`: native frames are off on this platform.
-        pub fn new() -> Option<Self> {
-            None
+        /// Always `Some(None)`: native frames are off on this platform.
+        pub fn ready() -> Option<Option<Self>> {
+            Some(None)
         }
 
         /// Never called (no sampler exists).
