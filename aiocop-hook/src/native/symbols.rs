@@ -1,6 +1,8 @@
 //! Names of captured instruction pointers, found on the watchdog thread (never in the signal
-//! handler): the function from the library's symbols and debug information
-//! ([`backtrace::resolve`], which looks up `address - 1`: the call of a return address), demangled with `rustc-demangle` (C names pass through), and the
+//! handler): the exported symbol covering the address when there is one (`dladdr1` with the
+//! symbol's size, on glibc: cheap), else the function from the library's symbols and debug
+//! information ([`backtrace::resolve`], which looks up `address - 1`: the call of a return
+//! address), demangled with `rustc-demangle` (C names pass through), and the
 //! library's file name from `dladdr`; cached by address.
 
 use std::collections::HashMap;
@@ -59,8 +61,7 @@ impl Symbols {
             .enumerate()
             .map(|(i, &ip)| {
                 // A return address points after the call: the call itself is looked up
-                // (ip - 1, which `backtrace::resolve` does); the interrupted instruction is
-                // looked up as it is.
+                // (ip - 1); the interrupted instruction is looked up as it is.
                 let lookup = if i == 0 { ip.saturating_add(1) } else { ip };
                 self.name(lookup)
             })
@@ -73,6 +74,7 @@ impl Symbols {
             .collect()
     }
 
+    /// The function and library of the instruction before `ip` (see [`Symbols::frames`]).
     fn name(&mut self, ip: usize) -> (Arc<str>, Arc<str>) {
         if let Some(found) = self.cache.get(&ip) {
             return found.clone();
@@ -80,7 +82,9 @@ impl Symbols {
         if self.cache.len() >= CACHE_CAP {
             self.cache.clear();
         }
-        let found = (Arc::from(function_at(ip)), Arc::from(library_at(ip)));
+        let (library, exported) = library_at(ip.saturating_sub(1));
+        let function = exported.unwrap_or_else(|| function_at(ip));
+        let found = (Arc::from(function), Arc::from(library));
         self.cache.insert(ip, found.clone());
         found
     }
@@ -101,22 +105,60 @@ fn function_at(ip: usize) -> String {
     name.unwrap_or_else(|| format!("{ip:#x}"))
 }
 
-/// The file name of the library (or executable) mapping `ip`, `?` when none.
-fn library_at(ip: usize) -> String {
+/// The file name of the library (or executable) mapping `addr` (`?` when none), and the
+/// exported symbol covering it, demangled, when the loader knows one and its size.
+fn library_at(addr: usize) -> (String, Option<String>) {
     let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
-    // SAFETY: `dladdr` only reads the loader's tables and fills `info`, which is writable and
-    // zeroed; it accepts any address.
-    let found = unsafe { libc::dladdr(ip as *const libc::c_void, info.as_mut_ptr()) };
+    let (found, size) = dl_info(addr, info.as_mut_ptr());
     // SAFETY: zero-initialised, then filled by `dladdr`: every field is initialised.
     let info = unsafe { info.assume_init() };
     if found == 0 || info.dli_fname.is_null() {
-        return "?".to_owned();
+        return ("?".to_owned(), None);
     }
     // SAFETY: a non-null `dli_fname` is a NUL-terminated path owned by the loader, valid while
     // the object stays loaded (it is: we are reading it now, under no unload).
     let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
-    file_name(&path).to_owned()
+    let start = info.dli_saddr as usize;
+    let exported = match size {
+        Some(size) if !info.dli_sname.is_null() && start <= addr && addr < start + size => {
+            // SAFETY: a non-null `dli_sname` is a NUL-terminated name owned by the loader.
+            let name = unsafe { CStr::from_ptr(info.dli_sname) }.to_string_lossy();
+            Some(demangle(&name))
+        }
+        _ => None,
+    };
+    (file_name(&path).to_owned(), exported)
 }
+
+/// `dladdr1` with the symbol's ELF entry (glibc): the result and the symbol's size.
+#[cfg(target_env = "gnu")]
+fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>) {
+    /// `RTLD_DL_SYMENT` of `<dlfcn.h>`: the extra result is the symbol's `ElfW(Sym)`.
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    let mut sym: *mut libc::c_void = std::ptr::null_mut();
+    // SAFETY: `dladdr1` only reads the loader's tables and fills `info` (writable, zeroed) and
+    // `sym`; it accepts any address.
+    let found = unsafe { libc::dladdr1(addr as *const libc::c_void, info, &raw mut sym, RTLD_DL_SYMENT) };
+    let size = (found != 0 && !sym.is_null()).then(|| {
+        // SAFETY: with `RTLD_DL_SYMENT`, a non-null `sym` points to the symbol's entry in the
+        // object's symbol table, which lives as long as the object.
+        unsafe { (*sym.cast::<ElfSym>()).st_size as usize }
+    });
+    (found, size)
+}
+
+/// Elsewhere: `dladdr` (no size, so the exported name is not trusted: debug info names it).
+#[cfg(not(target_env = "gnu"))]
+fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>) {
+    // SAFETY: `dladdr` only reads the loader's tables and fills `info`, which is writable and
+    // zeroed; it accepts any address.
+    (unsafe { libc::dladdr(addr as *const libc::c_void, info) }, None)
+}
+
+#[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
+type ElfSym = libc::Elf64_Sym;
+#[cfg(all(target_env = "gnu", target_pointer_width = "32"))]
+type ElfSym = libc::Elf32_Sym;
 
 /// Resolves one address of this library and one of CPython's, so that the first sample does
 /// not pay for loading their symbols.
@@ -162,6 +204,10 @@ mod tests {
         let (function, library) = symbols.name(function_at as *const () as usize + 1);
         assert!(function.contains("function_at"), "{function}");
         assert_ne!(&*library, "?");
+        // an exported C function, named by the loader
+        let (function, library) = symbols.name(libc::getpid as *const () as usize + 1);
+        assert!(function.ends_with("getpid"), "{function}");
+        assert!(library.starts_with("libc"), "{library}");
         let frames = symbols.frames(&[function_at as *const () as usize]);
         assert_eq!(frames.len(), 1);
         assert!(frames[0].native);
