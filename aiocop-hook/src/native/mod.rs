@@ -104,8 +104,8 @@ mod platform {
                     true
                 });
             }
-            let mut symbols = Symbols::default();
-            symbols::warm_up(&mut symbols);
+            let symbols = Symbols::default();
+            symbols::warm_up();
             tracing::debug!(signal, frames, "aiocop native frames on");
             Some(Some(NativeSampler {
                 signal,

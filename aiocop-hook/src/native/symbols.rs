@@ -160,11 +160,12 @@ type ElfSym = libc::Elf64_Sym;
 #[cfg(all(target_env = "gnu", target_pointer_width = "32"))]
 type ElfSym = libc::Elf32_Sym;
 
-/// Resolves one address of this library and one of CPython's, so that the first sample does
-/// not pay for loading their symbols.
-pub(crate) fn warm_up(symbols: &mut Symbols) {
-    symbols.name(warm_up as *const () as usize);
-    symbols.name(pyo3::ffi::PyObject_Repr as *const () as usize);
+/// Loads the symbols and debug information of CPython's library and of the C library (where
+/// the native frames of a sample are), so that no sample pays for it (reading a compressed
+/// debug file takes tens of milliseconds).
+pub(crate) fn warm_up() {
+    function_at(pyo3::ffi::PyObject_Repr as *const () as usize + 1);
+    function_at(libc::getpid as *const () as usize + 1);
 }
 
 #[cfg(test)]
