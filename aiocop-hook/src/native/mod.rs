@@ -322,3 +322,61 @@ mod platform {
         }
     }
 }
+
+#[cfg(all(
+    test,
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+
+    use super::*;
+
+    #[inline(never)]
+    fn spin_in_a_known_function(stop: &AtomicBool) -> u64 {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n = std::hint::black_box(n.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        n
+    }
+
+    #[test]
+    fn a_busy_thread_is_caught_in_its_own_function() {
+        platform::install().expect("the signal is free in the test process");
+        let mut sampler = NativeSampler::ready()
+            .expect("decided")
+            .expect("native frames on");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let spinner = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                tx.send(Target::current()).unwrap();
+                spin_in_a_known_function(&stop)
+            })
+        };
+        let target = rx.recv().unwrap();
+        let mut caught = 0;
+        for _ in 0..20 {
+            if let Some(frames) = sampler.capture(target) {
+                assert!(frames.iter().all(|f| f.native));
+                assert!(frames.len() <= 16);
+                if frames
+                    .iter()
+                    .any(|f| f.function.contains("spin_in_a_known_function"))
+                {
+                    caught += 1;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert!(caught >= 10, "caught {caught} of 20");
+        // A thread that ended: nothing, no fault.
+        assert!(sampler.capture(target).is_none());
+    }
+}
