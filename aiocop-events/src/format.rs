@@ -397,7 +397,11 @@ mod tests {
                  (libpython3.11.so.1.0) <- b.py:2:g <- a.py:1:f",
                 "b.py:2:g",
             ),
-            (vec![Frame::native("f", "lib.so")], "[native] f (lib.so)", "unknown"),
+            (
+                vec![Frame::native("f", "lib.so")],
+                "[native] f (lib.so)",
+                "unknown",
+            ),
         ];
         for (frames, trace, entry) in cases {
             assert_eq!(format_trace(&frames), trace);

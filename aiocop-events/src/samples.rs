@@ -162,7 +162,11 @@ mod tests {
         sre.extend(stack(&["backtrack", "main"]));
         let python_only = stack(&["backtrack", "main"]);
         let samples = aggregate_samples(&[sre.clone(), sre, python_only], &[]);
-        assert_eq!(samples.len(), 2, "with and without native frames: two stacks");
+        assert_eq!(
+            samples.len(),
+            2,
+            "with and without native frames: two stacks"
+        );
         assert_eq!(samples[0].count, 2);
         assert_eq!(samples[0].entry_point, "m.py:1:backtrack");
         assert_eq!(

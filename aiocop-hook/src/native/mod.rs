@@ -39,7 +39,10 @@ pub(crate) fn settle(py: pyo3::Python<'_>) {
     }
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod platform {
     use std::ffi::{c_int, c_void};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,7 +289,10 @@ mod platform {
     }
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 mod platform {
     use super::Frame;
 
@@ -354,11 +360,11 @@ mod tests {
         let spinner = {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                tx.send(Target::current()).unwrap();
+                tx.send(Target::current()).expect("the test waits for it");
                 spin_in_a_known_function(&stop)
             })
         };
-        let target = rx.recv().unwrap();
+        let target = rx.recv().expect("the spinner sends its id");
         let mut caught = 0;
         for _ in 0..20 {
             if let Some(frames) = sampler.capture(target) {
@@ -374,7 +380,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         stop.store(true, Ordering::Relaxed);
-        spinner.join().unwrap();
+        spinner.join().expect("the spinner ends");
         assert!(caught >= 10, "caught {caught} of 20");
         // A thread that ended: nothing, no fault.
         assert!(sampler.capture(target).is_none());

@@ -138,7 +138,14 @@ fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>
     let mut sym: *mut libc::c_void = std::ptr::null_mut();
     // SAFETY: `dladdr1` only reads the loader's tables and fills `info` (writable, zeroed) and
     // `sym`; it accepts any address.
-    let found = unsafe { libc::dladdr1(addr as *const libc::c_void, info, &raw mut sym, RTLD_DL_SYMENT) };
+    let found = unsafe {
+        libc::dladdr1(
+            addr as *const libc::c_void,
+            info,
+            &raw mut sym,
+            RTLD_DL_SYMENT,
+        )
+    };
     let size = (found != 0 && !sym.is_null()).then(|| {
         // SAFETY: with `RTLD_DL_SYMENT`, a non-null `sym` points to the symbol's entry in the
         // object's symbol table, which lives as long as the object.
@@ -152,7 +159,10 @@ fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>
 fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>) {
     // SAFETY: `dladdr` only reads the loader's tables and fills `info`, which is writable and
     // zeroed; it accepts any address.
-    (unsafe { libc::dladdr(addr as *const libc::c_void, info) }, None)
+    (
+        unsafe { libc::dladdr(addr as *const libc::c_void, info) },
+        None,
+    )
 }
 
 #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
@@ -176,7 +186,15 @@ mod tests {
     fn native_frames_stop_at_the_eval_loop() {
         let cases: &[(&[&str], usize)] = &[
             (&[], 0),
-            (&["sre_ucs1_match", "sre_search", "_PyEval_EvalFrameDefault", "main"], 2),
+            (
+                &[
+                    "sre_ucs1_match",
+                    "sre_search",
+                    "_PyEval_EvalFrameDefault",
+                    "main",
+                ],
+                2,
+            ),
             (&["_PyEval_EvalFrameDefault"], 0),
             (&["a", "_PyEval_EvalFrame", "b"], 1),
             (&["a", "PyEval_EvalFrameEx"], 1),
@@ -195,7 +213,10 @@ mod tests {
             demangle("_ZN4core3fmt5write17h0123456789abcdefE"),
             "core::fmt::write"
         );
-        assert_eq!(file_name("/usr/lib/libpython3.11.so.1.0"), "libpython3.11.so.1.0");
+        assert_eq!(
+            file_name("/usr/lib/libpython3.11.so.1.0"),
+            "libpython3.11.so.1.0"
+        );
         assert_eq!(file_name("python3"), "python3");
     }
 
