@@ -15,8 +15,8 @@ pub(crate) struct Natives {
 }
 
 impl Natives {
-    /// Watchdog, at each wake-up: takes the sampler once decided (its warm-up, a few ms the
-    /// first time, then happens before any slice is sampled).
+    /// Watchdog, at each wake-up: takes the sampler once decided and warmed up (on a thread
+    /// of its own: samples go without native frames until then).
     pub(crate) fn poll(&mut self) {
         if !self.decided {
             if let Some(made) = NativeSampler::ready() {

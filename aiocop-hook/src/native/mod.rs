@@ -13,7 +13,7 @@
 //! Why it cannot crash or deadlock the process: the handler allocates nothing, takes no lock,
 //! saves and restores `errno`, catches unwinding, and writes only into the static buffer, and
 //! only after taking the request (a handler that runs after the watchdog gave up writes
-//! nothing); the unwinder was used once on the watchdog thread before the first signal (lazy
+//! nothing); the unwinder was used once, on a warm-up thread, before the first signal (lazy
 //! binding and the unwinder's first-use setup are done by then), and finds unwind tables
 //! without the loader's lock (glibc 2.35+'s `_dl_find_object`, used by libgcc 12+). The signal
 //! is installed once, with `SA_SIGINFO | SA_RESTART`, only if it has no handler yet (otherwise
@@ -45,7 +45,7 @@ pub(crate) fn settle(py: pyo3::Python<'_>) {
 ))]
 mod platform {
     use std::ffi::{c_int, c_void};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
@@ -89,30 +89,22 @@ mod platform {
     }
 
     impl NativeSampler {
-        /// Once the signal handler is installed ([`super::settle`]): a sampler, with the
-        /// unwinder and the resolver warmed up on this thread, or `Some(None)` when native
-        /// frames are off; `None` while that is undecided (ask again later).
+        /// Once the signal handler is installed ([`super::settle`]) and the warm-up is over: a
+        /// sampler, or `Some(None)` when native frames are off; `None` while that is undecided
+        /// or the warm-up runs (ask again later: the caller samples without native frames
+        /// meanwhile).
         pub fn ready() -> Option<Option<Self>> {
             let signal = match SIGNAL.get()? {
                 Ok(signal) if !BROKEN.load(Ordering::Acquire) => *signal,
                 _ => return Some(None),
             };
-            // The unwinder's first use (lazy binding of its entry points, its own setup) happens
-            // here, not in a signal handler.
-            let mut frames = 0usize;
-            // SAFETY: no other thread of ours unwinds this thread; the closure only counts.
-            unsafe {
-                backtrace::trace_unsynchronized(|_| {
-                    frames += 1;
-                    true
-                });
+            if !warmed_up() {
+                return None;
             }
-            let symbols = Symbols::default();
-            symbols::warm_up();
-            tracing::debug!(signal, frames, "aiocop native frames on");
+            tracing::debug!(signal, "aiocop native frames on");
             Some(Some(NativeSampler {
                 signal,
-                symbols,
+                symbols: Symbols::default(),
                 ips: Vec::with_capacity(super::handshake::CAPACITY),
             }))
         }
@@ -182,6 +174,50 @@ mod platform {
             installed
         });
         first.map_or(Ok(()), Err)
+    }
+
+    const COLD: u8 = 0;
+    const WARMING: u8 = 1;
+    const WARM: u8 = 2;
+    /// Where the warm-up stands (process-wide: what it prepares is).
+    static WARM_UP: AtomicU8 = AtomicU8::new(COLD);
+
+    /// Whether the warm-up is over; the first call starts it on a thread of its own (loading
+    /// debug information takes from tens of milliseconds to seconds, which the sampler's
+    /// thread does not wait for).
+    fn warmed_up() -> bool {
+        match WARM_UP.compare_exchange(COLD, WARMING, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                let spawned = std::thread::Builder::new()
+                    .name("aiocop-native-warm-up".into())
+                    .spawn(|| {
+                        warm_up();
+                        WARM_UP.store(WARM, Ordering::Release);
+                    });
+                if spawned.is_err() {
+                    warm_up();
+                    WARM_UP.store(WARM, Ordering::Release);
+                }
+                WARM_UP.load(Ordering::Acquire) == WARM
+            }
+            Err(state) => state == WARM,
+        }
+    }
+
+    /// The unwinder's first use (lazy binding of its entry points, its own setup: all
+    /// process-wide) happens here, not in a signal handler; then CPython's and the C library's
+    /// symbols are loaded.
+    fn warm_up() {
+        let mut frames = 0usize;
+        // SAFETY: this thread unwinds itself; the closure only counts.
+        unsafe {
+            backtrace::trace_unsynchronized(|_| {
+                frames += 1;
+                true
+            });
+        }
+        symbols::warm_up();
+        tracing::debug!(frames, "aiocop native frames warmed up");
     }
 
     /// The real-time signal used, installed if it has no handler yet.
@@ -352,9 +388,12 @@ mod tests {
     #[test]
     fn a_busy_thread_is_caught_in_its_own_function() {
         platform::install().expect("the signal is free in the test process");
-        let mut sampler = NativeSampler::ready()
-            .expect("decided")
-            .expect("native frames on");
+        let mut sampler = loop {
+            match NativeSampler::ready() {
+                Some(made) => break made.expect("native frames on"),
+                None => std::thread::sleep(std::time::Duration::from_millis(5)), // warming up
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let spinner = {
