@@ -17,13 +17,12 @@ use std::time::Duration;
 
 use aiocop_events::Frame;
 use aiocop_hook::native::{NativeSampler, Target};
-
-use crate::native_frames::Natives;
 use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::config;
+use crate::native_frames::Natives;
 use crate::thread_watch::{Watch, Watched};
 
 /// Sampling parameters (`start_cpu_sampling`).
@@ -258,6 +257,7 @@ fn watchdog(sampler: &'static Sampler) {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
         }
+        let woke = std::time::Instant::now();
         aiocop_clock::recalibrate();
         natives.poll();
         let threshold = config::threshold_ns();
@@ -289,7 +289,12 @@ fn watchdog(sampler: &'static Sampler) {
         } else {
             config.effective_idle_ns(threshold)
         };
-        std::thread::sleep(Duration::from_nanos(sleep.max(MIN_SLEEP_NS)));
+        // The next wake-up one interval after this one, not after the work done (reading
+        // native frames takes some): samples stay one interval apart.
+        let worked = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        std::thread::sleep(Duration::from_nanos(
+            sleep.saturating_sub(worked).max(MIN_SLEEP_NS),
+        ));
     }
 }
 
