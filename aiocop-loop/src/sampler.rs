@@ -138,6 +138,7 @@ fn spawn(config: SamplerConfig) {
 /// In a child process after `fork()`: restart the watchdog (threads do not survive a fork).
 pub fn after_fork_child() {
     SLOT.with(|slot| slot.borrow_mut().take());
+    aiocop_hook::native::after_fork_child();
     if let Some(old) = sampler() {
         spawn(old.config);
     }

@@ -101,6 +101,12 @@ impl Handshake {
         }
     }
 
+    /// In a child after `fork()`: no capture is in flight (the threads that asked and answered
+    /// are gone).
+    pub(crate) fn reset(&self) {
+        self.state.store(IDLE, Ordering::Release);
+    }
+
     /// Watchdog, after `Done`: copies the capture out and frees the slot.
     pub(crate) fn take(&self, out: &mut Vec<usize>) {
         out.clear();
@@ -146,6 +152,15 @@ mod tests {
         let mut out = vec![1];
         h.take(&mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_forked_child_starts_with_no_capture_in_flight() {
+        let h = Handshake::new();
+        assert!(h.request() && h.begin());
+        assert!(!h.request(), "being written");
+        h.reset();
+        assert!(h.request(), "nothing in flight after a fork");
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod symbols;
 
 use aiocop_events::Frame;
 
-pub use platform::{NativeSampler, Target};
+pub use platform::{after_fork_child, NativeSampler, Target};
 
 /// Installs the signal handler, once per process, when GIL-free sampling turns on (native
 /// frames go under GIL-free samples only); a signal that already has a handler leaves native
@@ -220,6 +220,19 @@ mod platform {
         tracing::debug!(frames, "aiocop native frames warmed up");
     }
 
+    /// In a child process after `fork()`: no capture in flight; native frames off if the fork
+    /// came while a thread was warming up or naming addresses (the resolver's lock and cache
+    /// may be half-held in the child, where that thread no longer runs).
+    pub fn after_fork_child() {
+        CAPTURE.reset();
+        if WARM_UP.load(Ordering::Acquire) == WARMING
+            || symbols::RESOLVING.load(Ordering::Acquire) != 0
+        {
+            BROKEN.store(true, Ordering::Release);
+            tracing::debug!("aiocop: forked while naming native frames; off in this child");
+        }
+    }
+
     /// The real-time signal used, installed if it has no handler yet.
     fn install_handler() -> Result<c_int, String> {
         let signal = libc::SIGRTMIN() + 4;
@@ -346,6 +359,9 @@ mod platform {
     /// Native frames are off on this platform.
     #[derive(Debug)]
     pub struct NativeSampler;
+
+    /// Nothing to reset: native frames are off on this platform.
+    pub fn after_fork_child() {}
 
     /// Nothing to install: native frames are off on this platform (no warning: documented).
     pub(super) fn install() -> Result<(), String> {

@@ -7,9 +7,13 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aiocop_events::Frame;
+
+/// How many threads are inside `backtrace::resolve` (holding its lock, its cache half-built).
+pub(crate) static RESOLVING: AtomicUsize = AtomicUsize::new(0);
 
 /// Native frames kept per sample at most (innermost first).
 pub(crate) const MAX_NATIVE_FRAMES: usize = 16;
@@ -94,7 +98,9 @@ impl Symbols {
 /// symbol covers it.
 fn function_at(ip: usize) -> String {
     let mut name: Option<String> = None;
-    // `resolve` (not `_unsynchronized`): it takes backtrace's own lock, on this thread only.
+    // `resolve` (not `_unsynchronized`) takes backtrace's own lock; `RESOLVING` tells a child
+    // forked meanwhile that it may be held (then the child never resolves).
+    RESOLVING.fetch_add(1, Ordering::AcqRel);
     backtrace::resolve(ip as *mut std::ffi::c_void, |symbol| {
         if name.is_none() {
             name = symbol
@@ -102,6 +108,7 @@ fn function_at(ip: usize) -> String {
                 .and_then(|n| n.as_str().map(demangle).or_else(|| Some(n.to_string())));
         }
     });
+    RESOLVING.fetch_sub(1, Ordering::AcqRel);
     name.unwrap_or_else(|| format!("{ip:#x}"))
 }
 
