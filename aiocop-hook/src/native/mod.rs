@@ -160,7 +160,7 @@ mod platform {
             if self.ips.is_empty() {
                 return None;
             }
-            Some(self.symbols.frames(&self.ips))
+            self.symbols.frames(&self.ips)
         }
     }
 

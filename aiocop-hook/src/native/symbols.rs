@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aiocop_events::Frame;
 
@@ -17,6 +18,18 @@ pub(crate) static RESOLVING: AtomicUsize = AtomicUsize::new(0);
 
 /// Native frames kept per sample at most (innermost first).
 pub(crate) const MAX_NATIVE_FRAMES: usize = 16;
+/// Time spent on look-ups in debug information per sample, past the first one (see
+/// [`Symbols::frames`]).
+const DEBUG_INFO_BUDGET: Duration = Duration::from_millis(1);
+
+/// What a sample may still spend on look-ups in debug information.
+#[derive(Debug)]
+struct Budget {
+    /// The first look-up is always made (so every sample makes progress).
+    first: bool,
+    /// Later ones only until then.
+    until: Instant,
+}
 /// Addresses remembered at most (then all are forgotten).
 const CACHE_CAP: usize = 8192;
 
@@ -57,40 +70,61 @@ pub(crate) struct Symbols {
 
 impl Symbols {
     /// The native frames of `ips` (innermost first, the first one the interrupted instruction),
-    /// cut at the eval loop.
-    pub(crate) fn frames(&mut self, ips: &[usize]) -> Vec<Frame> {
-        let names: Vec<(Arc<str>, Arc<str>)> = ips
-            .iter()
-            .take(MAX_NATIVE_FRAMES + 1)
-            .enumerate()
-            .map(|(i, &ip)| {
-                // A return address points after the call: the call itself is looked up
-                // (ip - 1); the interrupted instruction is looked up as it is.
-                let lookup = if i == 0 { ip.saturating_add(1) } else { ip };
-                self.name(lookup)
-            })
-            .collect();
-        let keep = kept(names.iter().map(|(function, _)| &**function));
-        names
-            .into_iter()
-            .take(keep)
-            .map(|(function, library)| Frame::native(function, library))
-            .collect()
+    /// cut at the eval loop; `None` when naming them needs look-ups in debug information past
+    /// [`DEBUG_INFO_BUDGET`] (one is always made; the first in a compilation unit reads all of
+    /// it): the sample goes without them, the next ones find those names cached, and the
+    /// sampler is never held up long.
+    pub(crate) fn frames(&mut self, ips: &[usize]) -> Option<Vec<Frame>> {
+        self.frames_within(ips, DEBUG_INFO_BUDGET)
     }
 
-    /// The function and library of the instruction before `ip` (see [`Symbols::frames`]).
-    fn name(&mut self, ip: usize) -> (Arc<str>, Arc<str>) {
-        if let Some(found) = self.cache.get(&ip) {
-            return found.clone();
+    fn frames_within(&mut self, ips: &[usize], budget: Duration) -> Option<Vec<Frame>> {
+        let mut budget = Budget {
+            first: true,
+            until: Instant::now() + budget,
+        };
+        let mut names: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(MAX_NATIVE_FRAMES);
+        for (i, &ip) in ips.iter().take(MAX_NATIVE_FRAMES + 1).enumerate() {
+            // A return address points after the call: the call itself is looked up (ip - 1);
+            // the interrupted instruction is looked up as it is.
+            let lookup = if i == 0 { ip.saturating_add(1) } else { ip };
+            let named = self.name(lookup, &mut budget)?;
+            if is_eval_loop(&named.0) {
+                break;
+            }
+            names.push(named);
         }
+        let keep = kept(names.iter().map(|(function, _)| &**function));
+        Some(
+            names
+                .into_iter()
+                .take(keep)
+                .map(|(function, library)| Frame::native(function, library))
+                .collect(),
+        )
+    }
+
+    /// The function and library of the instruction before `ip` (see [`Symbols::frames`]);
+    /// `None` when that needs debug information and `budget` is spent.
+    fn name(&mut self, ip: usize, budget: &mut Budget) -> Option<(Arc<str>, Arc<str>)> {
+        if let Some(found) = self.cache.get(&ip) {
+            return Some(found.clone());
+        }
+        let (library, exported) = library_at(ip.saturating_sub(1));
+        let function = match exported {
+            Some(function) => function,
+            None if budget.first || Instant::now() < budget.until => {
+                budget.first = false;
+                function_at(ip)
+            }
+            None => return None,
+        };
         if self.cache.len() >= CACHE_CAP {
             self.cache.clear();
         }
-        let (library, exported) = library_at(ip.saturating_sub(1));
-        let function = exported.unwrap_or_else(|| function_at(ip));
         let found = (Arc::from(function), Arc::from(library));
         self.cache.insert(ip, found.clone());
-        found
+        Some(found)
     }
 }
 
@@ -230,15 +264,41 @@ mod tests {
     #[test]
     fn an_address_of_this_library_is_named() {
         let mut symbols = Symbols::default();
-        let (function, library) = symbols.name(function_at as *const () as usize + 1);
+        let here = function_at as *const () as usize;
+        let mut budget = Budget {
+            first: true,
+            until: Instant::now(),
+        };
+        let (function, library) = symbols.name(here + 1, &mut budget).expect("named");
         assert!(function.contains("function_at"), "{function}");
         assert_ne!(&*library, "?");
-        // an exported C function, named by the loader
-        let (function, library) = symbols.name(libc::getpid as *const () as usize + 1);
+        // an exported C function, named by the loader: no debug information needed
+        let getpid = libc::getpid as *const () as usize;
+        let (function, library) = symbols.name(getpid + 1, &mut budget).expect("named");
         assert!(function.ends_with("getpid"), "{function}");
         assert!(library.starts_with("libc"), "{library}");
-        let frames = symbols.frames(&[function_at as *const () as usize]);
+        let frames = symbols
+            .frames_within(&[here], Duration::ZERO)
+            .expect("cached");
         assert_eq!(frames.len(), 1);
         assert!(frames[0].native);
+    }
+
+    #[test]
+    fn past_its_budget_a_sample_goes_without_native_frames() {
+        let mut symbols = Symbols::default();
+        let a = native_frames_stop_at_the_eval_loop as *const () as usize;
+        let b = names_are_demangled_and_c_names_pass_through as *const () as usize;
+        // two addresses needing debug information: one named, the sample goes without
+        assert_eq!(symbols.frames_within(&[a, b + 1], Duration::ZERO), None);
+        // the next sample finds the first cached and names the second
+        let frames = symbols
+            .frames_within(&[a, b + 1], Duration::ZERO)
+            .expect("one look-up left");
+        assert_eq!(frames.len(), 2);
+        assert!(
+            frames[1].function.contains("names_are_demangled"),
+            "{frames:?}"
+        );
     }
 }
