@@ -211,12 +211,13 @@ type ElfSym = libc::Elf64_Sym;
 #[cfg(all(target_env = "gnu", target_pointer_width = "32"))]
 type ElfSym = libc::Elf32_Sym;
 
-/// Loads the symbols and debug information of CPython's library (where most native frames of
-/// a sample are), so that no sample pays for it. Other libraries' are loaded when a frame
-/// needs them (the C library's separate, compressed debug file costs tens of megabytes: only
-/// when a sample shows one of its internal functions).
+/// Loads the symbols and debug information of CPython's library and of the C library (where
+/// the native frames of a sample are), so that no sample pays for it: reading the C library's
+/// separate, compressed debug file, where one is installed, takes a tenth of a second (and
+/// tens of megabytes). Other libraries' are loaded when a frame needs them.
 pub(crate) fn warm_up() {
     function_at(pyo3::ffi::PyObject_Repr as *const () as usize + 1);
+    function_at(libc::getpid as *const () as usize + 1);
 }
 
 #[cfg(test)]
