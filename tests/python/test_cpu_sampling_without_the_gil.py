@@ -43,7 +43,7 @@ def tune():
     while True:
         started = time.perf_counter()
         backtrack(n)
-        if time.perf_counter() - started > 0.1:
+        if time.perf_counter() - started > 0.12:
             return n
         n += 1
 
@@ -70,7 +70,7 @@ loop = new_loop()
 loop.run_until_complete(main())
 loop.close()
 
-slow = [e for e in events if e.elapsed_ms >= 100]
+slow = [e for e in events if e.elapsed_ms >= 60]
 print(json.dumps({{
     "elapsed_ms": [e.elapsed_ms for e in slow],
     "samples": [e.cpu_stack_samples for e in slow],
