@@ -13,6 +13,8 @@ const UNKNOWN_ENTRY_POINT: &str = "unknown";
 const UNFORMATTABLE_ARGS: &str = "error_formatting_args";
 /// Separator between the frames of a trace.
 const TRACE_SEPARATOR: &str = " <- ";
+/// What marks a native frame in a trace: `[native] sre_ucs1_match (libpython3.11.so.1.0)`.
+const NATIVE_PREFIX: &str = "[native] ";
 /// Redaction reads at most this many characters of an argument (the cut shows fewer): a secret
 /// that starts before the cut is seen whole, and a huge argument is not read through.
 const REDACT_WINDOW_CHARS: usize = 4 * MAX_ARG_CHARS;
@@ -58,6 +60,11 @@ pub fn shorten_path(path: &str) -> &str {
 }
 
 fn write_frame(out: &mut String, frame: &Frame) {
+    if frame.native {
+        out.push_str(NATIVE_PREFIX);
+        out.push_str(&frame.native_text());
+        return;
+    }
     let key = (
         std::sync::Arc::as_ptr(&frame.filename).cast::<u8>() as usize,
         std::sync::Arc::as_ptr(&frame.function).cast::<u8>() as usize,
@@ -170,8 +177,8 @@ pub fn format_trace(frames: &[Frame]) -> String {
     out
 }
 
-/// The entry point of a stack: its first (innermost) frame formatted by [`format_frame`], or
-/// `"unknown"` when there is none.
+/// The entry point of a stack: its first (innermost) Python frame formatted by
+/// [`format_frame`] (native frames under it are skipped), or `"unknown"` when there is none.
 ///
 /// ```
 /// use aiocop_events::{entry_point, Frame};
@@ -182,7 +189,8 @@ pub fn format_trace(frames: &[Frame]) -> String {
 /// ```
 pub fn entry_point(frames: &[Frame]) -> String {
     frames
-        .first()
+        .iter()
+        .find(|frame| !frame.native)
         .map_or_else(|| UNKNOWN_ENTRY_POINT.to_owned(), format_frame)
 }
 
@@ -372,9 +380,27 @@ mod tests {
                 "a.py:1:f",
             ),
             (
-                vec![c, b, a],
+                vec![c.clone(), b.clone(), a.clone()],
                 "/opt/c.py:3:h <- b.py:2:g <- a.py:1:f",
                 "/opt/c.py:3:h",
+            ),
+            // native frames come first (innermost) and are marked; the entry point is the
+            // innermost Python frame
+            (
+                vec![
+                    Frame::native("sre_ucs1_match", "libpython3.11.so.1.0"),
+                    Frame::native("sre_search", "libpython3.11.so.1.0"),
+                    b,
+                    a,
+                ],
+                "[native] sre_ucs1_match (libpython3.11.so.1.0) <- [native] sre_search \
+                 (libpython3.11.so.1.0) <- b.py:2:g <- a.py:1:f",
+                "b.py:2:g",
+            ),
+            (
+                vec![Frame::native("f", "lib.so")],
+                "[native] f (lib.so)",
+                "unknown",
             ),
         ];
         for (frames, trace, entry) in cases {

@@ -44,6 +44,9 @@ pub struct Frame {
     pub function: Arc<str>,
     /// Module, qualified name and origin of the code, when they were looked up.
     pub code: Option<Arc<CodeFacts>>,
+    /// A native (C or Rust) frame of a CPU sample, under the Python frames: `function` is the
+    /// symbol, `filename` the library's file name, `line` 0.
+    pub native: bool,
 }
 
 impl Frame {
@@ -63,7 +66,38 @@ impl Frame {
             line,
             function: function.into(),
             code: None,
+            native: false,
         }
+    }
+
+    /// A native frame: the function (symbol) running and the library (file name) it is in.
+    ///
+    /// ```
+    /// use aiocop_events::{format_frame, Frame};
+    ///
+    /// let frame = Frame::native("sre_ucs1_match", "libpython3.11.so.1.0");
+    /// assert!(frame.native);
+    /// assert_eq!(format_frame(&frame), "[native] sre_ucs1_match (libpython3.11.so.1.0)");
+    /// ```
+    pub fn native(function: impl Into<Arc<str>>, library: impl Into<Arc<str>>) -> Self {
+        Frame {
+            filename: library.into(),
+            line: 0,
+            function: function.into(),
+            code: None,
+            native: true,
+        }
+    }
+
+    /// A native frame as listed in a CPU sample's `native_frames`: `function (library)`.
+    ///
+    /// ```
+    /// use aiocop_events::Frame;
+    ///
+    /// assert_eq!(Frame::native("sre_search", "python3.11").native_text(), "sre_search (python3.11)");
+    /// ```
+    pub fn native_text(&self) -> String {
+        format!("{} ({})", self.function, self.filename)
     }
 
     /// The frame with the facts of its code.

@@ -11,7 +11,7 @@ use crate::frame::Frame;
 /// ```
 /// use aiocop_events::CpuSample;
 ///
-/// let sample = CpuSample { trace: "m.py:3:spin".into(), entry_point: "m.py:3:spin".into(), count: 4, on_cpu: Some(true) };
+/// let sample = CpuSample { trace: "m.py:3:spin".into(), entry_point: "m.py:3:spin".into(), count: 4, on_cpu: Some(true), native_frames: vec![] };
 /// assert_eq!(sample.count, 4);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct CpuSample {
     /// Whether the thread was on CPU (runnable, `R` in `/proc/self/task/<tid>/stat`) when
     /// these samples were taken; `None` where that is not known (off Linux).
     pub on_cpu: Option<bool>,
+    /// The native frames under the Python ones (innermost first, as `function (library)`);
+    /// empty when none were captured.
+    pub native_frames: Vec<String>,
 }
 
 /// Aggregates sampled stacks: identical stacks (compared frame by frame, before formatting)
@@ -80,6 +83,11 @@ fn count_samples(stacks: &[Vec<Frame>], on_cpu: &[Option<bool>]) -> Vec<CpuSampl
             entry_point: entry_point(frames),
             count,
             on_cpu,
+            native_frames: frames
+                .iter()
+                .filter(|frame| frame.native)
+                .map(Frame::native_text)
+                .collect(),
         })
         .collect()
 }
@@ -143,6 +151,34 @@ mod tests {
                 .collect();
             assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn native_frames_are_listed_and_keep_the_python_entry_point() {
+        let mut sre = vec![
+            Frame::native("sre_ucs1_match", "libpython3.11.so.1.0"),
+            Frame::native("sre_search", "libpython3.11.so.1.0"),
+        ];
+        sre.extend(stack(&["backtrack", "main"]));
+        let python_only = stack(&["backtrack", "main"]);
+        let samples = aggregate_samples(&[sre.clone(), sre, python_only], &[]);
+        assert_eq!(
+            samples.len(),
+            2,
+            "with and without native frames: two stacks"
+        );
+        assert_eq!(samples[0].count, 2);
+        assert_eq!(samples[0].entry_point, "m.py:1:backtrack");
+        assert_eq!(
+            samples[0].native_frames,
+            [
+                "sre_ucs1_match (libpython3.11.so.1.0)",
+                "sre_search (libpython3.11.so.1.0)"
+            ]
+        );
+        assert!(samples[0].trace.starts_with("[native] sre_ucs1_match"));
+        assert!(samples[1].native_frames.is_empty());
+        assert_eq!(samples[1].entry_point, "m.py:1:backtrack");
     }
 
     #[test]

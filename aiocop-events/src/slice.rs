@@ -454,6 +454,7 @@ mod tests {
                 entry_point: "m.py:3:spin".into(),
                 count: 3,
                 on_cpu: None,
+                native_frames: vec![],
             }],
             dropped_records: 0,
             cpu_ms: None,

@@ -56,6 +56,7 @@ fn reported_over_threshold_with_aggregated_samples() {
         entry_point: format!("compute.py:{line}:crunch"),
         count,
         on_cpu: None,
+        native_frames: vec![],
     };
     assert_eq!(
         task.cpu_stack_samples,

@@ -19,6 +19,7 @@ pub mod fault;
 pub mod heaptype;
 mod hook;
 mod mode;
+pub mod native;
 pub mod pylog;
 pub mod redactor;
 pub mod remote;

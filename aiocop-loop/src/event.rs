@@ -716,6 +716,7 @@ fn cpu_samples<'py>(py: Python<'py>, samples: &[CpuSample]) -> PyResult<Bound<'p
         dict.set_item(pyo3::intern!(py, "entry_point"), &sample.entry_point)?;
         dict.set_item(pyo3::intern!(py, "count"), sample.count)?;
         dict.set_item(pyo3::intern!(py, "on_cpu"), sample.on_cpu)?;
+        dict.set_item(pyo3::intern!(py, "native_frames"), &sample.native_frames)?;
         list.append(dict)?;
     }
     Ok(list)

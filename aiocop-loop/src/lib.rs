@@ -53,6 +53,7 @@ mod loop_patch;
 mod loop_state;
 mod methods;
 mod monitored;
+mod native_frames;
 mod patching;
 mod protocols;
 mod readers;

@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use aiocop_events::{Frame, StuckFrame, StuckReport, StuckState};
+use aiocop_hook::native::{NativeSampler, Target};
 use aiocop_hook::remote::{Reader, RemoteFrame};
 use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::config;
+use crate::native_frames::Natives;
 use crate::stuck::{self, Detection};
 use crate::thread_watch::{Watch, Watched};
 
@@ -86,6 +88,8 @@ struct Slot {
     samples: Mutex<(u64, Vec<Vec<Frame>>)>,
     /// The thread's CPU time, waits and state, read by the watchdog (`thread_watch`).
     watch: Watch,
+    /// The thread, for its native frames (`aiocop_hook::native`).
+    native: Target,
 }
 
 struct Sampler {
@@ -159,6 +163,7 @@ fn spawn(config: SamplerConfig) {
 /// In a child process after `fork()`: restart the watchdog (threads do not survive a fork).
 pub fn after_fork_child() {
     SLOT.with(|slot| slot.borrow_mut().take());
+    aiocop_hook::native::after_fork_child();
     if let Some(old) = sampler() {
         spawn(old.config);
     }
@@ -219,6 +224,7 @@ fn new_slot(sampler: &Sampler) -> Arc<Slot> {
         has_samples: AtomicBool::new(false),
         samples: Mutex::new((0, Vec::new())),
         watch: Watch::current_thread(),
+        native: Target::current(),
     });
     sampler
         .slots
@@ -275,11 +281,15 @@ fn watchdog(sampler: &'static Sampler) {
     let mut reader: Option<Reader> = None;
     // Per loop thread (its slot's address), the schedule of its stuck-loop reports.
     let mut stuck_states: HashMap<usize, StuckState> = HashMap::new();
+    // Native frames under the GIL-free samples, once decided.
+    let mut natives = Natives::default();
     loop {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
         }
+        let woke = std::time::Instant::now();
         aiocop_clock::recalibrate();
+        natives.poll();
         let threshold = config::threshold_ns();
         let arm = config.effective_arm_after_ns(threshold);
         let slots: Vec<Arc<Slot>> = {
@@ -320,7 +330,7 @@ fn watchdog(sampler: &'static Sampler) {
             }
             if sampling && now.saturating_sub(start) >= arm {
                 let on_cpu = slot.watch.armed(start, &slot.start_ns);
-                sample(slot, start, config, on_cpu, &mut reader);
+                sample(slot, start, config, on_cpu, (&mut reader, &mut natives));
             }
         }
         if detection.is_some() {
@@ -331,7 +341,12 @@ fn watchdog(sampler: &'static Sampler) {
         } else {
             config.effective_idle_ns(threshold)
         };
-        std::thread::sleep(Duration::from_nanos(sleep.max(MIN_SLEEP_NS)));
+        // The next wake-up one interval after this one, not after the work done (reading
+        // native frames takes some): samples stay one interval apart.
+        let worked = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        std::thread::sleep(Duration::from_nanos(
+            sleep.saturating_sub(worked).max(MIN_SLEEP_NS),
+        ));
     }
 }
 
@@ -342,7 +357,7 @@ fn sample(
     start: u64,
     config: SamplerConfig,
     on_cpu: Option<bool>,
-    reader: &mut Option<Reader>,
+    (reader, natives): (&mut Option<Reader>, &mut Natives),
 ) {
     {
         let guard = slot
@@ -361,8 +376,13 @@ fn sample(
         *reader = aiocop_hook::remote::reader();
     }
     if let Some(gil_free) = reader.as_mut() {
+        // Native frames only for a thread on CPU: one waiting in a system call is not signalled.
+        let native = match on_cpu {
+            Some(true) => natives.sampler(),
+            _ => None,
+        };
         let capture = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            capture_without_gil(gil_free, slot, start, config)
+            capture_without_gil(gil_free, slot, start, config, native)
         }));
         match capture {
             Ok(Capture::Frames(frames)) => return store(slot, start, frames, config, on_cpu),
@@ -502,13 +522,15 @@ enum Capture {
     UnderTheGil,
 }
 
-/// Reads the stack of `slot`'s thread without the GIL; a sample counts only if the slice
-/// started at `start` was still running once it was read.
+/// Reads the stack of `slot`'s thread without the GIL, with its native frames under it when
+/// `native` is given; a sample counts only if the slice started at `start` was still running
+/// once it was read.
 fn capture_without_gil(
     reader: &mut Reader,
     slot: &Slot,
     start: u64,
     config: SamplerConfig,
+    native: Option<&mut NativeSampler>,
 ) -> Capture {
     let tstate = slot.tstate.load(Ordering::Acquire) as usize;
     let read = reader.sample(tstate, config.trace_depth);
@@ -517,7 +539,14 @@ fn capture_without_gil(
     }
     match read {
         Ok(frames) if !frames.is_empty() => {
-            Capture::Frames(frames.iter().map(RemoteFrame::to_frame).collect())
+            let natives = native.and_then(|native| {
+                crate::native_frames::under(native, slot.native, || {
+                    slot.start_ns.load(Ordering::Acquire) == start
+                        && reader.sample(tstate, config.trace_depth).as_ref() == Ok(&frames)
+                })
+            });
+            let python = frames.iter().map(RemoteFrame::to_frame);
+            Capture::Frames(natives.into_iter().flatten().chain(python).collect())
         }
         _ => Capture::UnderTheGil,
     }

@@ -178,9 +178,16 @@ def check_event_invariants(evt: Any) -> None:
     assert isinstance(evt.context, dict)
     assert isinstance(evt.cpu_stack_samples, list)
     for sample in evt.cpu_stack_samples:
-        assert set(sample) == {"trace", "entry_point", "count", "on_cpu"}
+        assert set(sample) == {"trace", "entry_point", "count", "on_cpu", "native_frames"}
         assert sample["count"] >= 1
         assert sample["on_cpu"] in (True, False, None)
+        # native frames lead the trace, marked, under the entry point (a Python frame)
+        natives = sample["native_frames"]
+        parts = sample["trace"].split(" <- ")
+        assert [p[len("[native] "):] for p in parts[: len(natives)]] == natives, sample
+        assert not any(p.startswith("[native] ") for p in parts[len(natives):]), sample
+        if len(parts) > len(natives):
+            assert sample["entry_point"] == parts[len(natives)], sample
     # where the time went: measured or None, and consistent when measured
     if evt.cpu_ms is not None:
         assert 0 <= evt.cpu_ms <= evt.elapsed_ms

@@ -276,7 +276,7 @@ def test_typed_dict_keys():
     assert set(typing.get_type_hints(info)) == info.__required_keys__ | info.__optional_keys__
     sample = aiocop.CpuStackSample
     assert set(sample.__required_keys__) == {"trace", "entry_point", "count"}
-    assert set(sample.__optional_keys__) == {"on_cpu"}  # ours, beyond 1.2.1
+    assert set(sample.__optional_keys__) == {"on_cpu", "native_frames"}  # ours, beyond 1.2.1
     assert set(typing.get_type_hints(aiocop.RawBlockingEvent)) == {
         "event_name",
         "raw_args",

@@ -43,7 +43,7 @@ def tune():
     while True:
         started = time.perf_counter()
         backtrack(n)
-        if time.perf_counter() - started > 0.1:
+        if time.perf_counter() - started > 0.12:
             return n
         n += 1
 
@@ -70,7 +70,7 @@ loop = new_loop()
 loop.run_until_complete(main())
 loop.close()
 
-slow = [e for e in events if e.elapsed_ms >= 100]
+slow = [e for e in events if e.elapsed_ms >= 60]
 print(json.dumps({{
     "elapsed_ms": [e.elapsed_ms for e in slow],
     "samples": [e.cpu_stack_samples for e in slow],
@@ -95,6 +95,8 @@ def test_a_regex_holding_the_gil_is_sampled_every_interval(loop_kind):
     intervals = int((elapsed - 5) // 10)
     naming = sum(s["count"] for s in samples if ":backtrack" in s["trace"])
     assert naming >= 0.8 * intervals, (naming, intervals, elapsed, samples)
-    # The samples are the usual ones: file:line:function frames, innermost first.
-    assert all(s["entry_point"] == s["trace"].split(" <- ")[0] for s in samples)
-    assert all(s["trace"].split(" <- ")[0].endswith(":backtrack") for s in samples), samples
+    # The samples are the usual ones: file:line:function frames, innermost first (under any
+    # native frames, see test_native_frames.py).
+    python = [s["trace"].split(" <- ")[len(s["native_frames"])] for s in samples]
+    assert all(s["entry_point"] == p for s, p in zip(samples, python))
+    assert all(p.endswith(":backtrack") for p in python), samples

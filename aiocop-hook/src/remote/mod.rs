@@ -90,6 +90,9 @@ pub unsafe fn settle(py: Python<'_>, tstate: *mut ffi::PyThreadState) {
     let decided = STATE
         .compare_exchange(UNCHECKED, state, Ordering::AcqRel, Ordering::Acquire)
         .is_ok();
+    if decided && state == ON {
+        crate::native::settle(py); // native frames go with GIL-free samples
+    }
     if let (true, Err(why)) = (decided, verdict) {
         let message = format!(
             "aiocop: GIL-free CPU sampling is off on this interpreter: {why}; the sampler takes \

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, TypedDict
+from typing import TYPE_CHECKING, Any, List, Optional, TypedDict
 
 
 class RawBlockingEvent(TypedDict):
@@ -73,6 +73,10 @@ class CpuStackSample(_CpuStackSampleBase, total=False):
     #: Whether the loop thread was on CPU (runnable) when these samples were taken; a stack seen
     #: both on and off CPU is two entries. None where that is not known (off Linux).
     on_cpu: Optional[bool]
+    #: The native (C) frames the loop thread was running under the innermost Python frame,
+    #: innermost first, each ``"function (library)"``; they also lead ``trace``, marked
+    #: ``[native]``. Empty when none were captured (off CPU, stack read under the GIL, platform).
+    native_frames: List[str]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,145 @@
+"""Native frames under the Python frames of CPU samples: during a regex that holds the GIL for
+well over 100 ms, the sampler's samples name the Python function that called it and, under
+it, the C functions of ``_sre`` running it (``[native] sre_ucs1_match (libpython3.11.so.1.0)``), in
+``trace`` and in ``native_frames``. A thread waiting in ``time.sleep`` is not signalled: its
+samples have no native frames. A signal already handled by someone else leaves native frames
+off, with one warning, and sampling as before.
+
+Each run is a fresh process: the sampler's settings (interval 10 ms, armed after 5 ms) are once
+per process.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import LOOP_KINDS, describe, run_python
+
+PROGRAM = """
+import asyncio, json, logging, re, signal, time
+import aiocop
+
+warnings = []
+
+class Collect(logging.Handler):
+    def emit(self, record):
+        if record.levelno >= logging.WARNING:
+            warnings.append(record.getMessage())
+
+logging.getLogger("aiocop").addHandler(Collect())
+
+if {taken!r}:
+    signal.signal(signal.SIGRTMIN + 4, lambda *_: None)
+
+events = []
+aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampling=False)
+aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5)
+
+PATTERN = re.compile(r"(a+)+$")
+
+def backtrack(n):
+    return PATTERN.match("a" * n + "b")
+
+def nap():
+    time.sleep(0.15)
+
+def tune():
+    n = 18
+    while True:
+        started = time.perf_counter()
+        backtrack(n)
+        if time.perf_counter() - started > 0.12:
+            return n
+        n += 1
+
+n = tune()
+
+def new_loop():
+    if {loop_kind!r} == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+async def main():
+    aiocop.activate()
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    for call in (lambda: backtrack(n), nap):
+        done = loop.create_future()
+        loop.call_soon(call)
+        loop.call_soon(done.set_result, None)
+        await done
+        await asyncio.sleep(0)
+    aiocop.flush()
+
+loop = new_loop()
+loop.run_until_complete(main())
+loop.close()
+
+slow = [e for e in events if e.elapsed_ms >= 60]
+print(json.dumps({{
+    "elapsed_ms": [e.elapsed_ms for e in slow],
+    "samples": [e.cpu_stack_samples for e in slow],
+    "warnings": warnings,
+    "gil_free_sampling": aiocop.stats()["gil_free_sampling"],
+}}))
+"""
+
+
+def run(loop_kind: str, *, taken: bool = False) -> dict:
+    proc = run_python(PROGRAM.format(loop_kind=loop_kind, taken=taken), timeout=60)
+    assert proc.returncode == 0, describe(proc)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["gil_free_sampling"] is True, result
+    assert len(result["elapsed_ms"]) == 2, result  # the regex, then the sleep
+    return result
+
+
+def names_sre(native: str) -> bool:
+    return "sre" in native.lower()
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_a_regex_is_sampled_with_the_sre_frames_under_its_caller(loop_kind):
+    result = run(loop_kind)
+    assert result["warnings"] == [], result["warnings"]
+    elapsed = result["elapsed_ms"][0]
+    samples = result["samples"][0]
+    intervals = int((elapsed - 5) // 10)
+    naming = [s for s in samples if s["entry_point"].endswith(":backtrack")]
+    count = sum(s["count"] for s in naming)
+    assert count >= 0.8 * intervals, (count, intervals, elapsed, samples)
+    with_sre = sum(
+        s["count"] for s in naming if s["native_frames"] and any(map(names_sre, s["native_frames"]))
+    )
+    assert with_sre * 2 > count, (with_sre, count, samples)
+    for sample in naming:
+        natives = sample["native_frames"]
+        parts = sample["trace"].split(" <- ")
+        # native frames first (innermost), marked, then the caller: the entry point
+        assert parts[: len(natives)] == [f"[native] {n}" for n in natives], sample
+        assert parts[len(natives)] == sample["entry_point"], sample
+        # cut at the eval loop: CPython's interpreter frames are not shown
+        assert not any("_PyEval_EvalFrame" in n for n in natives), sample
+        assert len(natives) <= 16, sample
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_a_sleeping_thread_gets_no_native_frames(loop_kind):
+    result = run(loop_kind)
+    samples = result["samples"][1]
+    assert samples, result
+    assert any(s["entry_point"].endswith(":nap") for s in samples), samples
+    assert all(s["native_frames"] == [] for s in samples), samples
+    assert not any("[native]" in s["trace"] for s in samples), samples
+
+
+def test_a_signal_handled_by_someone_else_turns_native_frames_off():
+    result = run("asyncio", taken=True)
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert "native frames" in result["warnings"][0], result["warnings"]
+    samples = result["samples"][0]
+    assert any(s["entry_point"].endswith(":backtrack") for s in samples), samples
+    assert all(s["native_frames"] == [] for s in samples), samples
