@@ -293,7 +293,14 @@ fn start_cpu_sampling(
     idle_interval_ms: &Bound<'_, PyAny>,
     max_samples_per_slice: &Bound<'_, PyAny>,
     trace_depth: &Bound<'_, PyAny>,
+    native_frames: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    if !native_frames.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "native_frames must be a bool, got {}",
+            type_name(native_frames)
+        )));
+    }
     let config = sampler::SamplerConfig {
         interval_ns: positive_ms(interval_ms, "interval_ms")?,
         arm_after_ns: optional_ms(arm_after_ms, "arm_after_ms", true)?,
@@ -303,6 +310,8 @@ fn start_cpu_sampling(
     };
     if !sampler::start(config) {
         pylog::warning(py, "start_cpu_sampling called more than once, ignoring");
+    } else if native_frames.is_truthy()? {
+        aiocop_hook::remote::want_native_frames(py);
     }
     aiocop_hook::remote::settle_current(py);
     Ok(())
@@ -618,7 +627,8 @@ fn flush(py: Python<'_>) {
 /// given up (`dispatch_thread_failures`), and deliveries scheduled by the loop thread itself
 /// (`deliveries_picked_up`) or by the background thread for an idle loop (`deliveries_woken`);
 /// the delivery mode, the clock that times handles (`"tsc"` or `"monotonic"`), and whether the
-/// CPU sampler reads stacks without the GIL (`gil_free_sampling`: `None` until decided).
+/// CPU sampler reads stacks without the GIL (`gil_free_sampling`: `None` until decided) and
+/// puts native frames under them (`native_frames`: `None` unless asked for).
 #[pyfunction]
 fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
@@ -634,6 +644,7 @@ fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
         "gil_free_sampling",
         aiocop_hook::remote::gil_free_sampling(),
     )?;
+    dict.set_item("native_frames", aiocop_hook::native::state())?;
     Ok(dict)
 }
 

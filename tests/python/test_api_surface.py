@@ -116,6 +116,7 @@ def test_setup_signatures():
         "idle_interval_ms": None,
         "max_samples_per_slice": 32,
         "trace_depth": 20,
+        "native_frames": False,
     }
     assert list(inspect.signature(aiocop.start_cpu_sampling).parameters) == [
         "interval_ms",
@@ -123,6 +124,7 @@ def test_setup_signatures():
         "idle_interval_ms",
         "max_samples_per_slice",
         "trace_depth",
+        "native_frames",
     ]
 
 

@@ -194,6 +194,7 @@ def test_stats_reports_the_background_thread_failures():
         "dispatch",
         "clock",
         "gil_free_sampling",
+        "native_frames",
         "stuck_loop_reports",
     }
     assert stats["lost_events"] == 0

@@ -5,6 +5,9 @@ it, the C functions of ``_sre`` running it (``[native] sre_ucs1_match (libpython
 samples have no native frames. A signal already handled by someone else leaves native frames
 off, with one warning, and sampling as before.
 
+Native frames are asked for (``start_cpu_sampling(native_frames=True)`` or
+``AIOCOP_NATIVE_FRAMES=1``): by default there are none, and nothing is loaded for them.
+
 Each run is a fresh process: the sampler's settings (interval 10 ms, armed after 5 ms) are once
 per process.
 """
@@ -35,7 +38,7 @@ if {taken!r}:
 
 events = []
 aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampling=False)
-aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5)
+aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5, native_frames={native!r})
 
 PATTERN = re.compile(r"(a+)+$")
 
@@ -84,12 +87,15 @@ print(json.dumps({{
     "samples": [e.cpu_stack_samples for e in slow],
     "warnings": warnings,
     "gil_free_sampling": aiocop.stats()["gil_free_sampling"],
+    "native_frames": aiocop.stats()["native_frames"],
 }}))
 """
 
 
-def run(loop_kind: str, *, taken: bool = False) -> dict:
-    proc = run_python(PROGRAM.format(loop_kind=loop_kind, taken=taken), timeout=60)
+def run(loop_kind: str, *, taken: bool = False, native: bool = True, env=None) -> dict:
+    proc = run_python(
+        PROGRAM.format(loop_kind=loop_kind, taken=taken, native=native), timeout=60, env=env
+    )
     assert proc.returncode == 0, describe(proc)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["gil_free_sampling"] is True, result
@@ -105,6 +111,7 @@ def names_sre(native: str) -> bool:
 def test_a_regex_is_sampled_with_the_sre_frames_under_its_caller(loop_kind):
     result = run(loop_kind)
     assert result["warnings"] == [], result["warnings"]
+    assert result["native_frames"] is True, result
     elapsed = result["elapsed_ms"][0]
     samples = result["samples"][0]
     intervals = int((elapsed - 5) // 10)
@@ -140,6 +147,40 @@ def test_a_signal_handled_by_someone_else_turns_native_frames_off():
     result = run("asyncio", taken=True)
     assert len(result["warnings"]) == 1, result["warnings"]
     assert "native frames" in result["warnings"][0], result["warnings"]
+    assert result["native_frames"] is False, result
     samples = result["samples"][0]
     assert any(s["entry_point"].endswith(":backtrack") for s in samples), samples
     assert all(s["native_frames"] == [] for s in samples), samples
+
+
+def test_native_frames_are_off_unless_asked_for():
+    result = run("asyncio", native=False)
+    assert result["warnings"] == [], result["warnings"]
+    samples = result["samples"][0]
+    assert any(s["entry_point"].endswith(":backtrack") for s in samples), samples
+    assert all(s["native_frames"] == [] for s in samples), samples
+    assert result["native_frames"] is None, result  # not asked for: nothing installed
+
+
+def test_the_environment_asks_for_them_too():
+    result = run("asyncio", native=False, env={"AIOCOP_NATIVE_FRAMES": "1"})
+    samples = result["samples"][0]
+    naming = [s for s in samples if s["entry_point"].endswith(":backtrack")]
+    assert any(any(map(names_sre, s["native_frames"])) for s in naming), samples
+
+
+def test_native_frames_must_be_a_bool():
+    proc = run_python(
+        """
+        import aiocop
+        try:
+            aiocop.start_cpu_sampling(native_frames="yes")
+        except TypeError as err:
+            print("TypeError", err)
+        print(aiocop.is_cpu_sampling_started())
+        """
+    )
+    assert proc.stdout.splitlines()[0].startswith("TypeError native_frames must be a bool"), (
+        describe(proc)
+    )
+    assert proc.stdout.splitlines()[1] == "False", describe(proc)

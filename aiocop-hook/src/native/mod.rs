@@ -28,10 +28,42 @@ use aiocop_events::Frame;
 
 pub use platform::{after_fork_child, NativeSampler, Target};
 
+/// Whether native frames were asked for ([`want`]); off by default: naming them loads the
+/// debug information of CPython and the C library (tens of megabytes).
+static WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks for native frames under the GIL-free samples (`start_cpu_sampling(native_frames=True)`);
+/// they start when GIL-free sampling turns on ([`settle`]; see `remote::want_native_frames`).
+pub(crate) fn want() {
+    WANTED.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether native frames are asked for: [`want`], or `AIOCOP_NATIVE_FRAMES=1` in the
+/// environment.
+fn wanted() -> bool {
+    WANTED.load(std::sync::atomic::Ordering::Acquire)
+        || std::env::var_os("AIOCOP_NATIVE_FRAMES").is_some_and(|value| value == "1")
+}
+
+/// Whether CPU samples get native frames: `None` when not asked for (or not decided yet: GIL-free
+/// sampling not on yet), `Some(true)` when the handler is installed and working,
+/// `Some(false)` when they were asked for but are off (the signal taken, a handler that did
+/// not answer, this platform).
+pub fn state() -> Option<bool> {
+    if !wanted() {
+        return None;
+    }
+    platform::installed()
+}
+
 /// Installs the signal handler, once per process, when GIL-free sampling turns on (native
-/// frames go under GIL-free samples only); a signal that already has a handler leaves native
-/// frames off, with one warning (`tracing` and the `aiocop` logger).
+/// frames go under GIL-free samples only) and native frames are asked for; a signal that
+/// already has a handler leaves native frames off, with one warning (`tracing` and the
+/// `aiocop` logger).
 pub(crate) fn settle(py: pyo3::Python<'_>) {
+    if !wanted() {
+        return;
+    }
     if let Err(why) = platform::install() {
         let message = format!("aiocop: CPU samples get no native frames: {why}");
         tracing::warn!("{message}");
@@ -166,6 +198,13 @@ mod platform {
 
     /// Installs the handler once per process; the error (why native frames are off) is
     /// returned the first time only.
+    /// `None` before [`install`], else whether native frames are on.
+    pub(super) fn installed() -> Option<bool> {
+        SIGNAL
+            .get()
+            .map(|signal| signal.is_ok() && !BROKEN.load(Ordering::Acquire))
+    }
+
     pub(super) fn install() -> Result<(), String> {
         let mut first = None;
         SIGNAL.get_or_init(|| {
@@ -366,6 +405,11 @@ mod platform {
     /// Nothing to install: native frames are off on this platform (no warning: documented).
     pub(super) fn install() -> Result<(), String> {
         Ok(())
+    }
+
+    /// Always off on this platform.
+    pub(super) fn installed() -> Option<bool> {
+        Some(false)
     }
 
     impl NativeSampler {

@@ -54,6 +54,15 @@ pub fn reader() -> Option<Reader> {
     Current::REMOTE_LAYOUT.map(Reader::new)
 }
 
+/// Asks for native frames under the GIL-free samples: their signal handler is installed now if
+/// GIL-free sampling is on already, else when [`settle`] turns it on.
+pub fn want_native_frames(py: Python<'_>) {
+    crate::native::want();
+    if STATE.load(Ordering::Acquire) == ON {
+        crate::native::settle(py);
+    }
+}
+
 /// Turns GIL-free sampling off for the rest of the process (the sampler's reader panicked);
 /// [`reader`] hands out no reader from then on.
 pub fn give_up() {

@@ -36,6 +36,7 @@ def start_cpu_sampling(
     idle_interval_ms: Optional[Union[int, float]],
     max_samples_per_slice: int,
     trace_depth: int,
+    native_frames: bool,
 ) -> None: ...
 def is_cpu_sampling_started() -> bool: ...
 def detect_stuck_loops(
@@ -129,6 +130,8 @@ class Stats(TypedDict):
     clock: Literal["tsc", "monotonic"]
     #: Whether the CPU sampler reads stacks without the GIL; None before it first checked a stack.
     gil_free_sampling: Optional[bool]
+    #: Whether CPU samples get native frames: None unless asked for, False if asked for but off.
+    native_frames: Optional[bool]
 
 def stats() -> Stats: ...
 def _report_snapshot(top: Optional[int] = None) -> dict[str, Any]: ...

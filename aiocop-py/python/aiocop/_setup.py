@@ -102,15 +102,26 @@ def start_cpu_sampling(
     idle_interval_ms: Optional[Number] = None,
     max_samples_per_slice: int = 32,
     trace_depth: int = 20,
+    native_frames: bool = False,
 ) -> None:
     """Start the CPU stack-sampling watchdog (``detect_slow_tasks`` does, unless told not to).
 
     ``arm_after_ms`` defaults to half the slow-task threshold and ``idle_interval_ms`` to
     ``min(50, max(arm_after_ms, interval_ms))``. Call before ``detect_slow_tasks()`` to
     customise; a repeat call logs a warning and does nothing.
+
+    ``native_frames=True`` (or ``AIOCOP_NATIVE_FRAMES=1``) also puts the C functions a loop
+    thread on CPU is running under the Python frames of its samples (Linux, x86-64 and
+    aarch64); naming them loads CPython's and the C library's debug information once (tens of
+    megabytes), which is why it is off by default.
     """
     _aiocop.start_cpu_sampling(
-        interval_ms, arm_after_ms, idle_interval_ms, max_samples_per_slice, trace_depth
+        interval_ms,
+        arm_after_ms,
+        idle_interval_ms,
+        max_samples_per_slice,
+        trace_depth,
+        native_frames,
     )
 
 
