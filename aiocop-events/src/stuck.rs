@@ -153,8 +153,12 @@ pub struct StuckReport {
 /// ```
 pub fn coroutine_of(stack: &[StuckFrame]) -> Option<&str> {
     let loop_frame = stack.iter().position(|frame| is_loop_code(&frame.file))?;
-    let inner = loop_frame.checked_sub(1)?;
-    Some(&stack[inner].qualname)
+    // The Python frame just inside the loop's code (native frames, innermost, never are).
+    stack[..loop_frame]
+        .iter()
+        .rev()
+        .find(|frame| !frame.native)
+        .map(|frame| &*frame.qualname)
 }
 
 fn is_loop_code(file: &str) -> bool {
@@ -268,6 +272,29 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_coroutine_is_a_python_frame_even_under_native_ones() {
+        let frame = |file: &str, name: &str, native: bool| StuckFrame {
+            file: file.into(),
+            line: 1,
+            function: name.into(),
+            qualname: name.into(),
+            native,
+        };
+        // A C callback run by the loop: its native frames stand right inside the loop's code.
+        let stack = [
+            frame("libpython3.11.so.1.0", "sre_ucs1_match", true),
+            frame("/usr/lib/python3.11/asyncio/events.py", "_run", false),
+        ];
+        assert_eq!(coroutine_of(&stack), None);
+        let stack = [
+            frame("libpython3.11.so.1.0", "sre_ucs1_match", true),
+            frame("/app/work.py", "crunch", false),
+            frame("/usr/lib/python3.11/asyncio/events.py", "_run", false),
+        ];
+        assert_eq!(coroutine_of(&stack), Some("crunch"));
+    }
 
     #[test]
     fn reports_come_at_doubling_ages() {

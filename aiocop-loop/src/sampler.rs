@@ -325,7 +325,8 @@ fn watchdog(sampler: &'static Sampler) {
                     *state = StuckState::new(detection.after_ns());
                 }
                 if let Some(number) = state.due(start, now) {
-                    report_stuck(slot, start, number, detection, &mut reader);
+                    let readers = (&mut reader, &mut natives);
+                    report_stuck(slot, start, number, detection, readers);
                 }
             }
             if sampling && now.saturating_sub(start) >= arm {
@@ -433,10 +434,16 @@ fn report_stuck(
     start: u64,
     number: u32,
     detection: &Detection,
-    reader: &mut Option<Reader>,
+    (reader, natives): (&mut Option<Reader>, &mut Natives),
 ) {
     let (on_cpu, blocked_in) = slot.watch.now();
-    let stack = stuck_stack(slot, start, reader);
+    // A thread on CPU is asked for its native frames too (one waiting is not signalled).
+    let native = if on_cpu == Some(true) {
+        natives.sampler()
+    } else {
+        None
+    };
+    let stack = stuck_stack(slot, start, reader, native);
     if slot.start_ns.load(Ordering::Acquire) != start {
         return;
     }
@@ -456,9 +463,15 @@ fn report_stuck(
 }
 
 /// The stack of `slot`'s thread for a stuck-loop report: read without the GIL (a few tries,
-/// while it moves), else the last sample the sampler took of the slice started at `start`,
-/// else empty.
-fn stuck_stack(slot: &Slot, start: u64, reader: &mut Option<Reader>) -> Vec<StuckFrame> {
+/// while it moves), with the native frames under it where `native` is given and the Python
+/// stack did not move while they were taken; else the last sample the sampler took of the
+/// slice started at `start`; else empty.
+fn stuck_stack(
+    slot: &Slot,
+    start: u64,
+    reader: &mut Option<Reader>,
+    mut native: Option<&mut NativeSampler>,
+) -> Vec<StuckFrame> {
     if reader.is_none() {
         *reader = aiocop_hook::remote::reader();
     }
@@ -470,16 +483,27 @@ fn stuck_stack(slot: &Slot, start: u64, reader: &mut Option<Reader>) -> Vec<Stuc
             }));
             match read {
                 Ok(Ok(frames)) if !frames.is_empty() => {
-                    return frames
-                        .iter()
-                        .map(|frame| StuckFrame {
-                            file: Arc::clone(&frame.filename),
-                            line: frame.line,
-                            function: Arc::clone(&frame.name),
-                            qualname: Arc::clone(&frame.qualname),
-                            native: false,
+                    let natives = native.take().and_then(|native| {
+                        crate::native_frames::under(native, slot.native, || {
+                            slot.start_ns.load(Ordering::Acquire) == start
+                                && gil_free.sample(tstate, STUCK_DEPTH).as_ref() == Ok(&frames)
                         })
-                        .collect();
+                    });
+                    let natives = natives.into_iter().flatten().map(|frame| StuckFrame {
+                        file: frame.filename,
+                        line: frame.line,
+                        qualname: Arc::clone(&frame.function),
+                        function: frame.function,
+                        native: true,
+                    });
+                    let python = frames.iter().map(|frame| StuckFrame {
+                        file: Arc::clone(&frame.filename),
+                        line: frame.line,
+                        function: Arc::clone(&frame.name),
+                        qualname: Arc::clone(&frame.qualname),
+                        native: false,
+                    });
+                    return natives.chain(python).collect();
                 }
                 Ok(_) => {}
                 Err(_) => {

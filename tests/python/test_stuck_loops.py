@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -216,6 +217,45 @@ def test_another_process_reads_the_report_while_the_gil_is_held(tmp_path, loop_k
     assert report["coroutine"] == "handler"
     assert isinstance(report["thread_id"], int)
     assert report["on_cpu"] is not False
+
+
+def test_with_native_frames_a_stuck_regex_shows_the_sre_frames_under_it(tmp_path):
+    """With native frames asked for (``AIOCOP_NATIVE_FRAMES=1``), a report of a loop stuck in
+    a regex (on CPU, the GIL held) has the C functions of ``_sre`` under the Python frame that
+    called it, marked ``native``; the coroutine is still the Python one."""
+    path = tmp_path / "stuck.jsonl"
+    code = textwrap.dedent(CHILD).format(after_ms=AFTER_MS, run="asyncio.run(main())")
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AIOCOP_NATIVE_FRAMES": "1"},
+    )
+    reports: list = []
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "stalling", child.stderr and child.stderr.read()
+        started = time.monotonic()
+        # The first report may come before the native-frame warm-up is over: wait for one with.
+        while time.monotonic() - started < 10 and child.poll() is None:
+            text = path.read_text() if path.exists() else ""
+            reports = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
+            if any(frame["native"] for report in reports for frame in report["stack"]):
+                break
+            time.sleep(0.02)
+    finally:
+        child.kill()
+        child.communicate()
+    with_native = [r for r in reports if any(frame["native"] for frame in r["stack"])]
+    assert with_native, reports
+    stack = with_native[0]["stack"]
+    natives = [frame for frame in stack if frame["native"]]
+    assert stack[: len(natives)] == natives, stack  # innermost first, under the Python frames
+    assert any("sre" in frame["function"].lower() for frame in natives), natives
+    python = [frame["function"] for frame in stack[len(natives) :]]
+    assert python[:2] == ["match", "crunch"], python  # re.match, called by crunch
+    assert with_native[0]["coroutine"] == "handler"
 
 
 def test_report_path_gets_one_json_line_per_report(tmp_path, loop_kind):
