@@ -19,8 +19,8 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 
 use aiocop_events::{StuckFrame as Frame, StuckReport};
 use pyo3::prelude::*;
@@ -50,11 +50,28 @@ pub(crate) struct Detection {
     settings: StuckSettings,
 }
 
-static DETECTION: Mutex<Option<Arc<Detection>>> = Mutex::new(None);
+type Slot = Mutex<Option<Arc<Detection>>>;
+
+/// The first process's slot for the detection in force.
+static FIRST: Slot = Mutex::new(None);
+/// A child's slot after `fork()` (leaked, never freed); null until a fork. The watchdog takes
+/// the slot's lock without the GIL, so the parent's may be held at the fork, for good in the
+/// child: a child never takes it.
+static FORKED: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+
+fn slot() -> &'static Slot {
+    let forked = FORKED.load(Ordering::Acquire);
+    if forked.is_null() {
+        return &FIRST;
+    }
+    // SAFETY: a non-null `FORKED` comes from `Box::leak` in `after_fork_child` and is never
+    // freed: valid for `'static`.
+    unsafe { &*forked }
+}
 
 /// The detection in force, if any (the watchdog, once per wake-up).
 pub(crate) fn current() -> Option<Arc<Detection>> {
-    DETECTION
+    slot()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
@@ -93,7 +110,7 @@ pub enum StartError {
 /// Starts detecting stuck loops; the caller starts the watchdog
 /// ([`crate::sampler::ensure_watchdog`]) if CPU sampling did not.
 pub fn start(py: Python<'_>, settings: StuckSettings) -> Result<(), StartError> {
-    let mut slot = DETECTION.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut slot = slot().lock().unwrap_or_else(PoisonError::into_inner);
     if slot.is_some() {
         return Err(StartError::AlreadyOn);
     }
@@ -132,7 +149,7 @@ fn detection(py: Python<'_>, settings: StuckSettings) -> Result<Detection, Start
 /// Stops detecting stuck loops; `false` when it was not on. Reports already made are still
 /// delivered.
 pub fn stop() -> bool {
-    DETECTION
+    slot()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take()
@@ -140,26 +157,33 @@ pub fn stop() -> bool {
 }
 
 /// In a child process after `fork()` (with the GIL): the reporter thread stayed in the parent;
-/// detection goes on with a new one, and the report file opened again. A lock held by a thread
-/// of the parent at the fork (a moment of the watchdog's) turns detection off in the child.
+/// detection goes on with a new one, and the report file opened again, in a slot of the
+/// child's own. The parent's detection is leaked, not dropped: its channel's lock and its
+/// file's may be held by the parent's threads at the fork. Were the parent's slot locked at
+/// the fork (a moment of the watchdog's), its settings cannot be read: detection is off in
+/// the child.
 pub fn after_fork_child(py: Python<'_>) {
-    let Ok(mut slot) = DETECTION.try_lock() else {
-        tracing::warn!("aiocop: stuck-loop detection is off in this child process");
-        return;
+    let parent = match slot().try_lock() {
+        Ok(mut guard) => guard.take(),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
+        Err(TryLockError::WouldBlock) => {
+            tracing::warn!("aiocop: stuck-loop detection is off in this child process");
+            None
+        }
     };
-    let Some(old) = slot.take() else {
-        return;
-    };
-    match detection(py, old.settings.clone_ref(py)) {
-        Ok(restarted) => *slot = Some(Arc::new(restarted)),
-        Err(_) => tracing::warn!(
-            "aiocop: the stuck-loop report file cannot be opened in this child process; \
-             detection is off there"
-        ),
-    }
-    drop(slot);
-    // Its sender's receiver is in the parent's reporter thread: nothing to wake here.
-    drop(old);
+    let restarted = parent.as_ref().and_then(|old| {
+        detection(py, old.settings.clone_ref(py))
+            .inspect_err(|_| {
+                tracing::warn!(
+                    "aiocop: the stuck-loop report file cannot be opened in this child \
+                     process; detection is off there"
+                );
+            })
+            .ok()
+    });
+    let child: &'static Slot = Box::leak(Box::new(Mutex::new(restarted.map(Arc::new))));
+    FORKED.store(std::ptr::from_ref(child).cast_mut(), Ordering::Release);
+    std::mem::forget(parent);
 }
 
 impl Detection {
@@ -475,5 +499,95 @@ impl StuckLoopEvent {
             self.report_number,
             self.stack.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test at a time: they share the process's detection slot.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn settings(after_ns: u64) -> StuckSettings {
+        StuckSettings {
+            after_ns,
+            callbacks: Vec::new(),
+            report_path: None,
+        }
+    }
+
+    /// Forks; the child runs `child` (with the GIL) and exits 0 when it returns `true`. The
+    /// child's exit code, or `None` when it did not finish in 20 s (then it is killed).
+    fn in_forked_child(child: impl FnOnce(Python<'_>) -> bool) -> Option<i32> {
+        let pid = Python::attach(|py| {
+            // SAFETY: the child runs only `child` (no lock another thread may hold is taken
+            // but through the code under test) and leaves by `_exit`.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(py)));
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(i32::from(!matches!(ok, Ok(true)))) };
+            }
+            pid
+        });
+        assert!(pid > 0, "fork failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: `pid` is this process's child; `status` is writable.
+            let done = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+            if done == pid {
+                return Some(libc::WEXITSTATUS(status));
+            }
+            if std::time::Instant::now() > deadline {
+                // SAFETY: `pid` is this process's child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &raw mut status, 0);
+                }
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_forked_child_goes_on_detecting_with_the_same_settings() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        Python::initialize();
+        Python::attach(|py| start(py, settings(123_000_000))).expect("detection starts");
+        let code = in_forked_child(|py| {
+            after_fork_child(py);
+            current().is_some_and(|d| d.after_ns() == 123_000_000) && stop() && !stop()
+        });
+        assert!(stop(), "the parent's detection is still on");
+        assert_eq!(code, Some(0));
+    }
+
+    #[test]
+    fn a_child_forked_while_another_thread_held_the_detection_does_not_hang() {
+        let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        Python::initialize();
+        Python::attach(|py| start(py, settings(100_000_000))).expect("detection starts");
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _guard = slot().lock().unwrap_or_else(PoisonError::into_inner);
+            held.send(()).expect("the test waits");
+            released.recv().ok();
+        });
+        is_held.recv().expect("the holder holds the slot");
+        // In the child the holder does not exist: the lock it held stays held there.
+        let code = in_forked_child(|py| {
+            after_fork_child(py);
+            let off = current().is_none() && !stop();
+            let again = start(py, settings(100_000_000)).is_ok() && current().is_some();
+            off && again && stop()
+        });
+        release.send(()).expect("the holder waits");
+        holder.join().expect("the holder ends");
+        assert!(stop(), "the parent's detection is still on");
+        assert_eq!(code, Some(0), "the child hung or failed");
     }
 }

@@ -720,8 +720,9 @@ fn _distributions_known() -> bool {
 #[pyfunction]
 fn _after_fork_child(py: Python<'_>) {
     dispatch::after_fork_child();
-    sampler::after_fork_child();
+    // Before the watchdog starts again: it reads the stuck-loop detection's slot.
     aiocop_loop::stuck::after_fork_child(py);
+    sampler::after_fork_child();
 }
 
 /// At interpreter exit: pending events are delivered (or logged), then deliveries stop.
