@@ -43,6 +43,33 @@ import concurrent.futures.thread  # noqa: E402,F401  isort: skip
 import encodings.idna  # noqa: E402,F401  isort: skip
 
 THRESHOLD_MS = 10
+
+#: Part of a subprocess script (``str.format``-ed with ``loop_kind``; needs ``asyncio``, ``re``
+#: and ``time``): ``backtrack(n)``, a regex that holds the GIL while it backtracks, with ``n``
+#: tuned so that one call takes over 120 ms on this machine, and ``new_loop()`` of that kind.
+TUNED_REGEX = """
+PATTERN = re.compile(r"(a+)+$")
+
+def backtrack(n):
+    return PATTERN.match("a" * n + "b")
+
+def tune():
+    n = 18
+    while True:
+        started = time.perf_counter()
+        backtrack(n)
+        if time.perf_counter() - started > 0.12:
+            return n
+        n += 1
+
+n = tune()
+
+def new_loop():
+    if {loop_kind!r} == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+"""
 LOOP_KINDS = ["asyncio", "uvloop"]
 
 

@@ -14,9 +14,10 @@ import json
 
 import pytest
 
-from conftest import LOOP_KINDS, describe, run_python
+from conftest import LOOP_KINDS, TUNED_REGEX, describe, run_python
 
-PROGRAM = """
+PROGRAM = (
+    """
 import asyncio, json, logging, re, time
 import aiocop
 
@@ -33,27 +34,9 @@ aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampli
 aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5)
 decided_before = aiocop.stats()["gil_free_sampling"]
 
-PATTERN = re.compile(r"(a+)+$")
-
-def backtrack(n):
-    return PATTERN.match("a" * n + "b")
-
-def tune():
-    n = 18
-    while True:
-        started = time.perf_counter()
-        backtrack(n)
-        if time.perf_counter() - started > 0.12:
-            return n
-        n += 1
-
-n = tune()
-
-def new_loop():
-    if {loop_kind!r} == "uvloop":
-        import uvloop
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
+"""
+    + TUNED_REGEX
+    + """
 
 async def main():
     aiocop.activate()
@@ -78,6 +61,7 @@ print(json.dumps({{
     "gil_free_sampling": [decided_before, aiocop.stats()["gil_free_sampling"]],
 }}))
 """
+)
 
 
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)

@@ -18,9 +18,10 @@ import json
 
 import pytest
 
-from conftest import LOOP_KINDS, describe, run_python
+from conftest import LOOP_KINDS, TUNED_REGEX, describe, run_python
 
-PROGRAM = """
+PROGRAM = (
+    """
 import asyncio, json, logging, re, signal, time
 import aiocop
 
@@ -40,36 +41,21 @@ events = []
 aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=events.append, cpu_sampling=False)
 aiocop.start_cpu_sampling(interval_ms=10, arm_after_ms=5, native_frames={native!r})
 
-PATTERN = re.compile(r"(a+)+$")
-
-def backtrack(n):
-    return PATTERN.match("a" * n + "b")
-
+"""
+    + TUNED_REGEX
+    + """
 def nap():
     time.sleep(0.15)
 
-def tune():
-    n = 18
-    while True:
-        started = time.perf_counter()
-        backtrack(n)
-        if time.perf_counter() - started > 0.12:
-            return n
-        n += 1
-
-n = tune()
-
-def new_loop():
-    if {loop_kind!r} == "uvloop":
-        import uvloop
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 async def main():
     aiocop.activate()
     await asyncio.sleep(0)
     loop = asyncio.get_running_loop()
-    for call in (lambda: backtrack(n), nap):
+    # The first regex is not measured: CPython's debug information, which names native
+    # frames, is read on a thread of aiocop's once they are asked for (on a loaded machine
+    # that takes a while, and the samples meanwhile go without native frames).
+    for call in (lambda: backtrack(n), lambda: backtrack(n), nap):
         done = loop.create_future()
         loop.call_soon(call)
         loop.call_soon(done.set_result, None)
@@ -81,7 +67,7 @@ loop = new_loop()
 loop.run_until_complete(main())
 loop.close()
 
-slow = [e for e in events if e.elapsed_ms >= 60]
+slow = [e for e in events if e.elapsed_ms >= 60][1:]
 print(json.dumps({{
     "elapsed_ms": [e.elapsed_ms for e in slow],
     "samples": [e.cpu_stack_samples for e in slow],
@@ -90,6 +76,7 @@ print(json.dumps({{
     "native_frames": aiocop.stats()["native_frames"],
 }}))
 """
+)
 
 
 def run(loop_kind: str, *, taken: bool = False, native: bool = True, env=None) -> dict:
@@ -121,7 +108,7 @@ def test_a_regex_is_sampled_with_the_sre_frames_under_its_caller(loop_kind):
     with_sre = sum(
         s["count"] for s in naming if s["native_frames"] and any(map(names_sre, s["native_frames"]))
     )
-    assert with_sre * 2 > count, (with_sre, count, samples)
+    assert with_sre * 2 > count, (with_sre, count, [(s["count"], s["native_frames"]) for s in naming])
     for sample in naming:
         natives = sample["native_frames"]
         parts = sample["trace"].split(" <- ")
