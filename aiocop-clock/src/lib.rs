@@ -18,8 +18,8 @@
 mod calibration;
 mod source;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 
 pub use calibration::{rate_changed, Calibration};
 pub use source::{Source, CLOCK_ENV};
@@ -39,8 +39,13 @@ const WALL_REFRESH_NS: u64 = 1_000_000_000;
 /// The TSC calibration in force: null until the first reading, then a leaked `Calibration`
 /// (at most ~20 per process: one per refinement, the span growing fourfold each time).
 static CALIBRATION: AtomicPtr<Calibration> = AtomicPtr::new(std::ptr::null_mut());
-/// The clock source, chosen once.
-static SOURCE: OnceLock<Source> = OnceLock::new();
+/// The clock source, chosen once: [`UNCHOSEN`] until then. An atomic, not a `OnceLock`: a
+/// `fork()` while another thread chose would leave a `OnceLock` initialising for good in the
+/// child (every reader waiting); here threads that race each choose (the same) and store.
+static SOURCE: AtomicU8 = AtomicU8::new(UNCHOSEN);
+const UNCHOSEN: u8 = 0;
+const TSC: u8 = 1;
+const MONOTONIC: u8 = 2;
 /// The TSC stopped ticking at its calibrated rate: `CLOCK_MONOTONIC` from then on.
 static FELL_BACK: AtomicBool = AtomicBool::new(false);
 /// [`now_ns`] time of the next due refinement or wall-clock refresh.
@@ -66,7 +71,23 @@ pub fn source() -> Source {
     if FELL_BACK.load(Ordering::Relaxed) {
         return Source::Monotonic;
     }
-    *SOURCE.get_or_init(Source::detect)
+    match SOURCE.load(Ordering::Relaxed) {
+        TSC => Source::Tsc,
+        MONOTONIC => Source::Monotonic,
+        _ => choose_source(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn choose_source() -> Source {
+    let chosen = Source::detect();
+    let code = match chosen {
+        Source::Tsc => TSC,
+        Source::Monotonic => MONOTONIC,
+    };
+    SOURCE.store(code, Ordering::Relaxed);
+    chosen
 }
 
 /// Monotonic nanoseconds; never 0. One clock for every thread of the process.

@@ -734,6 +734,9 @@ fn _shutdown(py: Python<'_>) {
 
 #[pymodule]
 fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The clock is chosen and calibrated here, on the importing thread (with the GIL, which
+    // `os.fork()` needs too), before any thread of aiocop's runs: no fork comes in the middle.
+    aiocop_clock::now_ns();
     aiocop_loop::init(m.py())?;
     m.add_function(wrap_pyfunction!(start_blocking_io_detection, m)?)?;
     m.add_function(wrap_pyfunction!(detect_slow_tasks, m)?)?;
