@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope, RuleFields};
+use aiocop_events::rules::{AllowRule, Candidate, FrameFacts, FrameScope, RuleFields, RULE_KEYS};
 use aiocop_events::Frame;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -73,16 +73,11 @@ impl PyAllowRule {
     }
 }
 
-/// The keyword fields of a rule (`AllowRule(...)`, `aiocop.allow(...)`).
-const FIELD_KEYS: [&str; 7] = [
-    "event",
-    "module",
-    "path",
-    "function",
-    "distribution",
-    "frames",
-    "source",
-];
+/// The keyword fields of a rule (`AllowRule(...)`, `aiocop.allow(...)`): a spec's keys
+/// ([`RULE_KEYS`], in their order), then `source`.
+fn field_keys() -> impl Iterator<Item = &'static str> {
+    RULE_KEYS.iter().copied().chain(["source"])
+}
 
 /// A rule from a spec string or from fields (not both); `frames="any"` given with a spec
 /// string applies to it (as `,frames=any` in the spec would). A malformed rule is a
@@ -126,14 +121,14 @@ pub fn from_kwargs(
     spec: Option<&str>,
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<(AllowRule, String)> {
-    let mut values: [Option<String>; 7] = Default::default();
+    let mut values: [Option<String>; RULE_KEYS.len() + 1] = Default::default();
     if let Some(kwargs) = kwargs {
         for (key, value) in kwargs.iter() {
             let key: String = key.extract()?;
-            let Some(slot) = FIELD_KEYS.iter().position(|k| *k == key) else {
+            let Some(slot) = field_keys().position(|k| k == key) else {
                 return Err(PyTypeError::new_err(format!(
                     "AllowRule got an unexpected keyword argument {key:?} (expected some of {})",
-                    FIELD_KEYS.join(", ")
+                    field_keys().collect::<Vec<_>>().join(", ")
                 )));
             };
             if value.is_none() && slot < 5 {

@@ -21,6 +21,7 @@ inline), which lets the shared tests run against it unchanged.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import socket
 import subprocess
@@ -43,6 +44,17 @@ import concurrent.futures.thread  # noqa: E402,F401  isort: skip
 import encodings.idna  # noqa: E402,F401  isort: skip
 
 THRESHOLD_MS = 10
+
+#: How inner pytest sessions get the plugin: through its entry point when aiocop is installed,
+#: else by name.
+PLUGIN_ARGS: tuple[str, ...] = (
+    ()
+    if any(
+        ep.value == "aiocop.pytest_plugin"
+        for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+    else ("-p", "aiocop.pytest_plugin")
+)
 
 #: Part of a subprocess script (``str.format``-ed with ``loop_kind``; needs ``asyncio``, ``re``
 #: and ``time``): ``backtrack(n)``, a regex that holds the GIL while it backtracks, with ``n``

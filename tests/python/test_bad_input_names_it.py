@@ -5,13 +5,12 @@ INTERNALERROR."""
 from __future__ import annotations
 
 import textwrap
-from importlib.metadata import entry_points
 
 import pytest
 
 import aiocop
 
-from conftest import describe, run_python
+from conftest import PLUGIN_ARGS, describe, run_python
 
 pytest_plugins = ["pytester"]
 
@@ -116,13 +115,6 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
         )
     )
     return pytester
-
-
-#: How the inner sessions get the plugin: its entry point, or ``-p`` on an older install.
-PLUGIN_ARGS: tuple[str, ...] = (
-    () if any(ep.value == "aiocop.pytest_plugin" for ep in entry_points(group="pytest11"))
-    else ("-p", "aiocop.pytest_plugin")
-)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from test_pytest_plugin import PLUGIN_ARGS
+from conftest import PLUGIN_ARGS
 
 pytest.importorskip("pytest_asyncio")
 

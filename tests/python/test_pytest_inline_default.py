@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import describe, run_python
-from test_pytest_plugin import PLUGIN_ARGS
+from conftest import PLUGIN_ARGS
 
 pytest_plugins = ["pytester"]
 

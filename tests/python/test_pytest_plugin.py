@@ -12,23 +12,17 @@ from __future__ import annotations
 
 import re
 import textwrap
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
+from conftest import PLUGIN_ARGS
 
 pytest_plugins = ["pytester"]
 
 pytest.importorskip("pytest_asyncio")
 pytest.importorskip("anyio")
 
-
-def _entry_point_installed() -> bool:
-    return any(ep.value == "aiocop.pytest_plugin" for ep in entry_points(group="pytest11"))
-
-
-#: How the inner sessions get the plugin.
-PLUGIN_ARGS: tuple[str, ...] = () if _entry_point_installed() else ("-p", "aiocop.pytest_plugin")
 
 #: The inner sessions' ini: pytest-asyncio in strict mode with function-scoped loops.
 INI = """

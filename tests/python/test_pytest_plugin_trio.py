@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import re
 import textwrap
-from importlib.metadata import entry_points
 
 import pytest
+
+from conftest import PLUGIN_ARGS
 
 pytest_plugins = ["pytester"]
 
 pytest.importorskip("anyio")
 pytest.importorskip("trio")
 
-
-def _entry_point_installed() -> bool:
-    return any(ep.value == "aiocop.pytest_plugin" for ep in entry_points(group="pytest11"))
-
-
-PLUGIN_ARGS: tuple[str, ...] = () if _entry_point_installed() else ("-p", "aiocop.pytest_plugin")
 
 INI = """
 [pytest]

@@ -15,7 +15,14 @@ import pytest
 
 import aiocop
 
-from conftest import closed_port, describe, raising_at_call, run_monitored, run_python
+from conftest import (
+    PLUGIN_ARGS,
+    closed_port,
+    describe,
+    raising_at_call,
+    run_monitored,
+    run_python,
+)
 
 SECRETS = ("hunter2", "abc123", "s3cr3t", "tok-999")
 
@@ -128,15 +135,8 @@ def test_the_pytest_report_shows_no_secret(pytester, monkeypatch):
                             "https://user:hunter2@example.invalid/?api_key=abc123"], check=True)
         """
     )
-    plugin = () if _entry_point_installed() else ("-p", "aiocop.pytest_plugin")
-    result = pytester.runpytest_subprocess(*plugin, "-p", "no:cacheprovider", "--aiocop")
+    result = pytester.runpytest_subprocess(*PLUGIN_ARGS, "-p", "no:cacheprovider", "--aiocop")
     result.assert_outcomes(failed=1)
     text = "\n".join(result.outlines + result.errlines)
     assert "subprocess.Popen(" in text and "--token=***" in text, text
     assert_clean(text)
-
-
-def _entry_point_installed() -> bool:
-    from importlib.metadata import entry_points
-
-    return any(ep.value == "aiocop.pytest_plugin" for ep in entry_points(group="pytest11"))
