@@ -41,4 +41,4 @@ pub use durations::{Durations, BOUNDS_SECONDS};
 pub use histogram::Histogram;
 pub use report::{folded_stacks, snapshot, SiteStats, SlowTaskCount, Snapshot, OTHER};
 pub use table::{HandleRun, SiteTotals};
-pub use threads::{max_sites, record, reset, set_max_sites, DEFAULT_MAX_SITES};
+pub use threads::{after_fork_child, max_sites, record, reset, set_max_sites, DEFAULT_MAX_SITES};

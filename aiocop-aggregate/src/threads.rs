@@ -1,7 +1,12 @@
 //! Where the tables live: one per thread that recorded (registered on its first record, its
 //! totals moved into the retired table when the thread ends), read and reset by any thread.
+//!
+//! Readers merge without the GIL, so a `fork()` may come while one holds a lock: a child
+//! process gets tables of its own ([`after_fork_child`]) and never takes a lock of its
+//! parent's. Its totals start empty: they are the child's calls.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aiocop_events::Stack;
@@ -13,24 +18,65 @@ pub const DEFAULT_MAX_SITES: usize = 500;
 
 static MAX_SITES: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_SITES);
 
-/// The tables of the threads that recorded and still run.
-static LIVE: Mutex<Vec<Arc<Mutex<Table>>>> = Mutex::new(Vec::new());
-/// The totals of the threads that ended.
-static RETIRED: Mutex<Option<Table>> = Mutex::new(None);
+/// Every table of a process.
+#[derive(Debug)]
+struct Tables {
+    /// The tables of the threads that recorded and still run.
+    live: Mutex<Vec<Arc<Mutex<Table>>>>,
+    /// The totals of the threads that ended.
+    retired: Mutex<Option<Table>>,
+}
+
+impl Tables {
+    const fn new() -> Self {
+        Self {
+            live: Mutex::new(Vec::new()),
+            retired: Mutex::new(None),
+        }
+    }
+}
+
+/// The first process's tables.
+static FIRST: Tables = Tables::new();
+/// A child's tables after `fork()` (leaked, never freed); null until a fork.
+static FORKED: AtomicPtr<Tables> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's tables.
+fn tables() -> &'static Tables {
+    let forked = FORKED.load(Ordering::Acquire);
+    if forked.is_null() {
+        return &FIRST;
+    }
+    // SAFETY: a non-null `FORKED` comes from `Box::leak` in `after_fork_child` and is never
+    // freed: valid for `'static`.
+    unsafe { &*forked }
+}
+
+/// In a child process after `fork()`: tables of its own, empty. The parent's are left as they
+/// are (a reader of the parent's may have held their locks at the fork): never locked, never
+/// freed.
+pub fn after_fork_child() {
+    let fresh: &'static Tables = Box::leak(Box::new(Tables::new()));
+    FORKED.store(std::ptr::from_ref(fresh).cast_mut(), Ordering::Release);
+}
 
 /// Locks `mutex`, whatever a panicking holder left (the totals stay usable).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// This thread's table, registered in [`LIVE`]; retired when the thread ends.
-struct Local(Arc<Mutex<Table>>);
+/// This thread's table, registered in the live list of `tables`; retired there when the
+/// thread ends.
+struct Local {
+    tables: &'static Tables,
+    table: Arc<Mutex<Table>>,
+}
 
 impl Local {
-    fn register() -> Self {
+    fn register(tables: &'static Tables) -> Self {
         let table = Arc::new(Mutex::new(Table::default()));
-        lock(&LIVE).push(Arc::clone(&table));
-        Local(table)
+        lock(&tables.live).push(Arc::clone(&table));
+        Local { tables, table }
     }
 }
 
@@ -38,17 +84,17 @@ impl Drop for Local {
     fn drop(&mut self) {
         // Under the live list's lock, which a reader holds for its whole merge: it sees these
         // totals either here or retired, never in both and never in neither.
-        let mut live = lock(&LIVE);
-        live.retain(|t| !Arc::ptr_eq(t, &self.0));
-        let table = std::mem::take(&mut *lock(&self.0));
-        lock(&RETIRED)
+        let mut live = lock(&self.tables.live);
+        live.retain(|t| !Arc::ptr_eq(t, &self.table));
+        let table = std::mem::take(&mut *lock(&self.table));
+        lock(&self.tables.retired)
             .get_or_insert_with(Table::default)
             .absorb(table, max_sites());
     }
 }
 
 thread_local! {
-    static LOCAL: Local = Local::register();
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
 }
 
 /// The bound on the sites kept per thread and reported; calls at further sites count in the
@@ -80,16 +126,28 @@ pub fn set_max_sites(max: usize) {
 /// ```
 pub fn record<'a>(run: HandleRun, calls: impl IntoIterator<Item = (&'a Arc<Stack>, &'static str)>) {
     let max = max_sites();
+    let tables = tables();
     let mut calls = Some(calls);
-    let recorded = LOCAL.try_with(|local| {
+    let recorded = LOCAL.try_with(|cell| {
+        let mut local = cell.borrow_mut();
+        let local = match &mut *local {
+            Some(mine) if std::ptr::eq(mine.tables, tables) => mine,
+            other => {
+                // The thread's first record, or its first in a child after a fork: the
+                // parent's table (a reader of the parent's may hold its lock) is forgotten,
+                // never locked.
+                std::mem::forget(other.take());
+                other.insert(Local::register(tables))
+            }
+        };
         if let Some(calls) = calls.take() {
-            lock(&local.0).record(run, calls, max);
+            lock(&local.table).record(run, calls, max);
         }
     });
     if recorded.is_err() {
         // The thread is ending: straight into the retired totals.
         if let Some(calls) = calls.take() {
-            lock(&RETIRED)
+            lock(&tables.retired)
                 .get_or_insert_with(Table::default)
                 .record(run, calls, max);
         }
@@ -100,11 +158,12 @@ pub fn record<'a>(run: HandleRun, calls: impl IntoIterator<Item = (&'a Arc<Stack
 /// lock throughout (so no thread's totals move to the retired table meanwhile). Lock order:
 /// the live list, a thread's table, the retired table.
 pub(crate) fn for_each_table(mut f: impl FnMut(&mut Table)) {
-    let live = lock(&LIVE);
+    let tables = tables();
+    let live = lock(&tables.live);
     for table in live.iter() {
         f(&mut lock(table));
     }
-    if let Some(retired) = lock(&RETIRED).as_mut() {
+    if let Some(retired) = lock(&tables.retired).as_mut() {
         f(retired);
     }
 }
@@ -112,4 +171,81 @@ pub(crate) fn for_each_table(mut f: impl FnMut(&mut Table)) {
 /// Forgets every total, of every thread.
 pub fn reset() {
     for_each_table(|table| *table = Table::default());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use aiocop_events::{Frame, Reason};
+    use aiocop_severity::Level;
+
+    use super::*;
+
+    const RUN: HandleRun = HandleRun {
+        elapsed_ns: 1_000_000,
+        level: Level::Low,
+        reason: Reason::IoBlocking,
+    };
+
+    /// The exit code of child `pid`, or `None` when it did not finish in 20 s (then killed).
+    fn exit_code(pid: libc::pid_t) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut status = 0;
+        loop {
+            // SAFETY: `pid` is this process's child; `status` is writable.
+            if unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) } == pid {
+                return Some(libc::WEXITSTATUS(status));
+            }
+            if Instant::now() > deadline {
+                // SAFETY: `pid` is this process's child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &raw mut status, 0);
+                }
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_child_forked_while_a_reader_held_the_locks_keeps_totals_of_its_own() {
+        let parent = Stack::shared(vec![Frame::new("/srv/app/fork.py", 1, "parent")]);
+        record(RUN, [(&parent, "open")]); // this thread's table, in the parent's tables
+        let (held, is_held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            // A reader in the middle of its merge: the live list's lock and a table's held.
+            let mut first = true;
+            for_each_table(|_| {
+                if std::mem::take(&mut first) {
+                    held.send(()).ok();
+                    released.recv().ok();
+                }
+            });
+        });
+        is_held.recv().expect("the reader holds the locks");
+        // SAFETY: the child runs only the code under test and leaves by `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            after_fork_child();
+            let child = Stack::shared(vec![Frame::new("/srv/app/fork.py", 2, "child")]);
+            record(RUN, [(&child, "open")]);
+            let report = crate::snapshot();
+            let sites: Vec<&str> = report.sites.iter().map(|s| s.site.as_str()).collect();
+            let ok = sites == ["/srv/app/fork.py:2:child"] && report.sites[0].totals.count == 1;
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        release.send(()).expect("the reader waits");
+        reader.join().expect("the reader ends");
+        assert!(pid > 0, "fork failed");
+        assert_eq!(
+            exit_code(pid),
+            Some(0),
+            "the child hung, or saw other totals"
+        );
+    }
 }

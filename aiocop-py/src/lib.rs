@@ -720,6 +720,7 @@ fn _distributions_known() -> bool {
 #[pyfunction]
 fn _after_fork_child(py: Python<'_>) {
     dispatch::after_fork_child();
+    aiocop_aggregate::after_fork_child();
     // Before the watchdog starts again: it reads the stuck-loop detection's slot.
     aiocop_loop::stuck::after_fork_child(py);
     sampler::after_fork_child();

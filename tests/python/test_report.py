@@ -8,6 +8,8 @@ import asyncio
 import json
 import os
 import threading
+import time
+import warnings
 
 import pytest
 
@@ -94,6 +96,35 @@ def test_a_loop_on_another_thread_is_merged() -> None:
     worker.join()
     run_handlers("asyncio", stats=6, opens=0)
     assert site_of(aiocop.report(), "os.stat").count == 11
+
+
+def test_a_forked_child_counts_its_own_calls() -> None:
+    run_handlers("asyncio", stats=3, opens=0)
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads running
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            run_handlers("asyncio", stats=5, opens=0)
+            os.write(write_end, str(site_of(aiocop.report(), "os.stat").count).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the child did not finish")
+        time.sleep(0.01)
+    child_count = os.read(read_end, 100).decode()
+    os.close(read_end)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert child_count == "5"  # its own calls, not the parent's 3 as well
+    assert site_of(aiocop.report(), "os.stat").count == 3
 
 
 def test_top_sorts_by_total_and_keeps_the_count_of_sites() -> None:
