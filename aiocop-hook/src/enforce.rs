@@ -255,6 +255,7 @@ pub fn blocking_call_error(py: Python<'_>, record: &PendingRecord) -> PyErr {
         kwargs.set_item("suggested_rule", suggested)?;
         kwargs.set_item("site", event.site())?;
         kwargs.set_item("user_trace", event.user_trace())?;
+        crate::attribution::add_attribution(py, &kwargs, &event)?;
         Ok(PyErr::from_value(cls.bind(py).call((), Some(&kwargs))?))
     };
     build().unwrap_or_else(|err| err)

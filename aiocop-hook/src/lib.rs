@@ -12,6 +12,7 @@
 //! Architecture invariant: nothing here may block, print, or let a panic cross FFI.
 
 pub mod args;
+pub mod attribution;
 mod audited;
 pub mod compat;
 pub mod enforce;

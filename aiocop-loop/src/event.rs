@@ -692,17 +692,7 @@ pub(crate) fn blocking_events<'py>(
         dict.set_item(pyo3::intern!(py, "site"), texts.site)?;
         dict.set_item(pyo3::intern!(py, "user_trace"), texts.user_trace)?;
         dict.set_item(pyo3::intern!(py, "suggested_rule"), event.suggested_rule())?;
-        let distribution = event.distribution();
-        dict.set_item(pyo3::intern!(py, "origin"), event.origin().label())?;
-        dict.set_item(
-            pyo3::intern!(py, "distribution"),
-            distribution.map(|d| d.name()),
-        )?;
-        dict.set_item(
-            pyo3::intern!(py, "distribution_version"),
-            distribution.map(|d| d.version()),
-        )?;
-        dict.set_item(pyo3::intern!(py, "site_key"), event.site_key())?;
+        aiocop_hook::attribution::add_attribution(py, &dict, event)?;
         list.append(dict)?;
     }
     Ok(list)

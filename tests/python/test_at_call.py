@@ -252,8 +252,13 @@ def test_exception_attributes(loop_kind, tmp_path):
             "site": exc.site,
             "user_trace": exc.user_trace,
             "suggested_rule": exc.suggested_rule,
+            "origin": "first-party",
+            "distribution": None,
+            "distribution_version": None,
+            "site_key": exc.site_key,
         }
     ]
+    assert exc.site_key == f"{__name__}:{opener.__qualname__}"
     message = str(exc)
     assert exc.event in message
     assert exc.entry_point in message

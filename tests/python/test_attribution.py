@@ -173,3 +173,54 @@ def test_a_non_string_distribution_is_a_type_error() -> None:
         aiocop.AllowRule(distribution=2)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="distribution"):
         aiocop.allow(distribution=2)  # type: ignore[arg-type]
+
+
+RAISING = '''
+import asyncio, json, pickle
+import aiocop
+import fakepkg
+
+aiocop.patch_audit_functions()
+aiocop.start_blocking_io_detection()
+aiocop.detect_slow_tasks(threshold_ms=1000, dispatch="inline")
+aiocop.enable_raise_on_violations(at_call=True)
+keys = ("origin", "distribution", "distribution_version", "site_key")
+
+
+async def main():
+    aiocop.activate()
+    await asyncio.sleep(0)
+    try:
+        fakepkg.Client().send()
+    except aiocop.BlockingCallError as error:
+        info = error.events[0] if getattr(error, "events", None) else {}
+        print(json.dumps({k: getattr(error, k) for k in keys}))
+        print(json.dumps({k: info.get(k) for k in keys}))
+        copy = pickle.loads(pickle.dumps(error))
+        print(json.dumps({k: getattr(copy, k) for k in keys}))
+
+
+asyncio.run(main())
+'''
+
+
+def test_an_error_raised_at_the_call_names_the_distribution(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    install_fake_distribution(site)
+    (tmp_path / "script.py").write_text(RAISING)
+    proc = run_python(
+        f"import runpy; runpy.run_path({str(tmp_path / 'script.py')!r}, run_name='__main__')",
+        env={"PYTHONPATH": os.pathsep.join([str(site), *sys.path[1:]])},
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, describe(proc)
+    attributes, info, unpickled = (json.loads(line) for line in proc.stdout.strip().splitlines())
+    expected = {
+        "origin": "third-party",
+        "distribution": "Fake_Pkg",
+        "distribution_version": "1.4.2",
+        "site_key": "__main__:main",
+    }
+    assert attributes == expected
+    assert info == expected  # the exception's BlockingEventInfo carries the same
+    assert unpickled == expected  # and so does a copy (pytest-xdist sends them across)

@@ -94,9 +94,19 @@ def names_sre(native: str) -> bool:
     return "sre" in native.lower()
 
 
+def has_sre_frames(result: dict) -> bool:
+    samples = result["samples"][0]
+    return any(any(map(names_sre, s["native_frames"])) for s in samples)
+
+
 @pytest.mark.parametrize("loop_kind", LOOP_KINDS)
 def test_a_regex_is_sampled_with_the_sre_frames_under_its_caller(loop_kind):
-    result = run(loop_kind)
+    # Up to three runs: on a shared machine one run's signals may all be answered too late
+    # (the sample then goes without native frames, as designed); seen once in many CI runs.
+    for _ in range(3):
+        result = run(loop_kind)
+        if has_sre_frames(result):
+            break
     assert result["warnings"] == [], result["warnings"]
     assert result["native_frames"] is True, result
     elapsed = result["elapsed_ms"][0]

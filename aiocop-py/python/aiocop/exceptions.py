@@ -62,7 +62,9 @@ class BlockingCallError(HighSeverityBlockingIoException):
     ``trace`` is the whole captured stack; ``site`` is the user's call site (the innermost
     frame of the project's own code) and ``user_trace`` the trace up to the project's
     outermost frame, which the message shows; ``suggested_rule`` is the allow rule for this
-    call (the same one every report of aiocop suggests)."""
+    call (the same one every report of aiocop suggests). ``origin``, ``distribution``,
+    ``distribution_version`` and ``site_key`` attribute the call as ``BlockingEventInfo``
+    does (who made it, which installed package, the site's key in a baseline)."""
 
     def __init__(
         self,
@@ -76,6 +78,10 @@ class BlockingCallError(HighSeverityBlockingIoException):
         suggested_rule: Optional[str] = None,
         site: Optional[str] = None,
         user_trace: Optional[str] = None,
+        origin: Optional[str] = None,
+        distribution: Optional[str] = None,
+        distribution_version: Optional[str] = None,
+        site_key: Optional[str] = None,
     ) -> None:
         self.event_name = event_name
         self.event = event
@@ -87,10 +93,16 @@ class BlockingCallError(HighSeverityBlockingIoException):
         self.suggested_rule = suggested_rule
         self.site = site if site is not None else entry_point
         self.user_trace = user_trace if user_trace is not None else trace
+        self.origin = origin
+        self.distribution = distribution
+        self.distribution_version = distribution_version
+        self.site_key = site_key
         info = {"event": event, "trace": trace, "entry_point": entry_point, "severity": severity,
                 "task_name": task_name, "coroutine": coroutine, "event_name": event_name,
                 "site": self.site, "user_trace": self.user_trace,
-                "suggested_rule": suggested_rule}
+                "suggested_rule": suggested_rule, "origin": origin,
+                "distribution": distribution, "distribution_version": distribution_version,
+                "site_key": site_key}
         super().__init__(severity, _level(severity), 0.0, 0.0, [info])  # type: ignore[list-item]
 
     def _format_message(self) -> str:
@@ -106,7 +118,8 @@ class BlockingCallError(HighSeverityBlockingIoException):
         return (
             type(self),
             (self.event_name, self.event, self.severity, self.trace, self.entry_point,
-             self.task_name, self.coroutine, self.suggested_rule, self.site, self.user_trace),
+             self.task_name, self.coroutine, self.suggested_rule, self.site, self.user_trace,
+             self.origin, self.distribution, self.distribution_version, self.site_key),
         )
 
 
