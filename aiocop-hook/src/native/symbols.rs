@@ -200,10 +200,8 @@ fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>
 fn dl_info(addr: usize, info: *mut libc::Dl_info) -> (libc::c_int, Option<usize>) {
     // SAFETY: `dladdr` only reads the loader's tables and fills `info`, which is writable and
     // zeroed; it accepts any address.
-    (
-        unsafe { libc::dladdr(addr as *const libc::c_void, info) },
-        None,
-    )
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, info) };
+    (found, None)
 }
 
 #[cfg(all(target_env = "gnu", target_pointer_width = "64"))]
