@@ -23,7 +23,7 @@
 //!   `monitored`: the `MonitoredCallback` type that runs it;
 //! - `loop_patch`: the state installed on a loop; `scheduling`: the replacements of the four
 //!   methods; `loop_end`: the loop's `close`; `readers`: reader and writer callbacks
-//!   (asyncio's `_add_reader` / `_add_writer`); `protocols`: protocol instances' callback
+//!   (asyncio's `_add_reader` / `_add_writer`); `protocols`: protocol classes' callback
 //!   methods; `loop_methods`: a uvloop loop's protocol-factory methods and `add_reader` /
 //!   `add_writer`; `binding`: those callables binding as methods; `patching`: installing all
 //!   of it on a loop;

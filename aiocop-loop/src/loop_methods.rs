@@ -66,10 +66,7 @@ impl LoopMethod {
             match self.kind {
                 Kind::Factory => {
                     let wrap = |factory: Bound<'py, PyAny>| {
-                        Bound::new(
-                            py,
-                            ProtocolFactory::new(factory.unbind(), patch.clone().unbind()),
-                        )
+                        Bound::new(py, ProtocolFactory::new(factory.unbind()))
                     };
                     if let Ok(factory) = args.get_item(0) {
                         let mut all = vec![wrap(factory)?.into_any()];

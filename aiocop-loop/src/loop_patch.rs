@@ -24,6 +24,9 @@ pub struct LoopPatch {
     call_exception_handler_orig: Py<PyAny>,
     /// Set for a stock asyncio loop: `call_soon` does the stock steps itself.
     direct: Option<DirectCallSoon>,
+    /// The loop calls its protocols' callbacks itself, outside any handle (uvloop's): they
+    /// are monitored through their class ([`crate::protocols`]).
+    calls_protocols: bool,
 }
 
 impl LoopPatch {
@@ -37,6 +40,11 @@ impl LoopPatch {
         &self.originals[method.index()]
     }
 
+    /// Whether the loop calls its protocols' callbacks itself (not one of asyncio's loops).
+    pub(crate) fn calls_protocols(&self) -> bool {
+        self.calls_protocols
+    }
+
     /// What the `call_soon` replacement needs to do a stock asyncio `call_soon` itself.
     pub(crate) fn direct(&self) -> Option<&DirectCallSoon> {
         self.direct.as_ref()
@@ -44,8 +52,8 @@ impl LoopPatch {
 
     /// The state of a loop about to be patched: its shared state, the originals of the four
     /// methods and of `call_exception_handler`, and, for a stock asyncio loop, the direct
-    /// `call_soon`.
-    pub(crate) fn for_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
+    /// `call_soon`; `calls_protocols` for a loop that is not one of asyncio's.
+    pub(crate) fn for_loop(event_loop: &Bound<'_, PyAny>, calls_protocols: bool) -> PyResult<Self> {
         let original = |name: &str| event_loop.getattr(name).map(Bound::unbind);
         let [a, b, c, d] = Method::ALL.map(|method| original(method.name()));
         Ok(Self {
@@ -53,6 +61,7 @@ impl LoopPatch {
             originals: [a?, b?, c?, d?],
             call_exception_handler_orig: original("call_exception_handler")?,
             direct: DirectCallSoon::for_loop(event_loop),
+            calls_protocols,
         })
     }
 }

@@ -23,13 +23,13 @@ pub fn patch_loop(event_loop: &Bound<'_, PyAny>) -> PyResult<bool> {
     if loop_patch(event_loop).is_some() {
         return Ok(false);
     }
-    let patch = Bound::new(py, LoopPatch::for_loop(event_loop)?)?;
+    let asyncio = is_asyncio_loop(event_loop);
+    let patch = Bound::new(py, LoopPatch::for_loop(event_loop, !asyncio)?)?;
     let mut methods = crate::scheduling::bound_replacements(&patch)?;
     methods.push((
         "call_exception_handler",
         patch.getattr("call_exception_handler")?,
     ));
-    let asyncio = is_asyncio_loop(event_loop);
     if !asyncio {
         // The protocol factories and reader callbacks the loop calls itself (uvloop's).
         methods.extend(crate::loop_methods::replacements(&patch, event_loop)?);

@@ -5,16 +5,18 @@
 //!
 //! The protocol factory given to the loop (`create_server`, `create_connection`, ...: see
 //! [`crate::loop_methods`]) is wrapped in a [`ProtocolFactory`], which calls it and then
-//! [`instrument`]s the protocol it returns, before the loop makes its transport: each callback
-//! method the protocol's class defines (not asyncio's no-op defaults) gets an instance attribute
-//! of the same name, a `MonitoredCallback` of the bound method, which the transport then finds
-//! (uvloop keeps `protocol.data_received` from that moment, and looks the others up when it
-//! calls them). The protocol stays the same object — its class, `isinstance`, its attributes,
-//! `transport.get_protocol()` — with a few entries more in its `__dict__` while it is
-//! connected: its `connection_lost` (always one of ours once any method is) removes them
-//! again after running, so that no reference cycle (protocol → its dict → the bound method →
-//! the protocol) outlives the connection. A protocol without an instance dict (`__slots__`)
-//! is left as it is, unmonitored.
+//! [`instrument`]s the class of the protocol it returns, once per class, before the loop makes
+//! its transport: each callback method the class has beyond asyncio's no-op defaults becomes a
+//! [`MonitoredMethod`] on the class itself, a descriptor that binds the method as before and,
+//! looked up on a thread whose running loop is a monitored loop of this kind, wraps the bound
+//! method in a `MonitoredCallback` of that loop, which the transport then finds (uvloop keeps
+//! `protocol.data_received` from that moment, and looks the others up when it calls them).
+//! The protocol stays the same object — its class, `isinstance`, its attributes, its
+//! `__dict__`, `transport.get_protocol()` — and its instance attributes keep CPython's
+//! compact layout and specialised lookups (per-instance entries would not fit uvicorn's
+//! protocol, whose 28 attributes nearly fill the 30 a class's instances share). Looked up on
+//! any other thread, or while monitoring is off, the method is the plain bound method. A class
+//! CPython does not let us change (a C type) stays unmonitored.
 //!
 //! asyncio's selector loop needs none of this: its transports read and write in reader and
 //! writer handles ([`crate::readers`]), and schedule `connection_made` / `connection_lost` with
@@ -25,13 +27,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::handle::run_monitored;
-use crate::loop_patch::LoopPatch;
-use crate::monitored::{monitored_type, new_monitored};
+use crate::loop_patch::{loop_patch, LoopPatch};
+use crate::monitored::new_monitored;
 
-/// The callback methods of asyncio's protocol classes that a loop calls, but
-/// `connection_lost` (see [`ConnectionLost`]).
-const CALLBACKS: [&str; 12] = [
+/// The callback methods of asyncio's protocol classes that a loop calls.
+const CALLBACKS: [&str; 13] = [
     "connection_made",
     "data_received",
     "eof_received",
@@ -44,23 +44,21 @@ const CALLBACKS: [&str; 12] = [
     "pipe_data_received",
     "pipe_connection_lost",
     "process_exited",
+    "connection_lost",
 ];
 
-const CONNECTION_LOST: &str = "connection_lost";
-
 /// A protocol factory handed to a monitored loop: calls the user's factory, then instruments
-/// the protocol it returns (see the module's documentation).
+/// the class of the protocol it returns (see the module's documentation).
 #[pyclass(frozen, module = "aiocop._aiocop", name = "_ProtocolFactory")]
 #[derive(Debug)]
 pub struct ProtocolFactory {
     factory: Py<PyAny>,
-    patch: Py<LoopPatch>,
 }
 
 impl ProtocolFactory {
-    /// `factory` wrapped for `patch`'s loop.
-    pub(crate) fn new(factory: Py<PyAny>, patch: Py<LoopPatch>) -> Self {
-        Self { factory, patch }
+    /// `factory` wrapped for a monitored loop.
+    pub(crate) fn new(factory: Py<PyAny>) -> Self {
+        Self { factory }
     }
 }
 
@@ -75,7 +73,7 @@ impl ProtocolFactory {
     ) -> PyResult<Bound<'py, PyAny>> {
         aiocop_hook::heaptype::guard_py(py, "protocol factory call", || {
             let protocol = self.factory.bind(py).call(args, kwargs)?;
-            if let Err(err) = instrument(self.patch.bind(py), &protocol) {
+            if let Err(err) = instrument(&protocol.get_type()) {
                 // The protocol works as it is; it is only not monitored.
                 tracing::debug!("aiocop could not monitor a protocol's callbacks: {err}");
             }
@@ -100,82 +98,38 @@ impl ProtocolFactory {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.factory)?;
-        visit.call(&self.patch)
+        visit.call(&self.factory)
     }
 }
 
-/// `connection_lost` of an instrumented protocol: runs the bound method as a monitored
-/// handle, then removes the protocol's instance attributes of ours.
-#[pyclass(frozen, module = "aiocop._aiocop", name = "_ConnectionLost")]
+/// A protocol class's callback method, monitored: a descriptor on the class in place of the
+/// method it holds (see the module's documentation).
+#[pyclass(frozen, module = "aiocop._aiocop", name = "_MonitoredMethod")]
 #[derive(Debug)]
-pub struct ConnectionLost {
-    /// `protocol.connection_lost`, bound.
-    bound: Py<PyAny>,
-    patch: Py<LoopPatch>,
+pub struct MonitoredMethod {
+    /// The class attribute it replaced (the method's function).
+    function: Py<PyAny>,
 }
 
 #[pymethods]
-impl ConnectionLost {
-    #[pyo3(signature = (*args, **kwargs))]
-    fn __call__(
+impl MonitoredMethod {
+    fn __get__<'py>(
         &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        aiocop_hook::heaptype::guard_py(py, "connection_lost call", || {
-            let bound = self.bound.bind(py);
-            let invoke = || bound.call(args, kwargs).map(Bound::unbind);
-            let result = run_monitored(py, bound, invoke, self.patch.get().shared());
-            if let Ok(protocol) = bound.getattr(pyo3::intern!(py, "__self__")) {
-                uninstall(&protocol);
-            }
-            PyErr::take(py);
-            result
-        })
-    }
-
-    /// The bound `connection_lost`.
-    #[getter]
-    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
-        self.bound.clone_ref(py)
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.bound)?;
-        visit.call(&self.patch)
-    }
-}
-
-/// Gives `protocol` monitored callback methods for `patch`'s loop (see the module's
-/// documentation). Nothing for a protocol without an instance dict, and nothing for a method
-/// its dict already holds (set by the user, or by an earlier call for the same protocol).
-pub(crate) fn instrument(
-    patch: &Bound<'_, LoopPatch>,
-    protocol: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let py = protocol.py();
-    let Ok(dict) = protocol.getattr(pyo3::intern!(py, "__dict__")) else {
-        PyErr::take(py);
-        return Ok(());
-    };
-    let Ok(dict) = dict.cast_into::<PyDict>() else {
-        return Ok(());
-    };
-    let class = protocol.get_type();
-    let defaults = base_defaults(py)?;
-    let defined = |name: &str| -> Option<Bound<'_, PyAny>> {
-        let attr = class.getattr(name).ok()?;
-        let default = defaults.iter().any(|d| d.bind(py).is(&attr));
-        (!default).then_some(attr)
-    };
-    let mut installed = 0usize;
-    for name in CALLBACKS {
-        if dict.contains(name)? || defined(name).is_none() {
-            continue;
+        py: Python<'py>,
+        instance: Bound<'py, PyAny>,
+        owner: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let function = self.function.bind(py);
+        let bound = match function.getattr(pyo3::intern!(py, "__get__")) {
+            Ok(get) => get.call1((&instance, owner))?,
+            Err(_) => function.clone(),
+        };
+        if instance.is_none() {
+            return Ok(bound);
         }
-        let bound = protocol.getattr(name)?;
+        let Some(patch) = protocols_loop(py) else {
+            return Ok(bound);
+        };
         // SAFETY: GIL held; `bound` and `patch` (which owns the shared state passed with it)
         // are valid objects.
         let wrapped = unsafe {
@@ -188,47 +142,93 @@ pub(crate) fn instrument(
             )?
         };
         // SAFETY: GIL held; `new_monitored` returns a new reference.
-        let wrapped = unsafe { Bound::from_owned_ptr(py, wrapped) };
-        dict.set_item(name, wrapped)?;
-        installed += 1;
+        Ok(unsafe { Bound::from_owned_ptr(py, wrapped) })
     }
-    let lost_defined = defined(CONNECTION_LOST).is_some();
-    if (installed > 0 || lost_defined)
-        && !dict.contains(CONNECTION_LOST)?
-        && class.getattr(CONNECTION_LOST).is_ok()
-    {
-        let lost = ConnectionLost {
-            bound: protocol.getattr(CONNECTION_LOST)?.unbind(),
-            patch: patch.clone().unbind(),
+
+    /// The method it monitors.
+    #[getter]
+    fn __wrapped__(&self, py: Python<'_>) -> Py<PyAny> {
+        self.function.clone_ref(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.function)
+    }
+}
+
+/// The patch of this thread's running loop, if it is a monitored loop that calls its
+/// protocols itself.
+fn protocols_loop(py: Python<'_>) -> Option<Bound<'_, LoopPatch>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let get = GET_RUNNING_LOOP
+        .get_or_try_init(py, || {
+            py.import("asyncio.events")?
+                .getattr("_get_running_loop")
+                .map(Bound::unbind)
+        })
+        .ok()?;
+    let running = get.bind(py).call0().ok()?;
+    if running.is_none() {
+        return None;
+    }
+    loop_patch(&running).filter(|patch| patch.get().calls_protocols())
+}
+
+/// Makes the callback methods of `class` monitored (see the module's documentation), once per
+/// class: each one its class's lookup finds, but asyncio's no-op defaults and those already
+/// ours.
+pub(crate) fn instrument(class: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    let py = class.py();
+    let done = instrumented(py)?;
+    if done.contains(class)? {
+        return Ok(());
+    }
+    // Tried once per class: one CPython does not let us change stays as it is.
+    done.call_method1(pyo3::intern!(py, "add"), (class,))?;
+    let defaults = base_defaults(py)?;
+    let mro = class.mro();
+    for name in CALLBACKS {
+        let Some(attr) = lookup(&mro, name)? else {
+            continue;
         };
-        dict.set_item(CONNECTION_LOST, Bound::new(py, lost)?)?;
+        if attr.is_instance_of::<MonitoredMethod>() || defaults.iter().any(|d| d.bind(py).is(&attr))
+        {
+            continue;
+        }
+        let method = MonitoredMethod {
+            function: attr.unbind(),
+        };
+        class.setattr(name, Bound::new(py, method)?)?;
     }
     Ok(())
 }
 
-/// Removes the instance attributes [`instrument`] gave `protocol` (those still ours).
-fn uninstall(protocol: &Bound<'_, PyAny>) {
-    let py = protocol.py();
-    let Some(dict) = protocol
-        .getattr(pyo3::intern!(py, "__dict__"))
-        .ok()
-        .and_then(|d| d.cast_into::<PyDict>().ok())
-    else {
-        PyErr::take(py);
-        return;
-    };
-    for name in CALLBACKS.iter().copied().chain([CONNECTION_LOST]) {
-        let ours = match dict.get_item(name) {
-            Ok(Some(value)) => {
-                value.get_type().as_type_ptr() == monitored_type()
-                    || value.is_instance_of::<ConnectionLost>()
-            }
-            _ => false,
-        };
-        if ours && dict.del_item(name).is_err() {
-            PyErr::take(py);
+/// `name` as the class with method resolution order `mro` has it, without binding it.
+fn lookup<'py>(mro: &Bound<'py, PyTuple>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = mro.py();
+    for base in mro.iter() {
+        let namespace = base.getattr(pyo3::intern!(py, "__dict__"))?;
+        if let Some(attr) = namespace
+            .call_method1(pyo3::intern!(py, "get"), (name,))
+            .ok()
+            .filter(|attr| !attr.is_none())
+        {
+            return Ok(Some(attr));
         }
     }
+    Ok(None)
+}
+
+/// The protocol classes already instrumented (a `weakref.WeakSet`: a class may go away).
+fn instrumented(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static DONE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    DONE.get_or_try_init(py, || {
+        py.import("weakref")?
+            .getattr("WeakSet")?
+            .call0()
+            .map(Bound::unbind)
+    })
+    .map(|done| done.bind(py))
 }
 
 /// The callback methods of asyncio's own protocol classes (`BaseProtocol`, `Protocol`,
@@ -248,7 +248,7 @@ fn base_defaults(py: Python<'_>) -> PyResult<&'static [Py<PyAny>]> {
                 "SubprocessProtocol",
             ] {
                 let class = module.getattr(class)?;
-                for name in CALLBACKS.iter().copied().chain([CONNECTION_LOST]) {
+                for name in CALLBACKS {
                     if let Ok(method) = class.getattr(name) {
                         if !defaults.iter().any(|d: &Py<PyAny>| d.bind(py).is(&method)) {
                             defaults.push(method.unbind());

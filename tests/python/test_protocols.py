@@ -4,7 +4,7 @@ These callbacks are not scheduled through ``call_soon``: asyncio's selector loop
 their handles directly (``_add_reader`` / ``_add_writer``, which the transports and
 ``add_reader`` use) and uvloop has libuv call them. The monitor reaches them anyway
 (asyncio: its loop class's ``_add_reader`` / ``_add_writer`` wrap the callback; uvloop: the
-protocol factories' protocols get monitored callback methods, and ``add_reader`` /
+classes of the protocol factories' protocols get monitored callback methods, and ``add_reader`` /
 ``add_writer`` wrap the callback), with the same events as any monitored handle. Real
 sockets on 127.0.0.1, real loops of both kinds.
 """
@@ -23,8 +23,10 @@ import aiocop
 from conftest import (
     assert_record,
     busy_wait,
+    close_loop,
     check_event_invariants,
     entry_function,
+    new_loop,
     run_monitored,
 )
 
@@ -478,7 +480,7 @@ def test_deactivated_monitor_reports_nothing_from_protocols(loop_kind):
 
 def test_the_protocol_stays_the_users_object(loop_kind):
     """Class, isinstance, own attributes, ``transport.get_protocol()``: unchanged for user
-    code; after ``connection_lost`` the instance dict holds only the user's attributes."""
+    code; the instance dict holds only the user's attributes, while connected and after."""
     made = []
 
     class Tracked(asyncio.Protocol):
@@ -492,6 +494,7 @@ def test_the_protocol_stays_the_users_object(loop_kind):
         def data_received(self, data):
             self.seen = data
             self.same = self.transport.get_protocol() is self
+            self.connected_dict = sorted(vars(self))
             self.transport.write(data)
 
         def connection_lost(self, exc):
@@ -513,6 +516,7 @@ def test_the_protocol_stays_the_users_object(loop_kind):
         checks["type"] = type(protocol) is Tracked
         checks["isinstance"] = isinstance(protocol, (Tracked, asyncio.Protocol))
         checks["attributes"] = (protocol.tag, protocol.seen, protocol.same, protocol.closed)
+        checks["connected_dict"] = protocol.connected_dict
         checks["dict"] = sorted(vars(protocol))
         return reply
 
@@ -522,12 +526,14 @@ def test_the_protocol_stays_the_users_object(loop_kind):
         "type": True,
         "isinstance": True,
         "attributes": ("mine", b"ping", True, True),
-        "dict": ["closed", "same", "seen", "tag", "transport"],
+        "connected_dict": ["same", "seen", "tag", "transport"],
+        "dict": ["closed", "connected_dict", "same", "seen", "tag", "transport"],
     }
 
 
-def test_a_protocol_with_slots_still_works(loop_kind):
-    """A protocol without an instance dict is left as it is (on uvloop: unmonitored)."""
+def test_a_protocol_with_slots_is_monitored_too(loop_kind):
+    """A protocol without an instance dict works as before, and its callbacks are monitored
+    (on uvloop through its class)."""
 
     class Slotted(asyncio.Protocol):
         __slots__ = ("transport",)
@@ -536,10 +542,52 @@ def test_a_protocol_with_slots_still_works(loop_kind):
             self.transport = transport
 
         def data_received(self, data):
+            os.stat("/")
             self.transport.write(data)
 
     result = run_monitored(lambda: echo_once(Slotted), loop_kind)
     assert result.value == b"ping"
+    assert_record(result, "os.stat", 1, "data_received", entry=True)
+
+
+def test_a_monitored_protocol_class_on_an_unmonitored_loop_is_plain(loop_kind):
+    """Once a monitored uvloop loop made its class's callbacks monitored, the same class
+    served by an unmonitored loop (another thread) runs them as plain bound methods: nothing
+    is reported from there, and the protocol works."""
+    import threading
+
+    class Shared(StatProtocol):
+        pass
+
+    first = run_monitored(lambda: echo_once(Shared), loop_kind)
+    assert first.value == b"ping"
+    assert_record(first, "os.stat", 1, "data_received", entry=True)
+
+    seen = []
+    aiocop.register_slow_task_callback(seen.append)
+    try:
+        replies = []
+
+        def serve_unmonitored():
+            loop = new_loop(loop_kind)
+            try:
+                replies.append(loop.run_until_complete(echo_once(Shared)))
+                bound = Shared().data_received
+                replies.append(type(bound).__name__)
+            finally:
+                close_loop(loop)
+
+        thread = threading.Thread(target=serve_unmonitored)
+        thread.start()
+        thread.join(10)
+        aiocop.flush()
+    finally:
+        aiocop.unregister_slow_task_callback(seen.append)
+    assert replies == [b"ping", "method"]
+    from_unmonitored = [
+        e for e in seen if any(entry_function(r) == "data_received" for r in e.blocking_events)
+    ]
+    assert from_unmonitored == []
 
 
 def test_get_protocol_while_connected(loop_kind):
