@@ -83,6 +83,17 @@ impl StuckState {
         Some(self.reports)
     }
 
+    /// When the next report about the handle that started at `start_ns` is due, if it still
+    /// runs then (the first report's age after its start, for a handle new to the schedule).
+    pub fn next_due_ns(&self, start_ns: u64) -> u64 {
+        let age = if start_ns == self.owner {
+            self.next_age_ns
+        } else {
+            self.after_ns
+        };
+        start_ns.saturating_add(age)
+    }
+
     /// Reports made about the handle that started at `start_ns` (0 for any other).
     pub fn reports_for(&self, start_ns: u64) -> u32 {
         if start_ns == self.owner {
@@ -312,6 +323,28 @@ mod tests {
         );
         assert_eq!(state.reports_for(start), 5);
         assert_eq!(state.reports_for(start + 1), 0);
+    }
+
+    #[test]
+    fn the_next_report_is_due_where_the_schedule_says() {
+        let mut state = StuckState::new(100 * MS);
+        let start = 1_000 * MS;
+        assert_eq!(
+            state.next_due_ns(start),
+            start + 100 * MS,
+            "a handle new to it"
+        );
+        assert_eq!(state.due(start, start + 150 * MS), Some(1));
+        assert_eq!(state.next_due_ns(start), start + 200 * MS);
+        assert_eq!(state.due(start, start + 199 * MS), None);
+        assert_eq!(state.due(start, start + 200 * MS), Some(2));
+        assert_eq!(state.next_due_ns(start), start + 400 * MS);
+        assert_eq!(
+            state.next_due_ns(start + 5),
+            start + 5 + 100 * MS,
+            "another handle"
+        );
+        assert_eq!(state.next_due_ns(u64::MAX - 1), u64::MAX, "saturates");
     }
 
     #[test]

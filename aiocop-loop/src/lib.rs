@@ -14,7 +14,7 @@
 //! - `loop_state`: one loop's delivery state, shared with the background thread (its state
 //!   machine, free of Python, is the crate `aiocop-delivery`); `dispatch`: the background
 //!   thread, `flush`, what is pending at exit; `flush`: `aiocop.flush()`; `sampler`: the
-//!   CPU sampling watchdog; `thread_watch`: what the watchdog reads of a loop thread (CPU
+//!   CPU sampling watchdog; `wake`: when the watchdog wakes next; `thread_watch`: what the watchdog reads of a loop thread (CPU
 //!   clock, `/proc`) for a slice's CPU time, waits and samples' state; `gc_time`: the garbage
 //!   collector's time per handle, from a `gc.callbacks` entry; `stuck`: stuck-loop
 //!   detection (the reports the watchdog makes of a handle that still runs, the report file,
@@ -63,6 +63,7 @@ mod scheduling;
 pub mod stuck;
 mod thread_watch;
 mod trio_steps;
+mod wake;
 
 pub use config::Dispatch;
 pub use event::SlowTaskEvent;

@@ -26,15 +26,17 @@ use crate::config;
 use crate::native_frames::Natives;
 use crate::stuck::{self, Detection};
 use crate::thread_watch::{Watch, Watched};
+use crate::wake::NextWake;
 
 /// Sampling parameters (`start_cpu_sampling`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SamplerConfig {
-    /// Sampling interval while a slice runs.
+    /// Sampling interval while a slice is armed (older than the arming delay).
     pub interval_ns: u64,
     /// Age a slice must reach before it is sampled; `None` follows half the threshold.
     pub arm_after_ns: Option<u64>,
-    /// Watchdog wake-up interval while nothing runs; `None` is derived.
+    /// Watchdog wake-up interval while nothing runs, and its longest sleep (with the sampling
+    /// interval, if longer) while something runs but nothing is due sooner; `None` is derived.
     pub idle_interval_ns: Option<u64>,
     /// Samples kept per slice.
     pub max_samples_per_slice: usize,
@@ -53,8 +55,6 @@ impl Default for SamplerConfig {
         }
     }
 }
-
-const MIN_SLEEP_NS: u64 = 1_000_000;
 
 impl SamplerConfig {
     /// The arming delay in force: the override, else max(1 ms, threshold / 2).
@@ -287,7 +287,6 @@ fn watchdog(sampler: &'static Sampler) {
         if !std::ptr::eq(SAMPLER.load(Ordering::Acquire), sampler) {
             return; // replaced (after a fork in a child that kept this thread? never) — stop.
         }
-        let woke = std::time::Instant::now();
         aiocop_clock::recalibrate();
         natives.poll();
         let threshold = config::threshold_ns();
@@ -306,13 +305,12 @@ fn watchdog(sampler: &'static Sampler) {
         if detection.is_none() {
             stuck_states.clear();
         }
-        let mut any_running = false;
+        let mut next = NextWake::new();
         for slot in &slots {
             let start = slot.start_ns.load(Ordering::Acquire);
             if start == 0 {
                 continue;
             }
-            any_running = true;
             if sampling {
                 slot.watch.running(start, &slot.start_ns);
             }
@@ -328,26 +326,24 @@ fn watchdog(sampler: &'static Sampler) {
                     let readers = (&mut reader, &mut natives);
                     report_stuck(slot, start, number, detection, readers);
                 }
+                next.due_at(state.next_due_ns(start));
             }
-            if sampling && now.saturating_sub(start) >= arm {
-                let on_cpu = slot.watch.armed(start, &slot.start_ns);
-                sample(slot, start, config, on_cpu, (&mut reader, &mut natives));
+            if sampling {
+                if now.saturating_sub(start) >= arm {
+                    let on_cpu = slot.watch.armed(start, &slot.start_ns);
+                    sample(slot, start, config, on_cpu, (&mut reader, &mut natives));
+                }
+                next.sampled_handle(start, now, arm, config.interval_ns);
             }
         }
         if detection.is_some() {
             stuck_states.retain(|key, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *key));
         }
-        let sleep = if any_running {
-            config.interval_ns
-        } else {
-            config.effective_idle_ns(threshold)
-        };
-        // The next wake-up one interval after this one, not after the work done (reading
-        // native frames takes some): samples stay one interval apart.
-        let worked = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        std::thread::sleep(Duration::from_nanos(
-            sleep.saturating_sub(worked).max(MIN_SLEEP_NS),
-        ));
+        // Until the next thing due, measured after the work done in this pass (reading native
+        // frames takes some): samples of an armed handle stay one interval apart.
+        let idle = config.effective_idle_ns(threshold);
+        let sleep = next.sleep_ns(aiocop_clock::now_ns(), idle, config.interval_ns);
+        std::thread::sleep(Duration::from_nanos(sleep));
     }
 }
 

@@ -3,14 +3,15 @@
 //! watchdog thread, without the GIL, so that the loop thread's per-handle path gains nothing
 //! but one atomic load at the end of a handle ([`Watch::take`]).
 //!
-//! - **CPU time.** The first time the watchdog sees a handle running (any age: it wakes every
-//!   sampling interval while something runs, else every idle interval) it reads the loop
-//!   thread's CPU clock (`pthread_getcpuclockid`); at the end of a slow handle that it saw,
-//!   and only then, the loop thread reads its own (`CLOCK_THREAD_CPUTIME_ID`, a system call on
-//!   the slow path). The part of the handle before the first sight is given the on-CPU ratio
-//!   of the part after ([`aiocop_events::estimate_cpu_ns`]): the error is at most that head,
-//!   which is under one watchdog wake-up interval. A handle that ended before the watchdog saw
-//!   it has no CPU time (`None`).
+//! - **CPU time.** The first time the watchdog sees a handle running (any age: it wakes when a
+//!   running handle arms, every sampling interval while one is armed, and at least every idle
+//!   interval; [`crate::wake`]) it reads the loop thread's CPU clock
+//!   (`pthread_getcpuclockid`); at the end of a slow handle that it saw, and only then, the
+//!   loop thread reads its own (`CLOCK_THREAD_CPUTIME_ID`, a system call on the slow path). The
+//!   part of the handle before the first sight is given the on-CPU ratio of the part after
+//!   ([`aiocop_events::estimate_cpu_ns`]): the error is at most that head, which is under the
+//!   watchdog's longest sleep (the idle interval, or the sampling interval if longer). A handle
+//!   that ended before the watchdog saw it has no CPU time (`None`).
 //! - **Where it waits.** While a handle is older than the arming delay, at each wake-up, before
 //!   it takes a stack sample, the watchdog reads `/proc/self/task/<tid>/syscall`: a thread off
 //!   CPU inside a system call is counted under that call's number; the most counted one is
