@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aiocop_events::{StuckFrame as Frame, StuckReport};
 use pyo3::prelude::*;
@@ -46,8 +46,6 @@ pub(crate) struct Detection {
     after_ns: u64,
     file: Option<Mutex<File>>,
     to_reporter: flume::Sender<StuckReport>,
-    /// The settings, to start again in a child process after `fork()`.
-    settings: StuckSettings,
 }
 
 type Slot = Mutex<Option<Arc<Detection>>>;
@@ -58,6 +56,10 @@ static FIRST: Slot = Mutex::new(None);
 /// the slot's lock without the GIL, so the parent's may be held at the fork, for good in the
 /// child: a child never takes it.
 static FORKED: AtomicPtr<Slot> = AtomicPtr::new(std::ptr::null_mut());
+/// The settings of the detection in force, for a child process to start again with after
+/// `fork()`. Taken only by threads holding the GIL (start, stop, after a fork), never by the
+/// watchdog: `os.fork()` holds the GIL too, so no other thread holds this lock at a fork.
+static SETTINGS: Mutex<Option<StuckSettings>> = Mutex::new(None);
 
 fn slot() -> &'static Slot {
     let forked = FORKED.load(Ordering::Acquire);
@@ -88,16 +90,6 @@ pub struct StuckSettings {
     pub report_path: Option<PathBuf>,
 }
 
-impl StuckSettings {
-    fn clone_ref(&self, py: Python<'_>) -> Self {
-        Self {
-            after_ns: self.after_ns,
-            callbacks: self.callbacks.iter().map(|c| c.clone_ref(py)).collect(),
-            report_path: self.report_path.clone(),
-        }
-    }
-}
-
 /// Why detection did not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -114,12 +106,13 @@ pub fn start(py: Python<'_>, settings: StuckSettings) -> Result<(), StartError> 
     if slot.is_some() {
         return Err(StartError::AlreadyOn);
     }
-    *slot = Some(Arc::new(detection(py, settings)?));
+    *slot = Some(Arc::new(detection(py, &settings)?));
+    *SETTINGS.lock().unwrap_or_else(PoisonError::into_inner) = Some(settings);
     Ok(())
 }
 
 /// Opens the report file and starts the reporter thread for `settings`.
-fn detection(py: Python<'_>, settings: StuckSettings) -> Result<Detection, StartError> {
+fn detection(py: Python<'_>, settings: &StuckSettings) -> Result<Detection, StartError> {
     let file = match &settings.report_path {
         None => None,
         Some(path) => Some(Mutex::new(
@@ -142,13 +135,17 @@ fn detection(py: Python<'_>, settings: StuckSettings) -> Result<Detection, Start
         after_ns: settings.after_ns,
         file,
         to_reporter,
-        settings,
     })
 }
 
 /// Stops detecting stuck loops; `false` when it was not on. Reports already made are still
 /// delivered.
 pub fn stop() -> bool {
+    // Dropped with the lock released: a callback's last reference may run Python code.
+    let _settings = SETTINGS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     slot()
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -158,21 +155,12 @@ pub fn stop() -> bool {
 
 /// In a child process after `fork()` (with the GIL): the reporter thread stayed in the parent;
 /// detection goes on with a new one, and the report file opened again, in a slot of the
-/// child's own. The parent's detection is leaked, not dropped: its channel's lock and its
-/// file's may be held by the parent's threads at the fork. Were the parent's slot locked at
-/// the fork (a moment of the watchdog's), its settings cannot be read: detection is off in
-/// the child.
+/// child's own, from the settings in force. The parent's slot is left as it was, never taken
+/// again: the watchdog may have held its lock at the fork.
 pub fn after_fork_child(py: Python<'_>) {
-    let parent = match slot().try_lock() {
-        Ok(mut guard) => guard.take(),
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take(),
-        Err(TryLockError::WouldBlock) => {
-            tracing::warn!("aiocop: stuck-loop detection is off in this child process");
-            None
-        }
-    };
-    let restarted = parent.as_ref().and_then(|old| {
-        detection(py, old.settings.clone_ref(py))
+    let mut settings = SETTINGS.lock().unwrap_or_else(PoisonError::into_inner);
+    let restarted = settings.as_ref().and_then(|settings| {
+        detection(py, settings)
             .inspect_err(|_| {
                 tracing::warn!(
                     "aiocop: the stuck-loop report file cannot be opened in this child \
@@ -181,9 +169,11 @@ pub fn after_fork_child(py: Python<'_>) {
             })
             .ok()
     });
+    if restarted.is_none() {
+        *settings = None;
+    }
     let child: &'static Slot = Box::leak(Box::new(Mutex::new(restarted.map(Arc::new))));
     FORKED.store(std::ptr::from_ref(child).cast_mut(), Ordering::Release);
-    std::mem::forget(parent);
 }
 
 impl Detection {
@@ -566,7 +556,7 @@ mod tests {
     }
 
     #[test]
-    fn a_child_forked_while_another_thread_held_the_detection_does_not_hang() {
+    fn a_child_forked_while_the_watchdog_held_the_detection_goes_on_detecting() {
         let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
         Python::initialize();
         Python::attach(|py| start(py, settings(100_000_000))).expect("detection starts");
@@ -578,12 +568,11 @@ mod tests {
             released.recv().ok();
         });
         is_held.recv().expect("the holder holds the slot");
-        // In the child the holder does not exist: the lock it held stays held there.
+        // In the child the holder does not exist: the lock it held stays held there, and the
+        // child neither waits on it nor loses the settings behind it.
         let code = in_forked_child(|py| {
             after_fork_child(py);
-            let off = current().is_none() && !stop();
-            let again = start(py, settings(100_000_000)).is_ok() && current().is_some();
-            off && again && stop()
+            current().is_some_and(|d| d.after_ns() == 100_000_000) && stop() && !stop()
         });
         release.send(()).expect("the holder waits");
         holder.join().expect("the holder ends");
