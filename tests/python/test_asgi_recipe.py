@@ -161,7 +161,16 @@ def test_recipe_reports_the_blocking_endpoint(loop_kind: str, tmp_path: Path) ->
             proc.kill()
             proc.communicate()
 
-    slow = [e for e in report["events"] if e["exceeded_threshold"] and e["reason"] == "io_blocking"]
+    # The requests' events: the server's own start-up, monitored from the lifespan handler on,
+    # may block too (an import when it binds its socket; over the threshold on a busy machine).
+    views = (":fast", ":slow_view", ":report")
+    slow = [
+        e
+        for e in report["events"]
+        if e["exceeded_threshold"]
+        and e["reason"] == "io_blocking"
+        and any(b["entry_point"].endswith(views) for b in e["blocking_events"])
+    ]
     assert len(slow) == 1, report
     (event,) = slow
     assert event["severity_level"] == "high"
