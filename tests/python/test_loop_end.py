@@ -16,8 +16,8 @@ from conftest import describe, run_python
 
 pytest.importorskip("uvloop")
 
-#: Sets aiocop up; ``record`` keeps each event's first call, the thread it was delivered on
-#: and whether the loop was closed by then.
+#: Sets aiocop up; ``record`` keeps each blocking-call event's calls, the thread it was
+#: delivered on and whether the loop was closed by then.
 PRELUDE = """
 import asyncio, json, logging, sys, threading, time
 import uvloop
@@ -32,6 +32,8 @@ LOOP = None
 
 def record(event):
     calls = [e["event"] for e in event.blocking_events]
+    if not calls:
+        return  # a handle a busy machine stretched past the threshold: not what is tested
     seen.append({
         "calls": calls,
         "thread": threading.get_ident(),
@@ -153,7 +155,17 @@ def test_events_of_a_finished_thread_are_logged_at_exit(loop_kind: str) -> None:
         + f"""
 def worker():
     loop = new_loop({loop_kind!r})
-    loop.run_until_complete(blocks_then("return"))
+
+    async def activate():
+        aiocop.activate()
+
+    def blocks_then_stops():
+        time.sleep(0.05)
+        loop.stop()  # no handle runs after this one: the event cannot be delivered here
+
+    loop.run_until_complete(activate())
+    loop.call_soon(blocks_then_stops)
+    loop.run_forever()
 
 thread = threading.Thread(target=worker)
 thread.start()
@@ -168,7 +180,6 @@ atexit.register(report)
     assert len(warnings) == 1, describe(proc)
     assert warnings[0].startswith("WARNING aiocop "), describe(proc)
     assert "io_blocking" in warnings[0] and "time.sleep(0.05)" in warnings[0], describe(proc)
-    assert "blocks_then" in warnings[0], describe(proc)
     assert 'STATS {"undelivered_events": 0, "dropped_events": 0}' in proc.stdout, describe(proc)
 
 
