@@ -161,6 +161,11 @@ def test_same_events_as_the_incumbent(loop_kind: str, tmp_path: Path) -> None:
     ours = run(sys.executable, loop_kind, ours_dir, script)
     theirs = run(str(INCUMBENT), loop_kind, theirs_dir, script)
     ours, theirs = normalise(ours, ours_dir), normalise(theirs, theirs_dir)
+    # A blocking-call handle is sampled only when it runs past the sampler's arming delay,
+    # which a busy machine decides: its samples are compared only for the CPU-bound handle.
+    for event in ours + theirs:
+        if event["reason"] == "io_blocking":
+            del event["hottest"]
     assert len(ours) == len(theirs)
     for mine, incumbent in zip(ours, theirs):
         assert mine == incumbent
