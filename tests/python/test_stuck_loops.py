@@ -155,7 +155,7 @@ import asyncio, re, sys, time
 import aiocop
 
 def crunch():
-    re.match(r"(a+)+$", "a" * 27 + "b")
+    re.match(r"(a+)+$", "a" * {regex_n} + "b")
 
 async def handler():
     print("stalling", flush=True)
@@ -181,7 +181,7 @@ def test_another_process_reads_the_report_while_the_gil_is_held(tmp_path, loop_k
     else:
         run = "asyncio.run(main())"
     path = tmp_path / "stuck.jsonl"
-    code = textwrap.dedent(CHILD).format(after_ms=AFTER_MS, run=run)
+    code = textwrap.dedent(CHILD).format(after_ms=AFTER_MS, run=run, regex_n=27)
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(path)],
         stdout=subprocess.PIPE,
@@ -224,7 +224,9 @@ def test_with_native_frames_a_stuck_regex_shows_the_sre_frames_under_it(tmp_path
     a regex (on CPU, the GIL held) has the C functions of ``_sre`` under the Python frame that
     called it, marked ``native``; the coroutine is still the Python one."""
     path = tmp_path / "stuck.jsonl"
-    code = textwrap.dedent(CHILD).format(after_ms=AFTER_MS, run="asyncio.run(main())")
+    # A stall long enough to outlast the native frames' warm-up (seconds on a cold machine,
+    # loading CPython's debug information); the child is killed at the first report with them.
+    code = textwrap.dedent(CHILD).format(after_ms=AFTER_MS, run="asyncio.run(main())", regex_n=31)
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(path)],
         stdout=subprocess.PIPE,
@@ -238,7 +240,7 @@ def test_with_native_frames_a_stuck_regex_shows_the_sre_frames_under_it(tmp_path
         assert child.stdout.readline().strip() == "stalling", child.stderr and child.stderr.read()
         started = time.monotonic()
         # The first report may come before the native-frame warm-up is over: wait for one with.
-        while time.monotonic() - started < 10 and child.poll() is None:
+        while time.monotonic() - started < 60 and child.poll() is None:
             text = path.read_text() if path.exists() else ""
             reports = [json.loads(line) for line in text.splitlines() if line.endswith("}")]
             if any(frame["native"] for report in reports for frame in report["stack"]):
