@@ -71,9 +71,9 @@ pub(crate) struct Symbols {
 impl Symbols {
     /// The native frames of `ips` (innermost first, the first one the interrupted instruction),
     /// cut at the eval loop; `None` when naming them needs look-ups in debug information past
-    /// [`DEBUG_INFO_BUDGET`] (one is always made; the first in a compilation unit reads all of
-    /// it): the sample goes without them, the next ones find those names cached, and the
-    /// sampler is never held up long.
+    /// [`DEBUG_INFO_BUDGET`] (one is always made, for a return address before the interrupted
+    /// instruction; the first in a compilation unit reads all of it): the sample goes without
+    /// them, the next ones find those names cached, and the sampler is never held up long.
     pub(crate) fn frames(&mut self, ips: &[usize]) -> Option<Vec<Frame>> {
         self.frames_within(ips, DEBUG_INFO_BUDGET)
     }
@@ -83,17 +83,35 @@ impl Symbols {
             first: true,
             until: Instant::now() + budget,
         };
+        // A return address points after the call: the call itself is looked up (ip - 1); the
+        // interrupted instruction is looked up as it is.
+        let Some((&interrupted, returns)) = ips.split_first() else {
+            return Some(Vec::new());
+        };
+        let interrupted = interrupted.saturating_add(1);
+        // The interrupted instruction differs from one sample to the next, the return addresses
+        // under it do not: they get the look-up every sample is allowed, so that each sample of
+        // a long stall names one more for good (were the interrupted one looked up first, a
+        // cold look-up would spend the budget at every sample, and no sample would be named).
+        let innermost = match self.known(interrupted) {
+            Ok(named) if is_eval_loop(&named.0) => return Some(Vec::new()),
+            Ok(named) => Some(named),
+            Err(_) => None,
+        };
         let mut names: Vec<(Arc<str>, Arc<str>)> = Vec::with_capacity(MAX_NATIVE_FRAMES);
-        for (i, &ip) in ips.iter().take(MAX_NATIVE_FRAMES + 1).enumerate() {
-            // A return address points after the call: the call itself is looked up (ip - 1);
-            // the interrupted instruction is looked up as it is.
-            let lookup = if i == 0 { ip.saturating_add(1) } else { ip };
-            let named = self.name(lookup, &mut budget)?;
-            if is_eval_loop(&named.0) {
+        for &ip in returns.iter().take(MAX_NATIVE_FRAMES) {
+            let named = self.name(ip, &mut budget)?;
+            let eval_loop = is_eval_loop(&named.0);
+            names.push(named);
+            if eval_loop {
                 break;
             }
-            names.push(named);
         }
+        let innermost = match innermost {
+            Some(named) => named,
+            None => self.name(interrupted, &mut budget)?,
+        };
+        names.insert(0, innermost);
         let keep = kept(names.iter().map(|(function, _)| &**function));
         Some(
             names
@@ -107,24 +125,35 @@ impl Symbols {
     /// The function and library of the instruction before `ip` (see [`Symbols::frames`]);
     /// `None` when that needs debug information and `budget` is spent.
     fn name(&mut self, ip: usize, budget: &mut Budget) -> Option<(Arc<str>, Arc<str>)> {
-        if let Some(found) = self.cache.get(&ip) {
-            return Some(found.clone());
-        }
-        let (library, exported) = library_at(ip.saturating_sub(1));
-        let function = match exported {
-            Some(function) => function,
-            None if budget.first || Instant::now() < budget.until => {
+        match self.known(ip) {
+            Ok(found) => Some(found),
+            Err(_) if !budget.first && Instant::now() >= budget.until => None,
+            Err(library) => {
                 budget.first = false;
-                function_at(ip)
+                Some(self.remember(ip, function_at(ip), library))
             }
-            None => return None,
-        };
+        }
+    }
+
+    /// The function and library of the instruction before `ip` when no debug information is
+    /// needed (cached, or an exported symbol covers it); else the library's name.
+    fn known(&mut self, ip: usize) -> Result<(Arc<str>, Arc<str>), String> {
+        if let Some(found) = self.cache.get(&ip) {
+            return Ok(found.clone());
+        }
+        match library_at(ip.saturating_sub(1)) {
+            (library, Some(function)) => Ok(self.remember(ip, function, library)),
+            (library, None) => Err(library),
+        }
+    }
+
+    fn remember(&mut self, ip: usize, function: String, library: String) -> (Arc<str>, Arc<str>) {
         if self.cache.len() >= CACHE_CAP {
             self.cache.clear();
         }
         let found = (Arc::from(function), Arc::from(library));
         self.cache.insert(ip, found.clone());
-        Some(found)
+        found
     }
 }
 
@@ -299,5 +328,30 @@ mod tests {
             frames[1].function.contains("names_are_demangled"),
             "{frames:?}"
         );
+    }
+
+    #[test]
+    fn a_stall_interrupted_at_a_new_instruction_each_sample_gets_its_names() {
+        let mut symbols = Symbols::default();
+        let a = native_frames_stop_at_the_eval_loop as *const () as usize;
+        let b = names_are_demangled_and_c_names_pass_through as *const () as usize;
+        let c = an_address_of_this_library_is_named as *const () as usize;
+        // Every sample interrupted somewhere new in `a`, under the same two calls, each name a
+        // look-up in debug information and no time for more than one per sample.
+        let sample = |symbols: &mut Symbols, k: usize| {
+            symbols.frames_within(&[a + k, b + 1, c + 1], Duration::ZERO)
+        };
+        assert_eq!(sample(&mut symbols, 1), None);
+        let frames = (2..=3)
+            .find_map(|k| sample(&mut symbols, k))
+            .expect("the two calls named for good, then the interrupted instruction");
+        let functions: Vec<&str> = frames.iter().map(|f| &*f.function).collect();
+        assert_eq!(functions.len(), 3, "{functions:?}");
+        assert!(functions[0].contains("native_frames_stop"), "{functions:?}");
+        assert!(
+            functions[1].contains("names_are_demangled"),
+            "{functions:?}"
+        );
+        assert!(functions[2].contains("an_address_of_this"), "{functions:?}");
     }
 }
