@@ -3,6 +3,10 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+mod forward;
+
+pub use forward::{install as forward_rust_diagnostics, stop as stop_forwarding};
+
 fn logger(py: Python<'_>) -> Option<&Bound<'_, PyAny>> {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     LOGGER

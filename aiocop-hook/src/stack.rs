@@ -99,7 +99,7 @@ fn settle_direct_walk(py: Python<'_>, depth: usize, frames: &[CapturedFrame]) {
         let message = format!(
             "aiocop: on this interpreter {why}; stacks are captured through the C API instead"
         );
-        tracing::warn!("{message}");
+        tracing::warn!(logged = true, "{message}");
         crate::pylog::warning(py, &message);
     }
 }

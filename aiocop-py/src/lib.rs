@@ -731,6 +731,7 @@ fn _after_fork_child(py: Python<'_>) {
 fn _shutdown(py: Python<'_>) {
     dispatch::deliver_at_exit(py);
     dispatch::shutdown();
+    aiocop_hook::pylog::stop_forwarding();
 }
 
 #[pymodule]
@@ -738,6 +739,8 @@ fn _aiocop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The clock is chosen and calibrated here, on the importing thread (with the GIL, which
     // `os.fork()` needs too), before any thread of aiocop's runs: no fork comes in the middle.
     aiocop_clock::now_ns();
+    // Diagnostics of aiocop's threads that cannot take the GIL reach the `aiocop` logger.
+    aiocop_hook::pylog::forward_rust_diagnostics();
     aiocop_loop::init(m.py())?;
     m.add_function(wrap_pyfunction!(start_blocking_io_detection, m)?)?;
     m.add_function(wrap_pyfunction!(detect_slow_tasks, m)?)?;

@@ -66,7 +66,7 @@ pub(crate) fn settle(py: pyo3::Python<'_>) {
     }
     if let Err(why) = platform::install() {
         let message = format!("aiocop: CPU samples get no native frames: {why}");
-        tracing::warn!("{message}");
+        tracing::warn!(logged = true, "{message}");
         crate::pylog::warning(py, &message);
     }
 }
@@ -173,7 +173,8 @@ mod platform {
                 match CAPTURE.poll(give_up) {
                     Some(Waited::Writing) if elapsed < WAIT + WAIT_WRITING => {}
                     Some(Waited::Writing) => {
-                        // Logged through `tracing` only: this thread does not take the GIL.
+                        // Through `tracing`: this thread does not take the GIL (the event
+                        // reaches the `aiocop` logger through `pylog`'s forwarder).
                         BROKEN.store(true, Ordering::Release);
                         tracing::warn!(
                             "aiocop: a native-frame capture did not finish in time; native frames are off"

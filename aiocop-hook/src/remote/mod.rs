@@ -107,7 +107,7 @@ pub unsafe fn settle(py: Python<'_>, tstate: *mut ffi::PyThreadState) {
             "aiocop: GIL-free CPU sampling is off on this interpreter: {why}; the sampler takes \
              the GIL to sample instead (a C call holding the GIL then yields at most one sample)"
         );
-        tracing::warn!("{message}");
+        tracing::warn!(logged = true, "{message}");
         crate::pylog::warning(py, &message);
     }
 }
