@@ -1,5 +1,6 @@
 //! When the sampler's watchdog wakes next: at the earliest moment something is due — a running
-//! handle reaching the arming delay, the next sample of an armed one, a stuck-loop report —
+//! handle reaching the arming delay, the next sample of an armed one (on a grid of intervals
+//! from its arming, so late wake-ups do not thin its samples out), a stuck-loop report —
 //! instead of every sampling interval while anything runs. Under load a loop runs short
 //! handles back to back, so "something runs" is nearly always true; a handle that turns slow
 //! is still seen at the moment it can be sampled. Pure: times in, a sleep out.
@@ -25,8 +26,11 @@ impl NextWake {
     }
 
     /// A running handle that started at `start_ns`, `now_ns` being the time of this pass: with
-    /// sampling on, due at its arming (`arm_ns` after its start), or one `interval_ns` after
-    /// this pass once armed (it was sampled in this pass).
+    /// sampling on, due at its arming (`arm_ns` after its start), then at each `interval_ns`
+    /// after that (its sampling grid: the first point after this pass). A late wake-up does
+    /// not push the later samples back, so a handle is sampled about once per interval of its
+    /// age on a loaded machine too; one later than a whole interval skips that point rather
+    /// than taking samples in a burst.
     pub(crate) fn sampled_handle(
         &mut self,
         start_ns: u64,
@@ -38,7 +42,9 @@ impl NextWake {
         if now_ns < arms_at {
             self.due_at(arms_at);
         } else {
-            self.due_at(now_ns.saturating_add(interval_ns));
+            let interval = interval_ns.max(1);
+            let points = (now_ns - arms_at) / interval + 1;
+            self.due_at(arms_at.saturating_add(points.saturating_mul(interval)));
         }
     }
 
@@ -82,9 +88,33 @@ mod tests {
     #[test]
     fn an_armed_handle_is_sampled_every_interval() {
         let mut next = NextWake::new();
-        next.sampled_handle(70 * MS, 100 * MS, 15 * MS, 10 * MS);
-        // Work done in the pass (3 ms) comes off the sleep: samples stay one interval apart.
-        assert_eq!(next.sleep_ns(103 * MS, 15 * MS, 10 * MS), 7 * MS);
+        // Armed at 85, sampled at 95: the next point is 105, work done in the pass (3 ms)
+        // coming off the sleep.
+        next.sampled_handle(70 * MS, 95 * MS, 15 * MS, 10 * MS);
+        assert_eq!(next.sleep_ns(98 * MS, 15 * MS, 10 * MS), 7 * MS);
+    }
+
+    #[test]
+    fn a_late_wake_up_does_not_push_the_next_samples_back() {
+        // Armed at 85, points every 10 ms; a wake-up due at 95 came at 102.
+        let mut next = NextWake::new();
+        next.sampled_handle(70 * MS, 102 * MS, 15 * MS, 10 * MS);
+        assert_eq!(next.sleep_ns(102 * MS, 15 * MS, 10 * MS), 3 * MS);
+        // One more than an interval late (due at 105, came at 117): 115 is skipped, not
+        // taken at once.
+        let mut next = NextWake::new();
+        next.sampled_handle(70 * MS, 117 * MS, 15 * MS, 10 * MS);
+        assert_eq!(next.sleep_ns(117 * MS, 15 * MS, 10 * MS), 8 * MS);
+        // Over a handle's life, one pass per point whatever the lateness of each wake-up.
+        let (mut now, mut passes) = (85 * MS, 0);
+        while now < 185 * MS {
+            passes += 1;
+            let mut next = NextWake::new();
+            next.sampled_handle(70 * MS, now, 15 * MS, 10 * MS);
+            let late = if passes % 2 == 0 { 4 * MS } else { 0 };
+            now += next.sleep_ns(now, 15 * MS, 10 * MS) + late;
+        }
+        assert_eq!(passes, 10);
     }
 
     #[test]
@@ -99,8 +129,8 @@ mod tests {
     #[test]
     fn a_long_interval_is_not_cut_short_by_a_short_idle_interval() {
         let mut next = NextWake::new();
-        next.sampled_handle(0, 100 * MS, 15 * MS, 100 * MS);
-        assert_eq!(next.sleep_ns(100 * MS, 50 * MS, 100 * MS), 100 * MS);
+        next.sampled_handle(0, 115 * MS, 15 * MS, 100 * MS); // sampled at a point of its grid
+        assert_eq!(next.sleep_ns(115 * MS, 50 * MS, 100 * MS), 100 * MS);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 """A C call that holds the GIL (here a regex backtracking for 100-200 ms) is sampled at
-(nearly) every interval of the CPU sampler, which reads the loop thread's stack without the
+most intervals of the CPU sampler, which reads the loop thread's stack without the
 GIL; each sample names the Python function that made the call, and ``stats()`` says the
 sampler reads stacks without the GIL. Under the GIL (aiocop 1.2.1,
 or an interpreter the reader does not support) such a call yields one sample at most.
@@ -78,7 +78,9 @@ def test_a_regex_holding_the_gil_is_sampled_every_interval(loop_kind):
     samples = result["samples"][0]
     intervals = int((elapsed - 5) // 10)
     naming = sum(s["count"] for s in samples if ":backtrack" in s["trace"])
-    assert naming >= 0.8 * intervals, (naming, intervals, elapsed, samples)
+    # Under the GIL it would be one sample at most; a busy machine may delay some of the
+    # sampler's wake-ups by more than an interval (each such one skips a point of the grid).
+    assert naming >= intervals // 2, (naming, intervals, elapsed, samples)
     # The samples are the usual ones: file:line:function frames, innermost first (under any
     # native frames, see test_native_frames.py).
     python = [s["trace"].split(" <- ")[len(s["native_frames"])] for s in samples]
