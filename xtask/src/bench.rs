@@ -48,6 +48,8 @@ pub(crate) struct Options {
     /// `--against DIR`: only paired rounds of this checkout's build against the `aiocop`
     /// package in `DIR` ([`server::run_against`]).
     pub(crate) against: Option<PathBuf>,
+    /// `--totals-only` (with `--against`): both builds without a slow-task callback.
+    pub(crate) totals_only: bool,
 }
 
 impl Options {
@@ -58,6 +60,7 @@ impl Options {
             rounds: 1,
             only: None,
             against: None,
+            totals_only: false,
         }
     }
 
@@ -231,7 +234,7 @@ pub(crate) fn run_with(root: &Path, ours: &Venv, options: &Options) -> Result {
         incumbent,
     };
     if let Some(dir) = &options.against {
-        return server::run_against(&bench, dir);
+        return server::run_against(&bench, dir, options.totals_only);
     }
     let started = report::start();
     let mut results = report::Results::default();
@@ -259,6 +262,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         rounds: 5,
         only: None,
         against: None,
+        totals_only: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -294,10 +298,11 @@ fn parse_args(args: &[String]) -> Result<Options> {
                 options.only = Some(only);
             }
             "--against" => options.against = Some(PathBuf::from(value()?)),
+            "--totals-only" => options.totals_only = true,
             _ => {
                 return Err(format!(
                     "unexpected argument `{arg}`: expected [--smoke] [--rounds N] [--only PART] \
-                     [--against DIR]"
+                     [--against DIR [--totals-only]]"
                 )
                 .into())
             }
@@ -307,6 +312,9 @@ fn parse_args(args: &[String]) -> Result<Options> {
         return Err(
             "`--against DIR` runs its paired rounds alone: without --smoke or --only".into(),
         );
+    }
+    if options.totals_only && options.against.is_none() {
+        return Err("`--totals-only` goes with `--against DIR`".into());
     }
     if options.smoke {
         options.rounds = 1;
@@ -330,6 +338,7 @@ mod tests {
             rounds: 5,
             only: None,
             against: None,
+            totals_only: false,
         };
         assert_eq!(parse(&[]), Some(default.clone()));
         assert_eq!(parse(&["--smoke", "--rounds", "3"]), Some(Options::smoke()));
@@ -353,12 +362,21 @@ mod tests {
             Some(Options {
                 rounds: 8,
                 against: Some("/tmp/other".into()),
-                ..default
+                ..default.clone()
             })
         );
         assert!(parse(&["--against"]).is_none());
         assert!(parse(&["--against", "/tmp/other", "--only", "paired"]).is_none());
         assert!(parse(&["--against=/tmp/other", "--smoke"]).is_none());
+        assert_eq!(
+            parse(&["--against", "/tmp/other", "--totals-only"]),
+            Some(Options {
+                against: Some("/tmp/other".into()),
+                totals_only: true,
+                ..default
+            })
+        );
+        assert!(parse(&["--totals-only"]).is_none());
     }
 
     #[test]

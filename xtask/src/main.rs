@@ -50,9 +50,11 @@ commands:
                                      --smoke: tiny and fast, results/smoke/ only; PART: a
                                      scenario, criterion, server, paired (the server's
                                      paired rounds alone) or memory
-  bench --against DIR [--rounds N]   paired server rounds of this build against the aiocop
+  bench --against DIR [--rounds N] [--totals-only]
+                                     paired server rounds of this build against the aiocop
                                      package in DIR (another build), at the same time;
-                                     prints the CPU per request ratio, writes nothing
+                                     prints the CPU per request ratio, writes nothing;
+                                     --totals-only: both without a slow-task callback
   fuzz [--smoke] [--time SECS] [TARGET]
                                      fuzz the event formatter, the argument redactor and
                                      the allow-rule parser (fuzz/fuzz_targets/) with

@@ -248,7 +248,7 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
 /// per endpoint the CPU per request of `DIR`'s build over this checkout's, round by round,
 /// and their median and mean: a change measured at the same moment as what it changes, where
 /// two runs of the bench minutes apart drift by a point or two. Writes no results.
-pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path) -> Result {
+pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path, totals_only: bool) -> Result {
     check_package(bench, dir)?;
     let rounds = bench.options.rounds;
     let mut ratios: [Vec<f64>; 3] = Default::default();
@@ -258,7 +258,10 @@ pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path) -> Result {
             "against {}, round {round}/{rounds}: both on one CPU, loaded at the same time",
             dir.display()
         ));
-        let sides = [Side::of(Mode::Ours), Side::from_package(dir)];
+        let mut sides = [Side::of(Mode::Ours), Side::from_package(dir)];
+        for side in &mut sides {
+            side.totals = totals_only;
+        }
         let cpu_us = paired_round(bench, sides, round % 2 == 0, &mut rows)?;
         for ((row, [here, there]), ratios) in rows.iter().zip(cpu_us).zip(&mut ratios) {
             println!(
