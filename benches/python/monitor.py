@@ -46,7 +46,11 @@ def setup(mode: str) -> None:
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection()
     callback = None if mode == "ours_totals" else _on_slow_task
-    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback)
+    if is_ours and os.environ.get("AIOCOP_BENCH_CPU_SAMPLING") == "0":
+        # Ours without the CPU sampler (benches/python/inprocess.py --no-cpu-sampling).
+        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback, cpu_sampling=False)
+    else:
+        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback)
     _aiocop = aiocop
 
 
