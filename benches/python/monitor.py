@@ -46,11 +46,10 @@ def setup(mode: str) -> None:
     aiocop.patch_audit_functions()
     aiocop.start_blocking_io_detection()
     callback = None if mode == "ours_totals" else _on_slow_task
-    if is_ours and os.environ.get("AIOCOP_BENCH_CPU_SAMPLING") == "0":
-        # Ours without the CPU sampler (benches/python/inprocess.py --no-cpu-sampling).
-        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback, cpu_sampling=False)
-    else:
-        aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback)
+    # Ours without the CPU sampler (benches/python/inprocess.py --no-cpu-sampling).
+    no_sampler = is_ours and os.environ.get("AIOCOP_BENCH_CPU_SAMPLING") == "0"
+    extra = {"cpu_sampling": False} if no_sampler else {}
+    aiocop.detect_slow_tasks(threshold_ms=30, on_slow_task=callback, **extra)
     _aiocop = aiocop
 
 

@@ -247,7 +247,8 @@ fn run_paired(bench: &Bench<'_>, rows: &mut [Row; 3]) -> Result {
 /// loaded at the same time, fresh processes every round, taking turns starting first. Prints
 /// per endpoint the CPU per request of `DIR`'s build over this checkout's, round by round,
 /// and their median and mean: a change measured at the same moment as what it changes, where
-/// two runs of the bench minutes apart drift by a point or two. Writes no results.
+/// two runs of the bench minutes apart drift by a point or two. Writes no results. With
+/// `totals_only`, neither side registers a slow-task callback.
 pub(crate) fn run_against(bench: &Bench<'_>, dir: &Path, totals_only: bool) -> Result {
     check_package(bench, dir)?;
     let rounds = bench.options.rounds;
